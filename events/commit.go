@@ -1,0 +1,302 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/workflow"
+)
+
+// SchemaVersion is the version of the wire format this package writes. A
+// reader refuses versions it does not know.
+const SchemaVersion = 1
+
+// Event is one state change of an instance. Its envelope is the event's own
+// id and type plus, shared with the other events of its commit, the
+// instance id, the time and the schema version.
+type Event struct {
+	ID   ulid.ULID // unique event id
+	Type Type
+	Run  ulid.ULID // the run the event belongs to (zero before the first run)
+	Data Payload   // type-specific body; Data.EventType() == Type
+
+	// Filled from the commit when decoding.
+	Instance string
+	Time     time.Time
+	Schema   int
+}
+
+// Commit is one decision: the events it yields, in order, written as one
+// message with one sequence check, so they are applied all or none.
+type Commit struct {
+	ID       ulid.ULID       // commit id; the message's Nats-Msg-Id
+	Instance string          // the instance id (not encoded)
+	Time     time.Time       // when the decision was made
+	Command  string          // the operation, e.g. "prepare_run"
+	Actor    string          // who asked, if known
+	Prev     workflow.Hash32 // Hash of the instance's previous commit; zero for the first
+	Events   []Event
+}
+
+// Run returns the run id the commit leaves current: the run of its last
+// event, or zero.
+func (c *Commit) Run() ulid.ULID {
+	if len(c.Events) == 0 {
+		return ulid.ULID{}
+	}
+	return c.Events[len(c.Events)-1].Run
+}
+
+// Types returns the commit's event types in order.
+func (c *Commit) Types() []Type {
+	ts := make([]Type, len(c.Events))
+	for i, e := range c.Events {
+		ts[i] = e.Type
+	}
+	return ts
+}
+
+type wireCommit struct {
+	V        int         `json:"v"`
+	ID       ulid.ULID   `json:"id"`
+	Instance string      `json:"instance"`
+	Time     time.Time   `json:"time"`
+	Command  string      `json:"command,omitempty"`
+	Actor    string      `json:"actor,omitempty"`
+	Prev     string      `json:"prev,omitempty"`
+	Events   []wireEvent `json:"events"`
+}
+
+type wireEvent struct {
+	ID   ulid.ULID       `json:"id"`
+	Type Type            `json:"type"`
+	Run  *ulid.ULID      `json:"run,omitempty"`
+	Data json.RawMessage `json:"data"`
+}
+
+// ErrInvalidCommit is matched by errors from [Commit.Encode] for a commit
+// that cannot be written (no events, a payload of the wrong type, ...).
+var ErrInvalidCommit = errors.New("events: invalid commit")
+
+// Encode returns the message that carries c: the JSON payload and the
+// headers of docs/EVENTS.md. The payload bytes are what the hash chain
+// covers.
+func (c *Commit) Encode() (Message, error) {
+	if len(c.Events) == 0 {
+		return Message{}, fmt.Errorf("%w: no events", ErrInvalidCommit)
+	}
+	if c.ID.IsZero() {
+		return Message{}, fmt.Errorf("%w: zero commit id", ErrInvalidCommit)
+	}
+	w := wireCommit{V: SchemaVersion, ID: c.ID, Instance: c.Instance, Time: c.Time.UTC(), Command: c.Command, Actor: c.Actor}
+	if !c.Prev.IsZero() {
+		w.Prev = c.Prev.String()
+	}
+	w.Events = make([]wireEvent, len(c.Events))
+	types := make([]string, len(c.Events))
+	for i, e := range c.Events {
+		if e.Data == nil || e.Data.EventType() != e.Type || !Known(e.Type) {
+			return Message{}, fmt.Errorf("%w: event %d has type %q and a payload that does not match", ErrInvalidCommit, i, e.Type)
+		}
+		if e.ID.IsZero() {
+			return Message{}, fmt.Errorf("%w: event %d has a zero id", ErrInvalidCommit, i)
+		}
+		data, err := json.Marshal(e.Data)
+		if err != nil {
+			return Message{}, fmt.Errorf("%w: event %d (%s): %w", ErrInvalidCommit, i, e.Type, err)
+		}
+		w.Events[i] = wireEvent{ID: e.ID, Type: e.Type, Data: data}
+		if !e.Run.IsZero() {
+			r := e.Run
+			w.Events[i].Run = &r
+		}
+		types[i] = string(e.Type)
+	}
+	data, err := json.Marshal(&w)
+	if err != nil {
+		return Message{}, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
+	}
+	h := map[string][]string{
+		HeaderMsgID:   {c.ID.String()},
+		HeaderSchema:  {strconv.Itoa(SchemaVersion)},
+		HeaderCommit:  {c.ID.String()},
+		HeaderEvents:  {strings.Join(types, ",")},
+		HeaderContent: {"application/json"},
+	}
+	if r := c.Run(); !r.IsZero() {
+		h[HeaderRun] = []string{r.String()}
+	}
+	if c.Command != "" {
+		h[HeaderCommand] = []string{c.Command}
+	}
+	if w.Prev != "" {
+		h[HeaderPrev] = []string{w.Prev}
+	}
+	return Message{MsgID: c.ID.String(), Header: h, Data: data}, nil
+}
+
+// Record is a decoded, stored commit.
+type Record struct {
+	Seq    uint64          // stream sequence of the message
+	Stored time.Time       // when the log stored it
+	Hash   workflow.Hash32 // SHA-256 of the payload: the next commit's Prev
+	Size   int             // payload bytes
+	Commit Commit
+}
+
+// ErrCorrupt is matched by every [*DecodeError].
+var ErrCorrupt = errors.New("events: corrupt history")
+
+// DecodeError says which message could not be decoded and why.
+type DecodeError struct {
+	Seq   uint64 // stream sequence of the message
+	Event int    // index of the event inside the commit, or -1
+	Type  Type   // the event type, if known
+	Err   error  // what is wrong
+}
+
+func (e *DecodeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "events: message seq %d", e.Seq)
+	if e.Event >= 0 {
+		fmt.Fprintf(&b, " event %d", e.Event)
+		if e.Type != "" {
+			fmt.Fprintf(&b, " (%s)", e.Type)
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrCorrupt].
+func (e *DecodeError) Is(target error) bool { return target == ErrCorrupt }
+
+// Decode decodes a stored message. instance, when not empty, is the
+// instance the message was read for: a commit naming another instance is
+// refused. Errors are [*DecodeError]s naming the sequence.
+func Decode(m Message, instance string) (Record, error) {
+	fail := func(idx int, t Type, format string, args ...any) (Record, error) {
+		return Record{}, &DecodeError{Seq: m.Seq, Event: idx, Type: t, Err: fmt.Errorf(format, args...)}
+	}
+	var w wireCommit
+	dec := json.NewDecoder(bytes.NewReader(m.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return fail(-1, "", "not a runlog commit: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fail(-1, "", "not a runlog commit: trailing data after the JSON object")
+	}
+	switch {
+	case w.V == 0:
+		return fail(-1, "", "missing schema version")
+	case w.V > SchemaVersion:
+		return fail(-1, "", "schema version %d is newer than this reader's %d: upgrade runlog", w.V, SchemaVersion)
+	case w.ID.IsZero():
+		return fail(-1, "", "missing commit id")
+	case w.Instance == "":
+		return fail(-1, "", "missing instance id")
+	case instance != "" && w.Instance != instance:
+		return fail(-1, "", "commit names instance %q, read for %q", w.Instance, instance)
+	case len(w.Events) == 0:
+		return fail(-1, "", "commit %s has no events", w.ID)
+	case w.Time.IsZero():
+		return fail(-1, "", "missing commit time")
+	case m.MsgID != "" && m.MsgID != w.ID.String():
+		return fail(-1, "", "Nats-Msg-Id %q does not match commit id %s", m.MsgID, w.ID)
+	}
+	rec := Record{Seq: m.Seq, Stored: m.Time, Hash: workflow.Sha256(m.Data), Size: len(m.Data)}
+	c := &rec.Commit
+	c.ID, c.Instance, c.Time, c.Command, c.Actor = w.ID, w.Instance, w.Time, w.Command, w.Actor
+	if w.Prev != "" {
+		p, err := workflow.ParseHash32(w.Prev)
+		if err != nil {
+			return fail(-1, "", "prev: %v", err)
+		}
+		if p.IsZero() {
+			return fail(-1, "", "prev is the zero hash")
+		}
+		c.Prev = p
+	}
+	c.Events = make([]Event, len(w.Events))
+	for i, we := range w.Events {
+		newPayload, ok := registry[we.Type]
+		if !ok {
+			return fail(i, we.Type, "unknown event type %q", we.Type)
+		}
+		if we.ID.IsZero() {
+			return fail(i, we.Type, "missing event id")
+		}
+		p := newPayload()
+		d := json.NewDecoder(bytes.NewReader(we.Data))
+		d.DisallowUnknownFields()
+		if err := d.Decode(p); err != nil {
+			return fail(i, we.Type, "payload: %v", err)
+		}
+		e := Event{ID: we.ID, Type: we.Type, Data: p, Instance: w.Instance, Time: w.Time, Schema: w.V}
+		if we.Run != nil {
+			e.Run = *we.Run
+		}
+		c.Events[i] = e
+	}
+	return rec, nil
+}
+
+// IDSource makes ULIDs from a clock and an entropy source. It is safe for
+// concurrent use; the ids of one source are strictly increasing.
+type IDSource struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	entropy io.Reader
+}
+
+// NewIDSource returns a source using now (nil: [time.Now]) and entropy
+// (nil: a cryptographically random monotonic source).
+func NewIDSource(now func() time.Time, entropy io.Reader) *IDSource {
+	if now == nil {
+		now = time.Now
+	}
+	if entropy == nil {
+		entropy = ulid.DefaultEntropy()
+	}
+	if _, ok := entropy.(ulid.MonotonicReader); !ok {
+		entropy = ulid.Monotonic(entropy, 0)
+	}
+	return &IDSource{now: now, entropy: entropy}
+}
+
+// New returns a new id and the time it was stamped with.
+func (s *IDSource) New() (ulid.ULID, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.now()
+	id, err := ulid.New(ulid.Timestamp(t), s.entropy)
+	if err != nil {
+		return id, t, fmt.Errorf("events: new id: %w", err)
+	}
+	return id, t, nil
+}
+
+// Next returns a new id with the given time, for the events of one commit.
+func (s *IDSource) Next(t time.Time) (ulid.ULID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, err := ulid.New(ulid.Timestamp(t), s.entropy)
+	if err != nil {
+		return id, fmt.Errorf("events: new id: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,27 @@
+package events
+
+import "time"
+
+// Message is one stored message of an instance's history as the event log
+// holds it: the raw bytes of one commit, before decoding. A log fills Seq
+// and Time when it stores the message; Append ignores them.
+type Message struct {
+	Seq    uint64              // stream sequence, > 0 once stored
+	Time   time.Time           // when the log stored it
+	MsgID  string              // Nats-Msg-Id: the commit id
+	Header map[string][]string // message headers (see docs/EVENTS.md)
+	Data   []byte              // the commit, JSON encoded
+}
+
+// Header names set on every commit message. Consumers can filter on them
+// without decoding the payload.
+const (
+	HeaderMsgID   = "Nats-Msg-Id"    // the commit id (a ULID), for de-duplication
+	HeaderSchema  = "Runlog-Schema"  // the schema version, "1"
+	HeaderCommit  = "Runlog-Commit"  // the commit id (a ULID)
+	HeaderEvents  = "Runlog-Events"  // the commit's event types, in order, comma separated
+	HeaderRun     = "Runlog-Run"     // the run id the commit leaves current (empty if none)
+	HeaderCommand = "Runlog-Command" // the operation that made the decision, e.g. "prepare_run"
+	HeaderPrev    = "Runlog-Prev"    // hash of the instance's previous commit (hex), empty for the first
+	HeaderContent = "Content-Type"   // "application/json"
+)

@@ -1,0 +1,47 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"iter"
+
+	"github.com/runlog/runlog/events"
+)
+
+// ErrWrongSequence is returned by [Log.Append] when the instance's last
+// sequence is not the expected one: something was appended since the
+// decision was made. The store re-reads and decides again.
+var ErrWrongSequence = errors.New("lifecycle: wrong last sequence")
+
+// Log is the event log the store needs: an ordered, append-only history per
+// instance with an optimistic sequence check. Implementations must be safe
+// for concurrent use. The conformance suite in lifecycle/logtest is the
+// executable form of this contract.
+type Log interface {
+	// Read returns the messages stored for instance with a sequence greater
+	// than after, in increasing sequence order. Sequences are positions in
+	// one log shared by all instances: they increase but are not contiguous
+	// per instance. The iterator yields an error at most once, as its last
+	// value; it stops as soon as yield returns false and releases what it
+	// holds; it may be ranged over again, reading afresh. An instance with
+	// no messages yields nothing. Cancelling ctx ends it with ctx.Err().
+	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
+
+	// Append stores msg as the instance's next message if the sequence of
+	// the instance's last message is expect (0: the instance has no
+	// messages yet), and returns the new message's sequence. If it is not,
+	// nothing is stored and the error matches [ErrWrongSequence].
+	//
+	// msg.MsgID identifies the message for de-duplication: appending a
+	// message whose MsgID is already the instance's last message stores
+	// nothing and returns that message's sequence with a nil error, so an
+	// append whose outcome was unknown (a timeout) may be retried.
+	// Other failures are returned wrapped, never as ErrWrongSequence.
+	Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error)
+}
+
+// Last is an optional capability of a [Log]: the last message of an
+// instance in one cheap read. ok is false when the instance has none.
+type Last interface {
+	LastMessage(ctx context.Context, instance string) (msg events.Message, ok bool, err error)
+}

@@ -1,0 +1,220 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
+)
+
+// PrepareRunRequest asks to start a run of a workflow instance.
+type PrepareRunRequest struct {
+	InstanceID     string                  // 1 to 256 bytes of UTF-8
+	DefinitionHash workflow.DefinitionHash // the workflow definition's fingerprint
+	Input          []byte                  // the encoded workflow input
+	FirstTask      workflow.TaskHint       // where a fresh run starts
+	Policy         workflow.ConflictPolicy // what to do if the id is in use; zero is Fail
+	Actor          string                  // who asks; recorded in the history
+	TraceParent    string                  // optional W3C traceparent
+}
+
+// Outcome says what PrepareRun did.
+type Outcome uint8
+
+const (
+	// Created: no snapshot existed; a fresh run was created. Execute it.
+	Created Outcome = iota + 1
+	// UsedExisting: under UseExisting, the existing instance was returned
+	// and nothing was written. Do not execute; report its status.
+	UsedExisting
+	// Replaced: under TerminateExisting, the existing snapshot was deleted,
+	// its pending signals cleared and a fresh run created, in one commit.
+	// Execute it.
+	Replaced
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Created:
+		return "created"
+	case UsedExisting:
+		return "used_existing"
+	case Replaced:
+		return "replaced"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Prepared is PrepareRun's result.
+type Prepared struct {
+	Outcome Outcome
+	// Snapshot is the fresh snapshot (Created, Replaced) or a copy of the
+	// existing one (UsedExisting).
+	Snapshot *workflow.Snapshot
+	// Status is the instance's status: in_progress for a fresh run.
+	Status workflow.Status
+	// Output is the final output, set only when the existing instance is
+	// completed (Sayiir's completed_output).
+	Output []byte
+	// Run is the run to execute or the existing run; PreviousRun is the
+	// run that TerminateExisting replaced.
+	Run, PreviousRun ulid.ULID
+	// Seq is the sequence the result is at: the new commit's for Created
+	// and Replaced, the last one read for UsedExisting.
+	Seq uint64
+}
+
+// PrepareRun starts a run of an instance, honouring the conflict policy, as
+// Sayiir's prepare_run but race-free: the decision is appended with the
+// sequence it was made on, so two concurrent callers can never both create
+// a run of one id.
+//
+//   - The id is validated first ([ErrInvalidInstanceID]); nothing is read.
+//   - If a snapshot exists and its definition hash differs from the
+//     request's, every policy fails with [*DefinitionMismatchError].
+//   - Fail: [*AlreadyExistsError] if a snapshot exists.
+//   - UseExisting: returns the existing status (and output, when completed)
+//     and writes nothing.
+//   - TerminateExisting: deletes the snapshot, clears pending cancel and
+//     pause, and creates the fresh run, in one atomic commit.
+//   - Otherwise a fresh run is created, in progress at the first task with
+//     its hint. When nothing exists yet this costs one append.
+//
+// On a conflict it decides again on fresh state; after Config.MaxAttempts
+// it returns [*ConcurrentModificationError]. Log failures are returned
+// wrapped; a history that does not fold returns an error matching
+// [events.ErrCorrupt] or [projection.ErrInvalidHistory] and writes nothing.
+func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared, error) {
+	if err := s.validatePrepare(req); err != nil {
+		return Prepared{}, err
+	}
+	st := projection.New(req.InstanceID)
+	var out Prepared
+	decide := func(st *projection.State) (*events.Commit, error) {
+		var c *events.Commit
+		var err error
+		out, c, err = s.decidePrepare(st, req)
+		return c, err
+	}
+	// Fast path: an id seen for the first time needs no read. Append the
+	// creation expecting an empty history; a conflict means it exists and
+	// the loop below reads and decides.
+	if c, err := s.decideFresh(&st, req, &out); err != nil {
+		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
+	} else if err := s.appendCommit(ctx, &st, c); err == nil {
+		out.Seq = st.LastSeq
+		return out, nil
+	} else if !isConflict(err) {
+		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
+	}
+	st = projection.New(req.InstanceID)
+	if err := s.run(ctx, "prepare run", &st, decide); err != nil {
+		if isDomain(err) {
+			return Prepared{}, err
+		}
+		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
+	}
+	if out.Outcome != UsedExisting {
+		out.Seq = st.LastSeq
+	}
+	return out, nil
+}
+
+func (s *Store) validatePrepare(req PrepareRunRequest) error {
+	if err := validateID(req.InstanceID); err != nil {
+		return err
+	}
+	if _, err := req.Policy.MarshalText(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if len(req.Input) > s.maxPayload {
+		return fmt.Errorf("%w: input of instance %q is %d bytes, more than the limit of %d (Config.MaxPayload): store large inputs elsewhere and pass a reference",
+			ErrInvalidRequest, req.InstanceID, len(req.Input), s.maxPayload)
+	}
+	return nil
+}
+
+// decidePrepare is the pure decision of PrepareRun on state st.
+func (s *Store) decidePrepare(st *projection.State, req PrepareRunRequest) (Prepared, *events.Commit, error) {
+	var out Prepared
+	if !st.Exists {
+		c, err := s.decideFresh(st, req, &out)
+		return out, c, err
+	}
+	snap := st.Snapshot
+	if snap.DefinitionHash != req.DefinitionHash {
+		return out, nil, &DefinitionMismatchError{ID: req.InstanceID, Stored: snap.DefinitionHash, Requested: req.DefinitionHash}
+	}
+	status := snap.State.AsStatus()
+	switch req.Policy {
+	case workflow.UseExisting:
+		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Seq: st.LastSeq}
+		if o, ok := snap.State.CompletedOutput(); ok {
+			out.Output = append([]byte{}, o...)
+		}
+		return out, nil, nil
+	case workflow.TerminateExisting:
+		b, err := s.newCommit(st, "prepare_run", req.Actor)
+		if err != nil {
+			return out, nil, err
+		}
+		if err := b.add(st.Run, &events.SnapshotDeletedData{Reason: "terminate_existing"}); err != nil {
+			return out, nil, err
+		}
+		for _, k := range workflow.SignalKinds() {
+			if _, ok := st.Signals[k]; ok {
+				if err := b.add(st.Run, &events.SignalClearedData{Kind: k, Reason: "terminate_existing"}); err != nil {
+					return out, nil, err
+				}
+			}
+		}
+		run, err := s.newRunID()
+		if err != nil {
+			return out, nil, err
+		}
+		if err := b.add(run, createdData(req)); err != nil {
+			return out, nil, err
+		}
+		out = Prepared{Outcome: Replaced, Snapshot: freshSnapshot(req, b.c.Time), Status: workflow.Status{Kind: workflow.StatusInProgress}, Run: run, PreviousRun: st.Run}
+		return out, &b.c, nil
+	default:
+		return out, nil, &AlreadyExistsError{ID: req.InstanceID, Run: st.Run, Status: status}
+	}
+}
+
+// decideFresh builds the creation commit of a fresh run on st.
+func (s *Store) decideFresh(st *projection.State, req PrepareRunRequest, out *Prepared) (*events.Commit, error) {
+	b, err := s.newCommit(st, "prepare_run", req.Actor)
+	if err != nil {
+		return nil, err
+	}
+	run, err := s.newRunID()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.add(run, createdData(req)); err != nil {
+		return nil, err
+	}
+	*out = Prepared{Outcome: Created, Snapshot: freshSnapshot(req, b.c.Time), Status: workflow.Status{Kind: workflow.StatusInProgress}, Run: run}
+	return &b.c, nil
+}
+
+func createdData(req PrepareRunRequest) *events.SnapshotCreatedData {
+	return &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: req.Input, FirstTask: req.FirstTask,
+		Policy: req.Policy.String(), TraceParent: req.TraceParent}
+}
+
+// freshSnapshot is the snapshot the projection derives from createdData:
+// in progress at the first task, with its hint.
+func freshSnapshot(req PrepareRunRequest, at time.Time) *workflow.Snapshot {
+	snap := workflow.NewSnapshot(req.InstanceID, req.DefinitionHash, append([]byte(nil), req.Input...), at)
+	snap.UpdatePosition(workflow.AtTaskPosition(req.FirstTask.ID), at)
+	snap.SetTaskHint(req.FirstTask)
+	snap.TraceParent = req.TraceParent
+	return snap
+}

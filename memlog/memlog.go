@@ -1,0 +1,199 @@
+// Package memlog is an in-memory [lifecycle.Log]: the same contract as the
+// JetStream log, held to the same conformance suite (lifecycle/logtest),
+// for unit tests of code built on runlog and for embedding without a
+// server. Nothing survives the process.
+//
+// Sequences are shared by all instances, as in a JetStream stream. A Log is
+// safe for concurrent use.
+package memlog
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/lifecycle"
+)
+
+// Log is an in-memory event log. The zero value is not usable; call [New].
+type Log struct {
+	mu        sync.RWMutex
+	now       func() time.Time
+	seq       uint64
+	instances map[string][]events.Message
+	all       []entry           // every message in sequence order
+	msgIDs    map[string]uint64 // de-duplication: Msg-Id → sequence
+	closed    bool
+}
+
+type entry struct {
+	instance string
+	msg      events.Message
+}
+
+// New returns an empty log. now stamps stored messages; nil means time.Now.
+func New(now func() time.Time) *Log {
+	if now == nil {
+		now = time.Now
+	}
+	return &Log{now: now, instances: make(map[string][]events.Message), msgIDs: make(map[string]uint64)}
+}
+
+var (
+	_ lifecycle.Log  = (*Log)(nil)
+	_ lifecycle.Last = (*Log)(nil)
+)
+
+// ErrClosed is returned by every operation after [Log.Close].
+var ErrClosed = fmt.Errorf("memlog: log closed")
+
+// Close makes further operations fail with [ErrClosed].
+func (l *Log) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return nil
+}
+
+// Append implements [lifecycle.Log.Append], with JetStream's order of
+// checks: the sequence check first, then de-duplication by MsgID.
+func (l *Log) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memlog: append %q: %w", instance, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	msgs := l.instances[instance]
+	var last uint64
+	if n := len(msgs); n > 0 {
+		last = msgs[n-1].Seq
+		if msg.MsgID != "" && msgs[n-1].MsgID == msg.MsgID {
+			return last, nil // a retry of the last message
+		}
+	}
+	if last != expect {
+		return 0, fmt.Errorf("memlog: append %q: %w: last sequence is %d, expected %d", instance, lifecycle.ErrWrongSequence, last, expect)
+	}
+	if seq, ok := l.msgIDs[msg.MsgID]; ok && msg.MsgID != "" {
+		return seq, nil // duplicate within the window
+	}
+	l.seq++
+	stored := events.Message{Seq: l.seq, Time: l.now(), MsgID: msg.MsgID, Header: cloneHeader(msg.Header), Data: slices.Clone(msg.Data)}
+	l.instances[instance] = append(msgs, stored)
+	l.all = append(l.all, entry{instance: instance, msg: stored})
+	if msg.MsgID != "" {
+		l.msgIDs[msg.MsgID] = l.seq
+	}
+	return l.seq, nil
+}
+
+// Read implements [lifecycle.Log.Read]. Each range takes a consistent view
+// of the messages stored when it starts.
+func (l *Log) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) {
+		l.mu.RLock()
+		closed := l.closed
+		msgs := l.instances[instance]
+		l.mu.RUnlock()
+		if closed {
+			yield(events.Message{}, ErrClosed)
+			return
+		}
+		i := sort.Search(len(msgs), func(i int) bool { return msgs[i].Seq > after })
+		for _, m := range msgs[i:] {
+			if err := ctx.Err(); err != nil {
+				yield(events.Message{}, err)
+				return
+			}
+			if !yield(copyMsg(m), nil) {
+				return
+			}
+		}
+	}
+}
+
+// LastMessage implements [lifecycle.Last].
+func (l *Log) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Message{}, false, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return events.Message{}, false, ErrClosed
+	}
+	msgs := l.instances[instance]
+	if len(msgs) == 0 {
+		return events.Message{}, false, nil
+	}
+	return copyMsg(msgs[len(msgs)-1]), true, nil
+}
+
+// Instances returns up to limit instance ids greater than after, in
+// increasing order (limit <= 0: all).
+func (l *Log) Instances(ctx context.Context, after string, limit int) ([]string, error) {
+	l.mu.RLock()
+	ids := slices.Sorted(maps.Keys(l.instances))
+	l.mu.RUnlock()
+	i := sort.SearchStrings(ids, after)
+	if i < len(ids) && ids[i] == after {
+		i++
+	}
+	ids = ids[i:]
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
+	}
+	return ids, nil
+}
+
+// Scan yields every message after the given sequence with its instance,
+// in sequence order.
+func (l *Log) Scan(ctx context.Context, after uint64) iter.Seq2[Scanned, error] {
+	return func(yield func(Scanned, error) bool) {
+		l.mu.RLock()
+		all := l.all
+		l.mu.RUnlock()
+		i := sort.Search(len(all), func(i int) bool { return all[i].msg.Seq > after })
+		for _, e := range all[i:] {
+			if err := ctx.Err(); err != nil {
+				yield(Scanned{}, err)
+				return
+			}
+			if !yield(Scanned{Instance: e.instance, Message: copyMsg(e.msg)}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Scanned is a message with the instance it was stored for.
+type Scanned struct {
+	Instance string
+	events.Message
+}
+
+func copyMsg(m events.Message) events.Message {
+	m.Header = cloneHeader(m.Header)
+	m.Data = slices.Clone(m.Data)
+	return m
+}
+
+func cloneHeader(h map[string][]string) map[string][]string {
+	if h == nil {
+		return nil
+	}
+	c := make(map[string][]string, len(h))
+	for k, v := range h {
+		c[k] = slices.Clone(v)
+	}
+	return c
+}
