@@ -3,6 +3,8 @@ package events
 import (
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -21,6 +23,26 @@ const (
 	SignalStored Type = "signal.stored"
 	// SignalCleared drops a pending cancel or pause request.
 	SignalCleared Type = "signal.cleared"
+	// TaskCompleted records one task's output (a fork branch's result, or
+	// a task finished while paused).
+	TaskCompleted Type = "task.completed"
+	// CheckpointSaved records what a checkpoint changed: only the fields
+	// that differ from the projected snapshot.
+	CheckpointSaved Type = "checkpoint.saved"
+	// WorkflowCompleted finishes the run with its output (terminal).
+	WorkflowCompleted Type = "workflow.completed"
+	// WorkflowFailed finishes the run with an error (terminal).
+	WorkflowFailed Type = "workflow.failed"
+	// WorkflowCancelled stops the run (terminal).
+	WorkflowCancelled Type = "workflow.cancelled"
+	// WorkflowPaused parks the run.
+	WorkflowPaused Type = "workflow.paused"
+	// WorkflowUnpaused resumes a paused run at the same position.
+	WorkflowUnpaused Type = "workflow.unpaused"
+	// EventSent buffers a named external event for the instance.
+	EventSent Type = "event.sent"
+	// EventConsumed removes the oldest buffered external event of a name.
+	EventConsumed Type = "event.consumed"
 )
 
 // Payload is the type-specific body of an event.
@@ -41,6 +63,9 @@ type SnapshotCreatedData struct {
 // SnapshotDeletedData is the payload of [SnapshotDeleted].
 type SnapshotDeletedData struct {
 	Reason string `json:"reason,omitempty"`
+	// DiscardedEvents counts the buffered external events deleted with the
+	// snapshot.
+	DiscardedEvents int `json:"discarded_events,omitempty"`
 }
 
 // SignalStoredData is the payload of [SignalStored].
@@ -67,12 +92,116 @@ func (*SnapshotDeletedData) EventType() Type { return SnapshotDeleted }
 func (*SignalStoredData) EventType() Type    { return SignalStored }
 func (*SignalClearedData) EventType() Type   { return SignalCleared }
 
+// TaskCompletedData is the payload of [TaskCompleted].
+type TaskCompletedData struct {
+	TaskID workflow.TaskID `json:"task_id"`
+	Output []byte          `json:"output,omitempty"`
+}
+
+// HintChange replaces the current task's priority and tags.
+type HintChange struct {
+	Priority *uint8   `json:"priority,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// CheckpointSavedData is the payload of [CheckpointSaved]. Every field is
+// optional and present only when it changed, so a workflow of N tasks
+// writes O(N) bytes of history.
+type CheckpointSavedData struct {
+	Position          *workflow.Position                          `json:"position,omitempty"`
+	Completed         map[workflow.TaskID][]byte                  `json:"completed,omitempty"` // results added or changed
+	Removed           []workflow.TaskID                           `json:"removed,omitempty"`   // results removed
+	LastCompletedTask *workflow.TaskID                            `json:"last_completed_task,omitempty"`
+	Hint              *HintChange                                 `json:"hint,omitempty"`
+	Deadline          *workflow.TaskDeadline                      `json:"deadline,omitempty"`
+	ClearDeadline     bool                                        `json:"clear_deadline,omitempty"`
+	Retries           map[workflow.TaskID]workflow.TaskRetryState `json:"retries,omitempty"`
+	RemovedRetries    []workflow.TaskID                           `json:"removed_retries,omitempty"`
+	Loops             map[workflow.TaskID]uint32                  `json:"loops,omitempty"`
+	RemovedLoops      []workflow.TaskID                           `json:"removed_loops,omitempty"`
+	TraceParent       *string                                     `json:"trace_parent,omitempty"`
+}
+
+// Empty reports whether the checkpoint changes nothing.
+func (d *CheckpointSavedData) Empty() bool {
+	return d.Position == nil && len(d.Completed) == 0 && len(d.Removed) == 0 && d.LastCompletedTask == nil &&
+		d.Hint == nil && d.Deadline == nil && !d.ClearDeadline && len(d.Retries) == 0 && len(d.RemovedRetries) == 0 &&
+		len(d.Loops) == 0 && len(d.RemovedLoops) == 0 && d.TraceParent == nil
+}
+
+// WorkflowCompletedData is the payload of [WorkflowCompleted].
+type WorkflowCompletedData struct {
+	Output []byte `json:"output,omitempty"`
+}
+
+// WorkflowFailedData is the payload of [WorkflowFailed].
+type WorkflowFailedData struct {
+	Error string `json:"error"`
+}
+
+// WorkflowCancelledData is the payload of [WorkflowCancelled].
+type WorkflowCancelledData struct {
+	Reason            string           `json:"reason,omitempty"`
+	By                string           `json:"by,omitempty"`
+	At                time.Time        `json:"at"`
+	InterruptedAtTask *workflow.TaskID `json:"interrupted_at_task,omitempty"`
+}
+
+// WorkflowPausedData is the payload of [WorkflowPaused].
+type WorkflowPausedData struct {
+	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// WorkflowUnpausedData is the payload of [WorkflowUnpaused].
+type WorkflowUnpausedData struct{}
+
+// EventSentData is the payload of [EventSent]. The event's own id
+// identifies the buffered event.
+type EventSentData struct {
+	Name    string `json:"name"`
+	Payload []byte `json:"payload,omitempty"`
+}
+
+// EventConsumedData is the payload of [EventConsumed].
+type EventConsumedData struct {
+	Name    string    `json:"name"`
+	EventID ulid.ULID `json:"event_id"` // the id of the EventSent event consumed
+}
+
+func (*TaskCompletedData) EventType() Type     { return TaskCompleted }
+func (*CheckpointSavedData) EventType() Type   { return CheckpointSaved }
+func (*WorkflowCompletedData) EventType() Type { return WorkflowCompleted }
+func (*WorkflowFailedData) EventType() Type    { return WorkflowFailed }
+func (*WorkflowCancelledData) EventType() Type { return WorkflowCancelled }
+func (*WorkflowPausedData) EventType() Type    { return WorkflowPaused }
+func (*WorkflowUnpausedData) EventType() Type  { return WorkflowUnpaused }
+func (*EventSentData) EventType() Type         { return EventSent }
+func (*EventConsumedData) EventType() Type     { return EventConsumed }
+
 // registry maps each known type to a constructor of its payload.
 var registry = map[Type]func() Payload{
 	SnapshotCreated: func() Payload { return new(SnapshotCreatedData) },
 	SnapshotDeleted: func() Payload { return new(SnapshotDeletedData) },
 	SignalStored:    func() Payload { return new(SignalStoredData) },
 	SignalCleared:   func() Payload { return new(SignalClearedData) },
+
+	TaskCompleted:     func() Payload { return new(TaskCompletedData) },
+	CheckpointSaved:   func() Payload { return new(CheckpointSavedData) },
+	WorkflowCompleted: func() Payload { return new(WorkflowCompletedData) },
+	WorkflowFailed:    func() Payload { return new(WorkflowFailedData) },
+	WorkflowCancelled: func() Payload { return new(WorkflowCancelledData) },
+	WorkflowPaused:    func() Payload { return new(WorkflowPausedData) },
+	WorkflowUnpaused:  func() Payload { return new(WorkflowUnpausedData) },
+	EventSent:         func() Payload { return new(EventSentData) },
+	EventConsumed:     func() Payload { return new(EventConsumedData) },
+}
+
+// Types returns every known event type, in a stable order.
+func Types() []Type {
+	return []Type{SnapshotCreated, SnapshotDeleted, SignalStored, SignalCleared, TaskCompleted, CheckpointSaved,
+		WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowPaused, WorkflowUnpaused, EventSent, EventConsumed}
 }
 
 // Known reports whether t is part of this version's vocabulary.

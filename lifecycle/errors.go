@@ -28,7 +28,106 @@ var (
 	ErrConcurrentModification = errors.New("lifecycle: concurrent modification")
 	// ErrInvalidConfig: a [Config] field is invalid.
 	ErrInvalidConfig = errors.New("lifecycle: invalid config")
+	// ErrNotFound: the instance has no snapshot (never created, or
+	// deleted). [*NotFoundError] says which.
+	ErrNotFound = errors.New("lifecycle: instance not found")
+	// ErrTerminal: the run is completed, failed or cancelled; terminal
+	// states are absorbing and refuse every change.
+	ErrTerminal = errors.New("lifecycle: instance is in a terminal state")
+	// ErrStale: the writer's view is out of date: its run was replaced, or
+	// another checkpoint landed since its revision. Reload and decide again.
+	ErrStale = errors.New("lifecycle: stale revision")
+	// ErrCannotCancel: a cancel request on a completed or failed instance.
+	ErrCannotCancel = errors.New("lifecycle: cannot cancel")
+	// ErrCannotPause: a pause request on a completed, failed or cancelled
+	// instance.
+	ErrCannotPause = errors.New("lifecycle: cannot pause")
+	// ErrNotPaused: Unpause of an instance that is not paused.
+	ErrNotPaused = errors.New("lifecycle: instance is not paused")
 )
+
+// NotFoundError is returned when an operation needs a snapshot and none
+// exists. It matches [ErrNotFound].
+type NotFoundError struct {
+	ID      string
+	Deleted bool // the instance had a snapshot that was deleted
+}
+
+func (e *NotFoundError) Error() string {
+	if e.Deleted {
+		return fmt.Sprintf("lifecycle: workflow instance %q not found: its snapshot was deleted (the history remains; see replay show)", e.ID)
+	}
+	return fmt.Sprintf("lifecycle: workflow instance %q not found: start it with PrepareRun first", e.ID)
+}
+
+// Is reports whether target is [ErrNotFound].
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// TerminalError is returned when a change is asked of a finished run. It
+// matches [ErrTerminal].
+type TerminalError struct {
+	ID    string
+	Op    string
+	State workflow.StateKind
+}
+
+func (e *TerminalError) Error() string {
+	return fmt.Sprintf("lifecycle: %s %q: the run is %s, a terminal state, and accepts no further change (start a new run with PrepareRun and policy %q)",
+		e.Op, e.ID, e.State, workflow.TerminateExisting)
+}
+
+// Is reports whether target is [ErrTerminal].
+func (e *TerminalError) Is(target error) bool { return target == ErrTerminal }
+
+// StaleError is returned when a writer's revision is out of date. It
+// matches [ErrStale].
+type StaleError struct {
+	ID      string
+	Op      string
+	Have    Revision // the revision the writer acted on
+	Current Revision // the instance's current revision
+}
+
+func (e *StaleError) Error() string {
+	if e.Have.Run != e.Current.Run {
+		return fmt.Sprintf("lifecycle: %s %q: run %s was replaced by run %s: this writer must stop", e.Op, e.ID, e.Have.Run, e.Current.Run)
+	}
+	return fmt.Sprintf("lifecycle: %s %q: stale revision %d: the snapshot changed at revision %d since; reload it and decide again", e.Op, e.ID, e.Have.Seq, e.Current.Seq)
+}
+
+// Is reports whether target is [ErrStale].
+func (e *StaleError) Is(target error) bool { return target == ErrStale }
+
+// SignalRefusedError is returned when the admission matrix refuses a
+// signal. It matches [ErrCannotCancel] or [ErrCannotPause].
+type SignalRefusedError struct {
+	ID    string
+	Kind  workflow.SignalKind
+	State workflow.StateKind
+}
+
+func (e *SignalRefusedError) Error() string {
+	return fmt.Sprintf("lifecycle: cannot %s workflow instance %q in state %s", e.Kind, e.ID, e.State)
+}
+
+// Is reports whether target is the sentinel of the refused kind.
+func (e *SignalRefusedError) Is(target error) bool {
+	return e.Kind == workflow.Cancel && target == ErrCannotCancel || e.Kind == workflow.Pause && target == ErrCannotPause
+}
+
+// NotPausedError is returned by Unpause of an instance that is not paused.
+// It matches [ErrNotPaused].
+type NotPausedError struct {
+	ID    string
+	State workflow.StateKind
+}
+
+func (e *NotPausedError) Error() string {
+	return fmt.Sprintf("lifecycle: unpause %q: workflow is not paused (current state: %s)", e.ID, e.State)
+}
+
+// Is reports whether target is [ErrNotPaused].
+func (e *NotPausedError) Is(target error) bool { return target == ErrNotPaused }
 
 // AlreadyExistsError is returned by PrepareRun under [workflow.Fail] when
 // the instance id is in use. It matches [ErrAlreadyExists].

@@ -64,10 +64,14 @@ type Prepared struct {
 	// Run is the run to execute or the existing run; PreviousRun is the
 	// run that TerminateExisting replaced.
 	Run, PreviousRun ulid.ULID
-	// Seq is the sequence the result is at: the new commit's for Created
-	// and Replaced, the last one read for UsedExisting.
+	// Seq is the snapshot's revision: the sequence of the creating commit
+	// for Created and Replaced, the last change of the existing snapshot
+	// for UsedExisting. Pass [Prepared.Revision] to the writes that follow.
 	Seq uint64
 }
+
+// Revision returns the revision the caller's next checkpoint builds on.
+func (p Prepared) Revision() Revision { return Revision{Run: p.Run, Seq: p.Seq} }
 
 // PrepareRun starts a run of an instance, honouring the conflict policy, as
 // Sayiir's prepare_run but race-free: the decision is appended with the
@@ -93,34 +97,24 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 	if err := s.validatePrepare(req); err != nil {
 		return Prepared{}, err
 	}
-	st := projection.New(req.InstanceID)
+	if req.Actor == "" {
+		req.Actor = ActorFrom(ctx)
+	}
 	var out Prepared
-	decide := func(st *projection.State) (*events.Commit, error) {
+	rev, err := s.write(ctx, "prepare run", req.InstanceID, func(st *projection.State) (*events.Commit, error) {
 		var c *events.Commit
 		var err error
 		out, c, err = s.decidePrepare(st, req)
 		return c, err
-	}
-	// Fast path: an id seen for the first time needs no read. Append the
-	// creation expecting an empty history; a conflict means it exists and
-	// the loop below reads and decides.
-	if c, err := s.decideFresh(&st, req, &out); err != nil {
-		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
-	} else if err := s.appendCommit(ctx, &st, c); err == nil {
-		out.Seq = st.LastSeq
-		return out, nil
-	} else if !isConflict(err) {
-		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
-	}
-	st = projection.New(req.InstanceID)
-	if err := s.run(ctx, "prepare run", &st, decide); err != nil {
+	})
+	if err != nil {
 		if isDomain(err) {
 			return Prepared{}, err
 		}
 		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
 	}
 	if out.Outcome != UsedExisting {
-		out.Seq = st.LastSeq
+		out.Seq = rev.Seq
 	}
 	return out, nil
 }
@@ -153,7 +147,7 @@ func (s *Store) decidePrepare(st *projection.State, req PrepareRunRequest) (Prep
 	status := snap.State.AsStatus()
 	switch req.Policy {
 	case workflow.UseExisting:
-		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Seq: st.LastSeq}
+		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Seq: st.Revision}
 		if o, ok := snap.State.CompletedOutput(); ok {
 			out.Output = append([]byte{}, o...)
 		}

@@ -1,11 +1,13 @@
 package lifecycle
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -24,10 +26,13 @@ type Config struct {
 	// MaxAttempts bounds how often one operation decides and appends
 	// before it gives up with ErrConcurrentModification; 0 means 16.
 	MaxAttempts int
-	// MaxPayload bounds an input or output, in bytes; 0 means 512 KiB.
-	// Larger payloads are refused with ErrInvalidRequest before anything
-	// is sent.
+	// MaxPayload bounds an input, output or event payload, in bytes; 0
+	// means 512 KiB. Larger payloads are refused with ErrInvalidRequest
+	// before anything is sent.
 	MaxPayload int
+	// CacheSize bounds the projection cache, in instances; 0 means 4096,
+	// a negative value disables the cache. See [Store] for what it holds.
+	CacheSize int
 	// Logger receives conflict retries at debug level; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -35,7 +40,18 @@ type Config struct {
 // Store is the persistence engine of a workflow runtime: every operation
 // reads the instance's projection, decides, and appends the resulting
 // events as one commit with an optimistic sequence check. It is safe for
-// concurrent use.
+// concurrent use, by any number of goroutines and processes sharing the
+// log.
+//
+// The store caches the projections of the instances it touched most
+// recently (Config.CacheSize, least recently used evicted). A cached
+// projection is brought up to date by reading only the messages after its
+// last sequence. A write decides on the cached projection without reading
+// first: the sequence check refuses it if the projection was behind, and
+// the store then reads what it missed and decides again. A decision that
+// writes nothing (a refusal, or a no-op) is always confirmed on a
+// projection read in the same call. Operations on one instance from one
+// Store are serialised.
 type Store struct {
 	log         Log
 	ids         *events.IDSource
@@ -43,6 +59,7 @@ type Store struct {
 	maxAttempts int
 	maxPayload  int
 	logger      *slog.Logger
+	cache       *cache
 }
 
 // New returns a store writing to log.
@@ -66,6 +83,11 @@ func New(log Log, cfg Config) (*Store, error) {
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 4096
+	}
+	s.cache = newCache(size)
 	s.ids = events.NewIDSource(s.now, cfg.Entropy)
 	return s, nil
 }
@@ -73,23 +95,156 @@ func New(log Log, cfg Config) (*Store, error) {
 // Log returns the store's event log.
 func (s *Store) Log() Log { return s.log }
 
-// Load returns the instance's projected state, read from its whole
-// history. A state with Exists false is not an error. Errors: invalid id
-// ([ErrInvalidInstanceID]), a corrupt history ([events.ErrCorrupt],
-// [projection.ErrInvalidHistory]) or the log's error, wrapped.
+// Load returns a copy of the instance's projected state, up to date with
+// its history. A state with Exists false is not an error. Errors: invalid
+// id ([ErrInvalidInstanceID]), a corrupt history ([events.ErrCorrupt],
+// [projection.ErrInvalidHistory], naming the sequence) or the log's error,
+// wrapped.
 func (s *Store) Load(ctx context.Context, id string) (projection.State, error) {
 	if err := validateID(id); err != nil {
 		return projection.State{}, err
 	}
-	st := projection.New(id)
-	if err := s.catchUp(ctx, &st); err != nil {
+	var out projection.State
+	err := s.read(ctx, id, func(st *projection.State) error {
+		out = st.Clone()
+		return nil
+	})
+	if err != nil {
 		return projection.State{}, fmt.Errorf("lifecycle: load %q: %w", id, err)
 	}
-	return st, nil
+	return out, nil
 }
 
-func (s *Store) catchUp(ctx context.Context, st *projection.State) error {
-	return st.CatchUp(s.log.Read(ctx, st.Instance, st.LastSeq), projection.Until{})
+// read brings the instance's projection up to date and calls fn with it.
+// fn must not keep st.
+func (s *Store) read(ctx context.Context, id string, fn func(st *projection.State) error) error {
+	e := s.cache.acquire(id)
+	defer s.cache.release(e)
+	if _, err := s.catchUp(ctx, &e.st, ulid.ULID{}); err != nil {
+		return err
+	}
+	return fn(&e.st)
+}
+
+// catchUp folds the messages after st.LastSeq into st and reports whether
+// a commit with id pending was among them.
+func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.ULID) (bool, error) {
+	found := false
+	for m, err := range s.log.Read(ctx, st.Instance, st.LastSeq) {
+		if err != nil {
+			return false, err
+		}
+		rec, err := events.Decode(m, st.Instance)
+		if err != nil {
+			return false, err
+		}
+		if err := st.Apply(rec); err != nil {
+			return false, err
+		}
+		if !pending.IsZero() && rec.Commit.ID == pending {
+			found = true
+		}
+	}
+	return found, nil
+}
+
+// decider is the pure decision of an operation on a projection: a commit
+// to append, nil to write nothing, or an error that refuses. It does no
+// I/O and may be called several times.
+type decider func(st *projection.State) (*events.Commit, error)
+
+// write is the loop every operation shares. It decides on the cached
+// projection, appends the decision expecting the projection's last
+// sequence and, on a conflict, reads what it missed and decides again, at
+// most maxAttempts times. A decision that writes nothing or refuses is
+// confirmed on a projection read in this call. If an append fails with a
+// conflict but a later read finds that very commit, it landed (a retried
+// append whose first attempt succeeded) and the write succeeds.
+func (s *Store) write(ctx context.Context, op, id string, decide decider) (Revision, error) {
+	var rev Revision
+	err := s.writeLocked(ctx, op, id, decide, &rev)
+	return rev, err
+}
+
+// Revision identifies the version of a snapshot a writer acts on: the run
+// and the sequence of the last commit that changed the snapshot. Pending
+// signals and buffered events do not change it.
+type Revision struct {
+	Run ulid.ULID
+	Seq uint64
+}
+
+func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision) error {
+	e := s.cache.acquire(id)
+	defer s.cache.release(e)
+	st := &e.st
+	defer func() { *rev = Revision{Run: st.Run, Seq: st.Revision} }()
+	verified := false
+	var last error
+	for attempt := 1; ; {
+		c, err := decide(st)
+		if err != nil && !isDomain(err) {
+			return err
+		}
+		if err != nil || c == nil {
+			if verified {
+				return err
+			}
+			if _, err := s.catchUp(ctx, st, ulid.ULID{}); err != nil {
+				return err
+			}
+			verified = true
+			continue
+		}
+		err = s.appendCommit(ctx, st, c)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrWrongSequence) {
+			return err
+		}
+		last = err
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "runlog: conflict, deciding again",
+			slog.String("op", op), slog.String("instance", id), slog.Uint64("seq", st.LastSeq), slog.Int("attempt", attempt))
+		if attempt >= s.maxAttempts {
+			return &ConcurrentModificationError{ID: id, Op: op, Attempts: attempt, Last: last}
+		}
+		attempt++
+		found, err := s.catchUp(ctx, st, c.ID)
+		if err != nil {
+			return err
+		}
+		if found {
+			return nil
+		}
+		verified = true
+	}
+}
+
+// appendCommit encodes c and appends it expecting st.LastSeq. On success it
+// folds the commit into st.
+func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *events.Commit) error {
+	msg, err := c.Encode()
+	if err != nil {
+		return err
+	}
+	seq, err := s.log.Append(ctx, st.Instance, msg, st.LastSeq)
+	if err != nil {
+		return err
+	}
+	msg.Seq = seq
+	msg.Time = c.Time
+	rec, err := events.Decode(msg, st.Instance)
+	if err != nil {
+		return fmt.Errorf("lifecycle: re-decode own commit: %w", err)
+	}
+	if err := st.Apply(rec); err != nil {
+		// The log holds the commit but the projection refuses it: only a
+		// bug can do that. Start the projection afresh next time.
+		*st = projection.New(st.Instance)
+		return fmt.Errorf("lifecycle: own commit at seq %d does not fold: %w", seq, err)
+	}
+	return nil
 }
 
 // commitBuilder assembles the events of one decision.
@@ -115,93 +270,95 @@ func (b *commitBuilder) add(run ulid.ULID, p events.Payload) error {
 	return nil
 }
 
+// commitOf builds a commit of payloads, all of run.
+func (s *Store) commitOf(st *projection.State, command, actor string, run ulid.ULID, ps ...events.Payload) (*events.Commit, error) {
+	b, err := s.newCommit(st, command, actor)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if err := b.add(run, p); err != nil {
+			return nil, err
+		}
+	}
+	return &b.c, nil
+}
+
 // newRunID returns a fresh run id.
 func (s *Store) newRunID() (ulid.ULID, error) {
 	id, _, err := s.ids.New()
 	return id, err
 }
 
-// appendCommit encodes c and appends it expecting st.LastSeq. On success it
-// folds the commit into st.
-func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *events.Commit) error {
-	msg, err := c.Encode()
-	if err != nil {
-		return err
-	}
-	seq, err := s.log.Append(ctx, st.Instance, msg, st.LastSeq)
-	if err != nil {
-		return err
-	}
-	msg.Seq = seq
-	rec, err := events.Decode(msg, st.Instance)
-	if err != nil {
-		return fmt.Errorf("lifecycle: re-decode own commit: %w", err)
-	}
-	return st.Apply(rec)
+type actorKey struct{}
+
+// WithActor returns a context that records actor (a user, a worker id) as
+// the author of the commits written with it.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
 }
 
-// decision is what a decider returns: a commit to append, or nothing to
-// write. A decider does no I/O.
-type decider func(st *projection.State) (*events.Commit, error)
-
-// run is the write loop every operation shares: catch up, decide, append
-// with the sequence the decision was made on; on a conflict, catch up and
-// decide again, at most maxAttempts times. It returns the state after the
-// commit (or as read, when the decider wrote nothing).
-//
-// If an append's outcome is unknown and a later read finds that commit in
-// the history, the commit is taken as landed.
-func (s *Store) run(ctx context.Context, op string, st *projection.State, decide decider) error {
-	var last error
-	var pending ulid.ULID
-	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		if attempt > 1 || st.LastSeq == 0 && st.Commits == 0 {
-			found, err := s.catchUpFinding(ctx, st, pending)
-			if err != nil {
-				return err
-			}
-			if found {
-				return nil
-			}
-		}
-		c, err := decide(st)
-		if err != nil || c == nil {
-			return err
-		}
-		pending = c.ID
-		err = s.appendCommit(ctx, st, c)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrWrongSequence) {
-			return err
-		}
-		last = err
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "runlog: conflict, deciding again",
-			slog.String("op", op), slog.String("instance", st.Instance), slog.Uint64("seq", st.LastSeq), slog.Int("attempt", attempt))
-	}
-	return &ConcurrentModificationError{ID: st.Instance, Op: op, Attempts: s.maxAttempts, Last: last}
+// ActorFrom returns the actor recorded by [WithActor], or "".
+func ActorFrom(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
 }
 
-// catchUpFinding folds new messages into st and reports whether a commit
-// with id pending was among them (it landed although its append reported
-// a conflict or failed).
-func (s *Store) catchUpFinding(ctx context.Context, st *projection.State, pending ulid.ULID) (bool, error) {
-	found := false
-	for m, err := range s.log.Read(ctx, st.Instance, st.LastSeq) {
-		if err != nil {
-			return false, err
-		}
-		rec, err := events.Decode(m, st.Instance)
-		if err != nil {
-			return false, err
-		}
-		if err := st.Apply(rec); err != nil {
-			return false, err
-		}
-		if !pending.IsZero() && rec.Commit.ID == pending {
-			found = true
+// cache is a bounded LRU of instance projections. Each entry has its own
+// lock, held for the whole operation on that instance.
+type cache struct {
+	mu      sync.Mutex
+	size    int
+	entries map[string]*list.Element
+	lru     list.List // of *entry, most recent first
+}
+
+type entry struct {
+	id   string
+	mu   sync.Mutex
+	refs int // operations holding it; guarded by cache.mu
+	st   projection.State
+}
+
+func newCache(size int) *cache {
+	return &cache{size: size, entries: make(map[string]*list.Element)}
+}
+
+func (c *cache) acquire(id string) *entry {
+	c.mu.Lock()
+	var e *entry
+	if el, ok := c.entries[id]; ok {
+		c.lru.MoveToFront(el)
+		e = el.Value.(*entry)
+	} else {
+		e = &entry{id: id, st: projection.New(id)}
+		if c.size > 0 {
+			c.entries[id] = c.lru.PushFront(e)
+			c.evict()
 		}
 	}
-	return found, nil
+	e.refs++
+	c.mu.Unlock()
+	e.mu.Lock()
+	return e
+}
+
+func (c *cache) release(e *entry) {
+	e.mu.Unlock()
+	c.mu.Lock()
+	e.refs--
+	c.mu.Unlock()
+}
+
+// evict drops least recently used entries beyond the size that nobody
+// holds. Called with c.mu held.
+func (c *cache) evict() {
+	for el := c.lru.Back(); el != nil && c.lru.Len() > c.size; {
+		prev := el.Prev()
+		if e := el.Value.(*entry); e.refs == 0 {
+			c.lru.Remove(el)
+			delete(c.entries, e.id)
+		}
+		el = prev
+	}
 }

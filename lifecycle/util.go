@@ -12,7 +12,13 @@ func isConflict(err error) bool { return errors.Is(err, ErrWrongSequence) }
 
 // isDomain reports whether err is a decision error that is returned as is.
 func isDomain(err error) bool {
-	return errors.Is(err, ErrAlreadyExists) || errors.Is(err, ErrDefinitionMismatch) ||
-		errors.Is(err, ErrConcurrentModification) || errors.Is(err, ErrInvalidRequest) ||
-		errors.Is(err, ErrInvalidInstanceID)
+	for _, s := range domainErrors {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
+
+var domainErrors = []error{ErrAlreadyExists, ErrDefinitionMismatch, ErrConcurrentModification, ErrInvalidRequest,
+	ErrInvalidInstanceID, ErrNotFound, ErrTerminal, ErrStale, ErrCannotCancel, ErrCannotPause, ErrNotPaused}

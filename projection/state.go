@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -21,8 +22,19 @@ type State struct {
 	Run      ulid.ULID          // the current run, or the last one after a delete; zero before the first
 	Runs     int                // runs created so far
 
+	// Revision is the sequence of the last commit that changed the
+	// snapshot (signals and buffered events do not count). A checkpoint
+	// written from a view older than Revision is stale.
+	Revision uint64
+
 	// Signals holds the pending cancel and pause requests.
 	Signals map[workflow.SignalKind]workflow.SignalRequest
+	// Buffered holds the external events not yet consumed, oldest first,
+	// per name.
+	Buffered map[string][]Buffered
+	// Results holds every task output of the current run, kept after the
+	// run finishes (a finished snapshot drops them, as Sayiir's does).
+	Results map[workflow.TaskID][]byte
 
 	LastSeq  uint64          // sequence of the last commit folded; 0 for none
 	Head     workflow.Hash32 // hash of the last commit folded: the next commit's Prev
@@ -30,6 +42,13 @@ type State struct {
 	Commits  int             // commits folded
 	Events   int             // events folded
 	Bytes    int             // payload bytes folded
+}
+
+// Buffered is an external event waiting to be consumed.
+type Buffered struct {
+	ID      ulid.ULID // the EventSent event's id
+	Payload []byte
+	SentAt  time.Time
 }
 
 // New returns the state of an instance with no history.
@@ -40,7 +59,46 @@ func (s *State) Clone() State {
 	c := *s
 	c.Snapshot = s.Snapshot.Clone()
 	c.Signals = maps.Clone(s.Signals)
+	c.Results = maps.Clone(s.Results)
+	if s.Buffered != nil {
+		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
+		for k, v := range s.Buffered {
+			c.Buffered[k] = slices.Clone(v)
+		}
+	}
 	return c
+}
+
+// structural returns a copy that shares byte slices (which the fold never
+// mutates) but no map or struct the fold mutates.
+func (s *State) structural() State {
+	c := *s
+	if s.Snapshot != nil {
+		snap := *s.Snapshot
+		snap.State.CompletedTasks = maps.Clone(s.Snapshot.State.CompletedTasks)
+		snap.State.Position = s.Snapshot.State.Position.Clone()
+		snap.TaskRetries = maps.Clone(s.Snapshot.TaskRetries)
+		snap.LoopIterations = maps.Clone(s.Snapshot.LoopIterations)
+		c.Snapshot = &snap
+	}
+	c.Signals = maps.Clone(s.Signals)
+	c.Results = maps.Clone(s.Results)
+	if s.Buffered != nil {
+		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
+		for k, v := range s.Buffered {
+			c.Buffered[k] = slices.Clone(v)
+		}
+	}
+	return c
+}
+
+// Pending returns the number of buffered external events.
+func (s *State) Pending() int {
+	n := 0
+	for _, b := range s.Buffered {
+		n += len(b)
+	}
+	return n
 }
 
 // Signal returns the pending request of kind k.
@@ -116,12 +174,21 @@ func (s *State) Apply(rec events.Record) error {
 	// checks before it mutates.
 	next := *s
 	if len(c.Events) > 1 {
-		next = s.Clone()
+		next = s.structural()
 	}
+	changed := false
 	for i := range c.Events {
 		if err := next.applyEvent(&c.Events[i], c.Time); err != nil {
 			return fail(i, "%s", err.Error())
 		}
+		switch c.Events[i].Type {
+		case events.SignalStored, events.SignalCleared, events.EventSent, events.EventConsumed:
+		default:
+			changed = true
+		}
+	}
+	if changed {
+		next.Revision = rec.Seq
 	}
 	next.LastSeq, next.Head, next.LastTime = rec.Seq, rec.Hash, c.Time
 	next.Commits++
@@ -146,17 +213,22 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		if e.Run.IsZero() || e.Run == s.Run {
 			return fmt.Errorf("new run needs a new run id, got %s", e.Run)
 		}
+		if len(s.Buffered) > 0 {
+			return errors.New("snapshot created while external events are buffered")
+		}
 		snap := workflow.NewSnapshot(s.Instance, d.DefinitionHash, d.Input, at)
 		snap.UpdatePosition(workflow.AtTaskPosition(d.FirstTask.ID), at)
 		snap.SetTaskHint(d.FirstTask)
 		snap.TraceParent = d.TraceParent
-		s.Snapshot, s.Exists, s.Run = snap, true, e.Run
+		s.Snapshot, s.Exists, s.Run, s.Results = snap, true, e.Run, nil
 		s.Runs++
 	case *events.SnapshotDeletedData:
 		if !s.Exists {
 			return errors.New("snapshot deleted while none exists")
 		}
-		s.Snapshot, s.Exists = nil, false
+		// A delete leaves nothing behind: pending signals and buffered
+		// events go with the snapshot.
+		s.Snapshot, s.Exists, s.Signals, s.Buffered = nil, false, nil, nil
 	case *events.SignalStoredData:
 		if !s.Exists {
 			return errors.New("signal stored while no snapshot exists")
@@ -174,9 +246,137 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		}
 		delete(s.Signals, d.Kind)
 	default:
+		return s.applyRunEvent(e, at)
+	}
+	return nil
+}
+
+// applyRunEvent folds the events that change a live run. Each rule checks
+// before it mutates.
+func (s *State) applyRunEvent(e *events.Event, at time.Time) error {
+	if !s.Exists {
+		return fmt.Errorf("%s while no snapshot exists", e.Type)
+	}
+	snap := s.Snapshot
+	kind := snap.State.Kind
+	if kind.Terminal() && e.Type != events.EventConsumed {
+		return fmt.Errorf("%s after the run reached the terminal state %s", e.Type, kind)
+	}
+	switch d := e.Data.(type) {
+	case *events.TaskCompletedData:
+		if kind != workflow.InProgress && kind != workflow.Paused {
+			return fmt.Errorf("task completed in state %s", kind)
+		}
+		s.setResult(d.TaskID, d.Output)
+		t := d.TaskID
+		snap.State.LastCompletedTask = &t
+		snap.UpdatedAt = at
+	case *events.CheckpointSavedData:
+		if d.Position != nil && kind != workflow.InProgress {
+			return fmt.Errorf("position changed in state %s", kind)
+		}
+		if (len(d.Completed) > 0 || len(d.Removed) > 0 || d.LastCompletedTask != nil) && kind != workflow.InProgress && kind != workflow.Paused {
+			return fmt.Errorf("task results changed in state %s", kind)
+		}
+		applyCheckpoint(s, d, at)
+	case *events.WorkflowCompletedData:
+		snap.MarkCompleted(d.Output, at)
+	case *events.WorkflowFailedData:
+		snap.MarkFailed(d.Error, at)
+	case *events.WorkflowCancelledData:
+		snap.MarkCancelled(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, d.InterruptedAtTask, at)
+	case *events.WorkflowPausedData:
+		if !snap.MarkPaused(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, at) {
+			return fmt.Errorf("paused in state %s", kind)
+		}
+	case *events.WorkflowUnpausedData:
+		if !snap.MarkUnpaused(at) {
+			return fmt.Errorf("unpaused in state %s", kind)
+		}
+	case *events.EventSentData:
+		if d.Name == "" {
+			return errors.New("external event with an empty name")
+		}
+		if s.Buffered == nil {
+			s.Buffered = make(map[string][]Buffered)
+		}
+		s.Buffered[d.Name] = append(s.Buffered[d.Name], Buffered{ID: e.ID, Payload: d.Payload, SentAt: at})
+	case *events.EventConsumedData:
+		q := s.Buffered[d.Name]
+		if len(q) == 0 || q[0].ID != d.EventID {
+			return fmt.Errorf("consumed external event %s of %q is not the oldest buffered one", d.EventID, d.Name)
+		}
+		if len(q) == 1 {
+			delete(s.Buffered, d.Name)
+		} else {
+			s.Buffered[d.Name] = q[1:]
+		}
+	default:
 		return fmt.Errorf("no projection rule for event type %q", e.Type)
 	}
 	return nil
+}
+
+func (s *State) setResult(id workflow.TaskID, out []byte) {
+	snap := s.Snapshot
+	if snap.State.CompletedTasks == nil {
+		snap.State.CompletedTasks = make(map[workflow.TaskID][]byte)
+	}
+	snap.State.CompletedTasks[id] = out
+	if s.Results == nil {
+		s.Results = make(map[workflow.TaskID][]byte)
+	}
+	s.Results[id] = out
+}
+
+func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
+	snap := s.Snapshot
+	if d.Position != nil {
+		snap.State.Position = d.Position.Clone()
+	}
+	for id, out := range d.Completed {
+		s.setResult(id, out)
+	}
+	for _, id := range d.Removed {
+		delete(snap.State.CompletedTasks, id)
+		delete(s.Results, id)
+	}
+	if d.LastCompletedTask != nil {
+		t := *d.LastCompletedTask
+		snap.State.LastCompletedTask = &t
+	}
+	if d.Hint != nil {
+		snap.SetTaskHint(workflow.TaskHint{Priority: d.Hint.Priority, Tags: d.Hint.Tags})
+	}
+	if d.ClearDeadline {
+		snap.TaskDeadline = nil
+	}
+	if d.Deadline != nil {
+		dl := *d.Deadline
+		snap.TaskDeadline = &dl
+	}
+	for id, r := range d.Retries {
+		if snap.TaskRetries == nil {
+			snap.TaskRetries = make(map[workflow.TaskID]workflow.TaskRetryState)
+		}
+		snap.TaskRetries[id] = r
+	}
+	for _, id := range d.RemovedRetries {
+		delete(snap.TaskRetries, id)
+	}
+	for id, n := range d.Loops {
+		if snap.LoopIterations == nil {
+			snap.LoopIterations = make(map[workflow.TaskID]uint32)
+		}
+		snap.LoopIterations[id] = n
+	}
+	for _, id := range d.RemovedLoops {
+		delete(snap.LoopIterations, id)
+	}
+	if d.TraceParent != nil {
+		snap.TraceParent = *d.TraceParent
+	}
+	snap.UpdatedAt = at
 }
 
 func short(h workflow.Hash32) string { return h.String()[:16] }
