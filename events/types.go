@@ -109,9 +109,9 @@ type HintChange struct {
 // writes O(N) bytes of history.
 type CheckpointSavedData struct {
 	Position          *workflow.Position                          `json:"position,omitempty"`
-	Completed         map[workflow.TaskID][]byte                  `json:"completed,omitempty"` // results added or changed
-	Removed           []workflow.TaskID                           `json:"removed,omitempty"`   // results removed
-	LastCompletedTask *workflow.TaskID                            `json:"last_completed_task,omitempty"`
+	Completed         map[workflow.TaskID][]byte                  `json:"completed,omitempty"`           // results added or changed
+	Removed           []workflow.TaskID                           `json:"removed,omitempty"`             // results removed
+	LastCompletedTask *workflow.TaskID                            `json:"last_completed_task,omitempty"` // absent with one result in Completed: that task
 	Hint              *HintChange                                 `json:"hint,omitempty"`
 	Deadline          *workflow.TaskDeadline                      `json:"deadline,omitempty"`
 	ClearDeadline     bool                                        `json:"clear_deadline,omitempty"`

@@ -364,7 +364,15 @@ func diffResults(cp *events.CheckpointSavedData, old, new workflow.State) {
 		}
 	}
 	sortIDs(cp.Removed)
-	if new.LastCompletedTask != nil && (old.LastCompletedTask == nil || *old.LastCompletedTask != *new.LastCompletedTask) {
+	changed := new.LastCompletedTask != nil && (old.LastCompletedTask == nil || *old.LastCompletedTask != *new.LastCompletedTask)
+	if len(cp.Completed) == 1 && new.LastCompletedTask != nil {
+		// One result added: it is implicitly the last completed task
+		// (the common checkpoint), so say so only when it is not.
+		for id := range cp.Completed {
+			changed = id != *new.LastCompletedTask
+		}
+	}
+	if changed {
 		t := *new.LastCompletedTask
 		cp.LastCompletedTask = &t
 	}

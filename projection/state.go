@@ -187,6 +187,9 @@ func (s *State) Apply(rec events.Record) error {
 			changed = true
 		}
 	}
+	if !next.Exists && len(next.Signals) > 0 {
+		return fail(-1, "commit leaves %d signal(s) pending on an instance without a snapshot", len(next.Signals))
+	}
 	if changed {
 		next.Revision = rec.Seq
 	}
@@ -226,9 +229,10 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		if !s.Exists {
 			return errors.New("snapshot deleted while none exists")
 		}
-		// A delete leaves nothing behind: pending signals and buffered
-		// events go with the snapshot.
-		s.Snapshot, s.Exists, s.Signals, s.Buffered = nil, false, nil, nil
+		// Buffered external events go with the snapshot. Pending signals
+		// must be cleared by their own events in the same commit (checked
+		// once the commit is folded).
+		s.Snapshot, s.Exists, s.Buffered = nil, false, nil
 	case *events.SignalStoredData:
 		if !s.Exists {
 			return errors.New("signal stored while no snapshot exists")
@@ -344,6 +348,13 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 	if d.LastCompletedTask != nil {
 		t := *d.LastCompletedTask
 		snap.State.LastCompletedTask = &t
+	} else if len(d.Completed) == 1 {
+		// A single result added is the last completed task unless the
+		// checkpoint names another.
+		for id := range d.Completed {
+			t := id
+			snap.State.LastCompletedTask = &t
+		}
 	}
 	if d.Hint != nil {
 		snap.SetTaskHint(workflow.TaskHint{Priority: d.Hint.Priority, Tags: d.Hint.Tags})

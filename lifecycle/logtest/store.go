@@ -1,0 +1,668 @@
+package logtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// RunStore runs the store-operation cases (Sayiir's SnapshotStore,
+// SignalStore and TaskResultStore contracts, and the fencing Sayiir lacks)
+// against the log newLog returns. Each case gets a fresh log.
+func RunStore(t *testing.T, newLog func(t *testing.T) lifecycle.Log) {
+	for _, c := range storeCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newStoreHarness(t, newLog(t))
+			c.run(t, h)
+		})
+	}
+}
+
+type storeHarness struct {
+	t     *testing.T
+	ctx   context.Context
+	log   lifecycle.Log
+	store *lifecycle.Store
+}
+
+func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
+	t.Helper()
+	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 1000, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &storeHarness{t: t, ctx: t.Context(), log: log, store: s}
+}
+
+// other returns a second store on the same log: another process.
+func (h *storeHarness) other() *lifecycle.Store {
+	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 1000})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+var (
+	stDef   = workflow.DefinitionHashOf("store-conformance")
+	stTasks = func() []workflow.TaskID {
+		ids := make([]workflow.TaskID, 8)
+		for i := range ids {
+			ids[i] = workflow.NewTaskID(fmt.Sprintf("task-%d", i))
+		}
+		return ids
+	}()
+)
+
+func (h *storeHarness) start(id string) lifecycle.Prepared {
+	h.t.Helper()
+	p, err := h.store.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: stDef, Input: []byte("in"),
+		FirstTask: workflow.TaskHint{ID: stTasks[0]}})
+	if err != nil {
+		h.t.Fatalf("PrepareRun(%q): %v", id, err)
+	}
+	return p
+}
+
+// lastSeq returns the instance's last sequence in the log (0 if none).
+func (h *storeHarness) lastSeq(id string) uint64 {
+	h.t.Helper()
+	var last uint64
+	for m, err := range h.log.Read(h.ctx, id, 0) {
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		last = m.Seq
+	}
+	return last
+}
+
+// commits returns the event types of each commit of the instance.
+func (h *storeHarness) commits(id string) [][]events.Type {
+	h.t.Helper()
+	var out [][]events.Type
+	for m, err := range h.log.Read(h.ctx, id, 0) {
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rec, err := events.Decode(m, id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, rec.Commit.Types())
+	}
+	return out
+}
+
+func (h *storeHarness) load(id string) (*workflow.Snapshot, lifecycle.Revision) {
+	h.t.Helper()
+	snap, rev, err := h.store.LoadSnapshot(h.ctx, id)
+	if err != nil {
+		h.t.Fatalf("LoadSnapshot(%q): %v", id, err)
+	}
+	return snap, rev
+}
+
+// checkpoint completes task i and moves to task i+1.
+func (h *storeHarness) checkpoint(snap *workflow.Snapshot, rev lifecycle.Revision, i int, out []byte) lifecycle.Revision {
+	h.t.Helper()
+	snap.MarkTaskCompleted(stTasks[i], out, snap.UpdatedAt)
+	snap.UpdatePosition(workflow.AtTaskPosition(stTasks[(i+1)%len(stTasks)]), snap.UpdatedAt)
+	rev, err := h.store.SaveSnapshot(h.ctx, snap, rev)
+	if err != nil {
+		h.t.Fatalf("SaveSnapshot after task %d: %v", i, err)
+	}
+	return rev
+}
+
+// finish moves the instance to a terminal (or paused) state through the API.
+func (h *storeHarness) finish(id string, state workflow.StateKind) {
+	h.t.Helper()
+	snap, rev := h.load(id)
+	switch state {
+	case workflow.Completed:
+		snap.MarkCompleted([]byte("final"), snap.UpdatedAt)
+	case workflow.Failed:
+		snap.MarkFailed("boom", snap.UpdatedAt)
+	case workflow.Cancelled:
+		snap.MarkCancelled(workflow.SignalRequest{Reason: "stop"}, nil, snap.UpdatedAt)
+	case workflow.Paused:
+		snap.MarkPaused(workflow.SignalRequest{Reason: "hold"}, snap.UpdatedAt)
+	}
+	if _, err := h.store.SaveSnapshot(h.ctx, snap, rev); err != nil {
+		h.t.Fatalf("moving %q to %s: %v", id, state, err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want one matching %v", err, target)
+	}
+}
+
+func (h *storeHarness) unchanged(id string, before uint64) {
+	h.t.Helper()
+	if after := h.lastSeq(id); after != before {
+		h.t.Fatalf("instance %q: last sequence moved from %d to %d: the refused call wrote", id, before, after)
+	}
+}
+
+type storeCase struct {
+	name string
+	run  func(t *testing.T, h *storeHarness)
+}
+
+var storeCases = []storeCase{
+	{"SaveAndLoad", func(t *testing.T, h *storeHarness) {
+		p := h.start("wf")
+		snap, rev := h.load("wf")
+		if snap.InstanceID != "wf" || snap.DefinitionHash != stDef || rev != p.Revision() {
+			t.Fatalf("loaded %q %s rev %+v, want wf %s rev %+v", snap.InstanceID, snap.DefinitionHash, rev, stDef, p.Revision())
+		}
+		rev = h.checkpoint(snap, rev, 0, []byte("r0"))
+		got, rev2 := h.load("wf")
+		if out, _ := got.TaskResult(stTasks[0]); string(out) != "r0" || rev2 != rev {
+			t.Fatalf("after checkpoint: result %q rev %+v, want r0 rev %+v", out, rev2, rev)
+		}
+		if id, _ := got.CurrentTaskID(); id != stTasks[1] {
+			t.Fatalf("position %v, want AtTask(task-1)", got.State.Position)
+		}
+	}},
+	{"LoadNotFound", func(t *testing.T, h *storeHarness) {
+		_, _, err := h.store.LoadSnapshot(h.ctx, "missing")
+		wantErr(t, err, lifecycle.ErrNotFound)
+	}},
+	{"SaveUnchangedWritesNothing", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		snap, rev := h.load("wf")
+		before := h.lastSeq("wf")
+		rev2, err := h.store.SaveSnapshot(h.ctx, snap, rev)
+		if err != nil || rev2 != rev {
+			t.Fatalf("SaveSnapshot(unchanged) = %+v, %v", rev2, err)
+		}
+		h.unchanged("wf", before)
+	}},
+	{"DeleteThenNotFound", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		if err := h.store.DeleteSnapshot(h.ctx, "wf", "test"); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := h.store.LoadSnapshot(h.ctx, "wf")
+		var nf *lifecycle.NotFoundError
+		if !errors.As(err, &nf) || !nf.Deleted {
+			t.Fatalf("LoadSnapshot after delete = %v, want NotFoundError{Deleted}", err)
+		}
+		wantErr(t, h.store.DeleteSnapshot(h.ctx, "wf", "again"), lifecycle.ErrNotFound)
+		wantErr(t, h.store.DeleteSnapshot(h.ctx, "never", ""), lifecycle.ErrNotFound)
+		if n := len(h.commits("wf")); n != 2 {
+			t.Fatalf("history holds %d commits, want 2 (created, deleted): a delete keeps the history", n)
+		}
+	}},
+	{"DeleteLeavesNoOrphans", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "x"}))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{Reason: "y"}))
+		h.must(h.store.SendEvent(h.ctx, "wf", "approval", []byte("yes")))
+		h.must(h.store.DeleteSnapshot(h.ctx, "wf", "cleanup"))
+		st, err := h.store.Load(h.ctx, "wf")
+		h.must(err)
+		if len(st.Signals) != 0 || st.Pending() != 0 {
+			t.Fatalf("after delete: %d signals, %d buffered events left", len(st.Signals), st.Pending())
+		}
+		h.start("wf") // a new run inherits nothing
+		got, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "approval"})
+		h.must(err)
+		if got.OK {
+			t.Fatal("a new run consumed an event buffered for the deleted one")
+		}
+		if _, ok, _ := h.store.GetSignal(h.ctx, "wf", workflow.Cancel); ok {
+			t.Fatal("a new run inherited a cancel request")
+		}
+	}},
+	{"ListInstances", func(t *testing.T, h *storeHarness) {
+		if _, ok := h.log.(lifecycle.Lister); !ok {
+			t.Skip("log does not implement lifecycle.Lister")
+		}
+		ids := []string{"a", "b.c", "d e", "é"}
+		for _, id := range ids {
+			h.start(id)
+		}
+		var got []string
+		after := ""
+		for {
+			page, err := h.store.ListInstances(h.ctx, after, 3)
+			h.must(err)
+			if len(page) == 0 {
+				break
+			}
+			if len(page) > 3 {
+				t.Fatalf("page of %d ids, limit 3", len(page))
+			}
+			got = append(got, page...)
+			after = page[len(page)-1]
+		}
+		if fmt.Sprint(got) != fmt.Sprint(ids) {
+			t.Fatalf("listed %q, want %q", got, ids)
+		}
+	}},
+	{"SaveTaskResultConcurrentBranches", func(t *testing.T, h *storeHarness) {
+		p := h.start("fork")
+		var wg sync.WaitGroup
+		errs := make([]error, len(stTasks))
+		for i := range stTasks {
+			wg.Go(func() {
+				s := h.store
+				if i%2 == 1 {
+					s = h.other() // branches in other processes
+				}
+				_, errs[i] = s.SaveTaskResult(h.ctx, "fork", p.Revision(), stTasks[i], fmt.Appendf(nil, "branch-%d", i))
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("branch %d: %v", i, err)
+			}
+		}
+		snap, _ := h.load("fork")
+		for i, id := range stTasks {
+			if out, ok := snap.TaskResult(id); !ok || string(out) != fmt.Sprintf("branch-%d", i) {
+				t.Fatalf("branch %d result = %q, %v: a branch write was lost", i, out, ok)
+			}
+		}
+	}},
+	{"TerminalIsAbsorbing", func(t *testing.T, h *storeHarness) {
+		for _, state := range []workflow.StateKind{workflow.Completed, workflow.Failed, workflow.Cancelled} {
+			id := "t-" + state.String()
+			h.start(id)
+			stale, rev := h.load(id)
+			h.finish(id, state)
+			_, rev = h.load(id)
+			before := h.lastSeq(id)
+			stale.UpdatePosition(workflow.AtTaskPosition(stTasks[3]), stale.UpdatedAt)
+			_, err := h.store.SaveSnapshot(h.ctx, stale, rev)
+			var te *lifecycle.TerminalError
+			if !errors.As(err, &te) || te.State != state {
+				t.Fatalf("%s: save after terminal = %v, want TerminalError{%s}", state, err, state)
+			}
+			_, err = h.store.SaveTaskResult(h.ctx, id, rev, stTasks[2], []byte("late"))
+			wantErr(t, err, lifecycle.ErrTerminal)
+			wantErr(t, h.store.SendEvent(h.ctx, id, "e", nil), lifecycle.ErrTerminal)
+			h.unchanged(id, before)
+			got, _ := h.load(id)
+			if got.State.Kind != state {
+				t.Fatalf("state is %s, want %s", got.State.Kind, state)
+			}
+		}
+	}},
+	{"StaleCheckpointRefused", func(t *testing.T, h *storeHarness) {
+		p := h.start("wf")
+		a, _ := h.load("wf")
+		b, _ := h.load("wf")
+		rev := h.checkpoint(a, p.Revision(), 0, []byte("writer-a"))
+		before := h.lastSeq("wf")
+		b.MarkTaskCompleted(stTasks[0], []byte("writer-b"), b.UpdatedAt)
+		_, err := h.other().SaveSnapshot(h.ctx, b, p.Revision())
+		var se *lifecycle.StaleError
+		if !errors.As(err, &se) || se.Current != rev {
+			t.Fatalf("stale save = %v, want StaleError with current %+v", err, rev)
+		}
+		h.unchanged("wf", before)
+		got, _ := h.load("wf")
+		if out, _ := got.TaskResult(stTasks[0]); string(out) != "writer-a" {
+			t.Fatalf("result %q: the lost update happened", out)
+		}
+	}},
+	{"SignalDoesNotMakeCheckpointStale", func(t *testing.T, h *storeHarness) {
+		p := h.start("wf")
+		snap, rev := h.load("wf")
+		h.must(h.other().StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "later"}))
+		h.must(h.other().SendEvent(h.ctx, "wf", "ev", []byte("x")))
+		if _, err := h.store.SaveSnapshot(h.ctx, func() *workflow.Snapshot {
+			snap.MarkTaskCompleted(stTasks[0], []byte("r"), snap.UpdatedAt)
+			return snap
+		}(), rev); err != nil {
+			t.Fatalf("checkpoint after a signal: %v", err)
+		}
+		_ = p
+		if _, ok, _ := h.store.GetSignal(h.ctx, "wf", workflow.Cancel); !ok {
+			t.Fatal("the checkpoint dropped the pending cancel")
+		}
+	}},
+	{"StaleRunAfterTerminateExisting", func(t *testing.T, h *storeHarness) {
+		old := h.start("wf")
+		snap, rev := h.load("wf")
+		p, err := h.other().PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "wf", DefinitionHash: stDef, Input: []byte("new"),
+			FirstTask: workflow.TaskHint{ID: stTasks[0]}, Policy: workflow.TerminateExisting})
+		h.must(err)
+		before := h.lastSeq("wf")
+		snap.MarkTaskCompleted(stTasks[0], []byte("old-executor"), snap.UpdatedAt)
+		_, err = h.store.SaveSnapshot(h.ctx, snap, rev)
+		var se *lifecycle.StaleError
+		if !errors.As(err, &se) || se.Have.Run != old.Run || se.Current.Run != p.Run {
+			t.Fatalf("old executor's save = %v, want StaleError naming runs %s and %s", err, old.Run, p.Run)
+		}
+		_, err = h.store.SaveTaskResult(h.ctx, "wf", rev, stTasks[1], []byte("old-branch"))
+		wantErr(t, err, lifecycle.ErrStale)
+		h.unchanged("wf", before)
+		got, _ := h.load("wf")
+		if got.CompletedTaskCount() != 0 || string(got.InitialInput) != "new" {
+			t.Fatalf("new run was written into: %d results, input %q", got.CompletedTaskCount(), got.InitialInput)
+		}
+	}},
+	{"SignalAdmissionMatrix", func(t *testing.T, h *storeHarness) {
+		type row struct {
+			state         workflow.StateKind
+			cancel, pause error // nil: accepted
+			cancelStored  bool
+			pauseStored   bool
+		}
+		rows := []row{
+			{workflow.InProgress, nil, nil, true, true},
+			{workflow.Paused, nil, nil, true, false},
+			{workflow.Cancelled, nil, lifecycle.ErrCannotPause, false, false},
+			{workflow.Completed, lifecycle.ErrCannotCancel, lifecycle.ErrCannotPause, false, false},
+			{workflow.Failed, lifecycle.ErrCannotCancel, lifecycle.ErrCannotPause, false, false},
+		}
+		for _, r := range rows {
+			id := "m-" + r.state.String()
+			h.start(id)
+			if r.state != workflow.InProgress {
+				h.finish(id, r.state)
+			}
+			for _, k := range []struct {
+				kind   workflow.SignalKind
+				want   error
+				stored bool
+			}{{workflow.Cancel, r.cancel, r.cancelStored}, {workflow.Pause, r.pause, r.pauseStored}} {
+				before := h.lastSeq(id)
+				err := h.store.StoreSignal(h.ctx, id, k.kind, workflow.SignalRequest{Reason: "r", RequestedBy: "op"})
+				if k.want == nil && err != nil || k.want != nil && !errors.Is(err, k.want) {
+					t.Fatalf("%s %s: error %v, want %v", r.state, k.kind, err, k.want)
+				}
+				var refused *lifecycle.SignalRefusedError
+				if k.want != nil && (!errors.As(err, &refused) || refused.State != r.state || refused.Kind != k.kind) {
+					t.Fatalf("%s %s: %v is not a SignalRefusedError naming the state", r.state, k.kind, err)
+				}
+				_, ok, _ := h.store.GetSignal(h.ctx, id, k.kind)
+				if ok != k.stored {
+					t.Fatalf("%s %s: pending = %v, want %v", r.state, k.kind, ok, k.stored)
+				}
+				if !k.stored {
+					h.unchanged(id, before)
+				}
+			}
+		}
+		wantErr(t, h.store.StoreSignal(h.ctx, "none", workflow.Cancel, workflow.SignalRequest{}), lifecycle.ErrNotFound)
+		wantErr(t, h.store.StoreSignal(h.ctx, "m-InProgress", workflow.SignalKind(9), workflow.SignalRequest{}), lifecycle.ErrInvalidRequest)
+	}},
+	{"SignalLatestWinsAndKindsIndependent", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "first", RequestedBy: "a"}))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "second", RequestedBy: "b", RequestedAt: at}))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{Reason: "p"}))
+		req, ok, err := h.store.GetSignal(h.ctx, "wf", workflow.Cancel)
+		h.must(err)
+		if !ok || req.Reason != "second" || req.RequestedBy != "b" || !req.RequestedAt.Equal(at) {
+			t.Fatalf("cancel = %+v %v, want the second request", req, ok)
+		}
+		h.must(h.store.ClearSignal(h.ctx, "wf", workflow.Cancel))
+		if _, ok, _ := h.store.GetSignal(h.ctx, "wf", workflow.Pause); !ok {
+			t.Fatal("clearing cancel cleared pause")
+		}
+		before := h.lastSeq("wf")
+		h.must(h.store.ClearSignal(h.ctx, "wf", workflow.Cancel)) // none pending
+		h.unchanged("wf", before)
+	}},
+	{"CheckAndCancel", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		ok, err := h.store.CheckAndCancel(h.ctx, "wf", nil)
+		if ok || err != nil {
+			t.Fatalf("no request: %v %v", ok, err)
+		}
+		snap, rev := h.load("wf")
+		h.checkpoint(snap, rev, 0, []byte("r0"))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "user", RequestedBy: "ops"}))
+		ok, err = h.store.CheckAndCancel(h.ctx, "wf", &stTasks[1])
+		if !ok || err != nil {
+			t.Fatalf("CheckAndCancel = %v, %v", ok, err)
+		}
+		got, _ := h.load("wf")
+		if got.State.Kind != workflow.Cancelled || got.State.Reason != "user" || got.State.By != "ops" ||
+			got.State.InterruptedAtTask == nil || *got.State.InterruptedAtTask != stTasks[1] || got.CompletedTaskCount() != 1 {
+			t.Fatalf("after cancel: %+v", got.State)
+		}
+		if _, pending, _ := h.store.GetSignal(h.ctx, "wf", workflow.Cancel); pending {
+			t.Fatal("signal not cleared")
+		}
+		last := h.commits("wf")[len(h.commits("wf"))-1]
+		if fmt.Sprint(last) != "[workflow.cancelled signal.cleared]" {
+			t.Fatalf("last commit %v: the cancel and the clearing must be one commit", last)
+		}
+	}},
+	{"CheckAndCancelNotInProgressLeavesSignal", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		h.finish("wf", workflow.Paused)
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "r"}))
+		before := h.lastSeq("wf")
+		ok, err := h.store.CheckAndCancel(h.ctx, "wf", nil)
+		if ok || err != nil {
+			t.Fatalf("CheckAndCancel on paused = %v, %v", ok, err)
+		}
+		h.unchanged("wf", before)
+		if _, pending, _ := h.store.GetSignal(h.ctx, "wf", workflow.Cancel); !pending {
+			t.Fatal("the signal was dropped")
+		}
+	}},
+	{"CheckAndPausePreservesPosition", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		snap, rev := h.load("wf")
+		h.checkpoint(snap, rev, 0, []byte("r0"))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{Reason: "hold", RequestedBy: "ops"}))
+		ok, err := h.store.CheckAndPause(h.ctx, "wf")
+		if !ok || err != nil {
+			t.Fatalf("CheckAndPause = %v, %v", ok, err)
+		}
+		got, _ := h.load("wf")
+		if got.State.Kind != workflow.Paused || got.State.Position.TaskID != stTasks[1] || got.CompletedTaskCount() != 1 ||
+			got.State.LastCompletedTask == nil || *got.State.LastCompletedTask != stTasks[0] || got.State.Reason != "hold" {
+			t.Fatalf("paused state %+v", got.State)
+		}
+		un, err := h.store.Unpause(h.ctx, "wf")
+		h.must(err)
+		if un.State.Kind != workflow.InProgress || un.State.Position.TaskID != stTasks[1] || un.CompletedTaskCount() != 1 {
+			t.Fatalf("unpaused state %+v", un.State)
+		}
+		_, err = h.store.Unpause(h.ctx, "wf")
+		var np *lifecycle.NotPausedError
+		if !errors.As(err, &np) || np.State != workflow.InProgress {
+			t.Fatalf("Unpause of a running workflow = %v, want NotPausedError", err)
+		}
+		_, err = h.store.Unpause(h.ctx, "missing")
+		wantErr(t, err, lifecycle.ErrNotFound)
+	}},
+	{"CancelWinsOverPause", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{}))
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{}))
+		sig, err := h.store.CheckControlSignals(h.ctx, "wf", nil)
+		if sig != lifecycle.ControlCancelled || err != nil {
+			t.Fatalf("CheckControlSignals = %v, %v", sig, err)
+		}
+		if ok, _ := h.store.CheckAndPause(h.ctx, "wf"); ok {
+			t.Fatal("paused a cancelled workflow")
+		}
+	}},
+	{"CheckControlSignalsNoneWritesNothing", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		before := h.lastSeq("wf")
+		for range 3 {
+			sig, err := h.store.CheckControlSignals(h.ctx, "wf", nil)
+			if sig != lifecycle.ControlNone || err != nil {
+				t.Fatalf("= %v, %v", sig, err)
+			}
+		}
+		h.unchanged("wf", before)
+	}},
+	{"CancelWhilePausedAppliedAtUnpause", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{Reason: "hold"}))
+		if ok, err := h.store.CheckAndPause(h.ctx, "wf"); !ok || err != nil {
+			t.Fatalf("pause: %v %v", ok, err)
+		}
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "abandon", RequestedBy: "ops"}))
+		snap, _ := h.load("wf")
+		if snap.State.Kind != workflow.Paused {
+			t.Fatalf("a cancel while paused changed the state to %s before unpause", snap.State.Kind)
+		}
+		un, err := h.store.Unpause(h.ctx, "wf")
+		h.must(err)
+		if un.State.Kind != workflow.Cancelled || un.State.Reason != "abandon" {
+			t.Fatalf("after unpause: %+v, want Cancelled with the request's reason", un.State)
+		}
+		cs := h.commits("wf")
+		if last := fmt.Sprint(cs[len(cs)-1]); last != "[workflow.unpaused workflow.cancelled signal.cleared]" {
+			t.Fatalf("last commit %s", last)
+		}
+	}},
+	{"ExternalEventsFIFOPerName", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		for i := range 3 {
+			h.must(h.store.SendEvent(h.ctx, "wf", "a", fmt.Appendf(nil, "a%d", i)))
+		}
+		h.must(h.store.SendEvent(h.ctx, "wf", "b", []byte("b0")))
+		for i := range 3 {
+			got, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "a"})
+			h.must(err)
+			if !got.OK || string(got.Payload) != fmt.Sprintf("a%d", i) {
+				t.Fatalf("consume %d = %+v", i, got)
+			}
+		}
+		before := h.lastSeq("wf")
+		got, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "a"})
+		if err != nil || got.OK {
+			t.Fatalf("empty queue: %+v %v", got, err)
+		}
+		h.unchanged("wf", before)
+		got, _ = h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "b"})
+		if string(got.Payload) != "b0" {
+			t.Fatalf("b = %q", got.Payload)
+		}
+	}},
+	{"ConsumeAndAdvanceAtomic", func(t *testing.T, h *storeHarness) {
+		p := h.start("wf")
+		snap := p.Snapshot
+		next := stTasks[2]
+		snap.UpdatePosition(workflow.Position{Kind: workflow.AtSignal, NodeID: stTasks[1], SignalName: "go", NextTaskID: &next}, snap.UpdatedAt)
+		rev, err := h.store.SaveSnapshot(h.ctx, snap, p.Revision())
+		h.must(err)
+		h.must(h.store.SendEvent(h.ctx, "wf", "go", []byte("payload")))
+		advance := func(s *workflow.Snapshot, payload []byte) error {
+			s.MarkTaskCompleted(stTasks[1], payload, s.UpdatedAt)
+			s.UpdatePosition(workflow.AtTaskPosition(next), s.UpdatedAt)
+			return nil
+		}
+		// A stale revision is refused and consumes nothing.
+		_, err = h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "go", Revision: p.Revision(), Advance: advance})
+		wantErr(t, err, lifecycle.ErrStale)
+		got, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "go", Revision: rev, Advance: advance})
+		h.must(err)
+		if !got.OK || string(got.Payload) != "payload" {
+			t.Fatalf("consume = %+v", got)
+		}
+		cs := h.commits("wf")
+		if last := fmt.Sprint(cs[len(cs)-1]); last != "[event.consumed checkpoint.saved]" {
+			t.Fatalf("last commit %s: consuming and advancing must be one commit", last)
+		}
+		after, rev2 := h.load("wf")
+		if id, _ := after.CurrentTaskID(); id != next || rev2 != got.Revision {
+			t.Fatalf("position %v rev %+v", after.State.Position, rev2)
+		}
+		if out, _ := after.TaskResult(stTasks[1]); string(out) != "payload" {
+			t.Fatalf("signal node result %q", out)
+		}
+	}},
+	{"TaskResultsAfterCompletion", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		snap, rev := h.load("wf")
+		h.checkpoint(snap, rev, 0, []byte("r0"))
+		h.finish("wf", workflow.Completed)
+		out, ok, err := h.store.LoadTaskResult(h.ctx, "wf", stTasks[0])
+		if err != nil || !ok || string(out) != "r0" {
+			t.Fatalf("LoadTaskResult after completion = %q %v %v", out, ok, err)
+		}
+		_, ok, err = h.store.LoadTaskResult(h.ctx, "wf", stTasks[5])
+		if err != nil || ok {
+			t.Fatalf("missing task: %v %v", ok, err)
+		}
+		_, _, err = h.store.LoadTaskResult(h.ctx, "nope", stTasks[0])
+		wantErr(t, err, lifecycle.ErrNotFound)
+	}},
+	{"BadInputWritesNothing", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		before := h.lastSeq("wf")
+		big := bytes.Repeat([]byte("x"), 64<<10+1)
+		wantErr(t, h.store.SendEvent(h.ctx, "wf", "e", big), lifecycle.ErrInvalidRequest)
+		wantErr(t, h.store.SendEvent(h.ctx, "wf", "", nil), lifecycle.ErrInvalidRequest)
+		snap, rev := h.load("wf")
+		_, err := h.store.SaveTaskResult(h.ctx, "wf", rev, stTasks[0], big)
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		snap.DefinitionHash = workflow.DefinitionHashOf("other")
+		_, err = h.store.SaveSnapshot(h.ctx, snap, rev)
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		_, err = h.store.SaveSnapshot(h.ctx, nil, rev)
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		_, err = h.store.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "big", Input: big})
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		wantErr(t, h.store.SendEvent(h.ctx, "missing", "e", nil), lifecycle.ErrNotFound)
+		wantErr(t, h.store.SendEvent(h.ctx, "", "e", nil), lifecycle.ErrInvalidInstanceID)
+		h.unchanged("wf", before)
+		if h.lastSeq("big") != 0 || h.lastSeq("missing") != 0 {
+			t.Fatal("a refused call created history")
+		}
+	}},
+	{"CheckpointHistoryIsLinear", func(t *testing.T, h *storeHarness) {
+		// A workflow of N tasks writes O(N) bytes of history, not O(N²).
+		const n = 200
+		out := bytes.Repeat([]byte("o"), 100)
+		p := h.start("long")
+		snap, rev := p.Snapshot, p.Revision()
+		for i := range n {
+			snap.MarkTaskCompleted(workflow.NewTaskID(fmt.Sprint("t", i)), out, snap.UpdatedAt)
+			snap.UpdatePosition(workflow.AtTaskPosition(workflow.NewTaskID(fmt.Sprint("t", i+1))), snap.UpdatedAt)
+			var err error
+			if rev, err = h.store.SaveSnapshot(h.ctx, snap, rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		total := 0
+		for m, err := range h.log.Read(h.ctx, "long", 0) {
+			h.must(err)
+			total += len(m.Data)
+		}
+		// Each checkpoint carries one 100-byte output (136 in base64), a
+		// task id and a position: bounded by 1.2 × changed bytes + 512.
+		perCheckpoint := float64(total) / n
+		if limit := 1.2*136 + 512; perCheckpoint > limit {
+			t.Fatalf("%.0f history bytes per checkpoint, limit %.0f: checkpoints are not carrying only what changed", perCheckpoint, limit)
+		}
+	}},
+}
+
+func (h *storeHarness) must(err error) {
+	h.t.Helper()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
