@@ -1,0 +1,272 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Retry policy of Append for transient failures (timeouts, no responders).
+const (
+	appendAttempts      = 4                      // first try included
+	appendAttemptWait   = 5 * time.Second        // per attempt, within the caller's deadline
+	appendBackoff       = 50 * time.Millisecond  // doubled after each retry
+	appendBackoffMax    = 400 * time.Millisecond // cap
+	errCodeDupInProcess = 10158                  // R>1: same Msg-Id proposed, not yet applied
+)
+
+// Append stores msg as the next message of instance if the stream
+// sequence of the instance's last message is expect (0: none yet), and
+// returns the new message's stream sequence. It implements
+// [lifecycle.Log.Append].
+//
+// The message is published on [Store.SubjectFor](instance) with msg's
+// headers, Nats-Msg-Id set to msg.MsgID (or, if MsgID is empty, to the
+// message's own Nats-Msg-Id header), and the expected stream and expected
+// last subject sequence headers. msg.Header is not modified.
+//
+// Errors:
+//   - the sequence check failed: the error matches
+//     [lifecycle.ErrWrongSequence] and wraps the server's
+//     [*natsjs.APIError] (code 10071 or 10164); nothing was stored;
+//   - msg.MsgID is already the instance's last message (a retry of an
+//     append that landed): no error, the original sequence is returned,
+//     nothing more is stored. Within the stream's duplicate window this
+//     also holds for an earlier message of the instance, if expect is
+//     the current last sequence;
+//   - data plus headers exceed the server's max payload: [ErrTooLarge],
+//     nothing was sent;
+//   - an invalid instance id: [workflow.ErrInvalidInstanceID];
+//   - msg.MsgID is the Msg-Id of a message of another instance still in
+//     the stream's duplicate window (de-duplication is stream-wide): an
+//     error that is not ErrWrongSequence; nothing was stored;
+//   - a closed connection: wraps [nats.ErrConnectionClosed];
+//   - anything else is wrapped as "jetstream: append <id>: ..." with the
+//     NATS error reachable by [errors.Is] and [errors.As].
+//
+// Timeouts and missing responders are retried a few times with the same
+// Msg-Id and a short backoff, within ctx. Whenever the sequence check
+// fails, Append reads the instance's last message from the stream leader;
+// if it carries msg's Msg-Id the earlier attempt had landed and its
+// sequence is returned. (On R1 streams the server checks the sequence
+// before de-duplicating, so a retry of a stored message fails the check
+// instead of being acknowledged as a duplicate.)
+func (s *Store) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
+	if err := workflow.ValidateInstanceID(instance); err != nil {
+		return 0, fmt.Errorf("jetstream: append: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("jetstream: append %q: %w", instance, err)
+	}
+	if s.nc.IsClosed() {
+		return 0, fmt.Errorf("jetstream: append %q: %w", instance, nats.ErrConnectionClosed)
+	}
+
+	id := msg.MsgID
+	if id == "" && len(msg.Header[events.HeaderMsgID]) > 0 {
+		id = msg.Header[events.HeaderMsgID][0]
+	}
+	m := nats.NewMsg(s.SubjectFor(instance))
+	for k, vs := range msg.Header {
+		m.Header[k] = append([]string(nil), vs...)
+	}
+	m.Data = msg.Data
+	// Set what the publish options set, so that the size below is the
+	// size on the wire; the options then overwrite with the same values.
+	if id != "" {
+		m.Header.Set(natsjs.MsgIDHeader, id)
+	}
+	m.Header.Set(natsjs.ExpectedStreamHeader, s.cfg.Stream)
+	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+	if max := s.nc.MaxPayload(); max > 0 {
+		if size := int64(m.Size() - len(m.Subject)); size > max {
+			return 0, fmt.Errorf("%w: append %q: the message is %d bytes (%d of data, %d of headers), over the server's max payload of %d bytes; "+
+				"keep commits smaller (large inputs belong outside the event log) or raise the server's max_payload",
+				ErrTooLarge, instance, size, len(m.Data), size-int64(len(m.Data)), max)
+		}
+	}
+	opts := []natsjs.PublishOpt{
+		natsjs.WithMsgID(id),
+		natsjs.WithExpectStream(s.cfg.Stream),
+		natsjs.WithExpectLastSequencePerSubject(expect),
+	}
+	log := s.log.With(slog.String(logKeyInstance, instance))
+
+	backoff := appendBackoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, appendAttemptWait)
+		ack, err := s.js.PublishMsg(actx, m, opts...)
+		cancel()
+		if err == nil {
+			if !ack.Duplicate {
+				return ack.Sequence, nil
+			}
+			// De-duplication is stream-wide: make sure the message with
+			// this Msg-Id is this instance's.
+			_, subj, found, gerr := s.leaderGet(ctx, ack.Sequence, "")
+			switch {
+			case gerr != nil:
+				return 0, fmt.Errorf("jetstream: append %q: acknowledged as a duplicate of message %d, which could not be read: %w", instance, ack.Sequence, gerr)
+			case !found || subj != m.Subject:
+				return 0, fmt.Errorf("jetstream: append %q: Msg-Id %q is already used by message %d of another instance (subject %q); nothing was stored", instance, id, ack.Sequence, subj)
+			}
+			log.Debug("jetstream: append acknowledged as a duplicate", slog.Uint64(logKeySeq, ack.Sequence), slog.Int(logKeyAttempt, attempt))
+			return ack.Sequence, nil
+		}
+
+		if apiErr, ok := wrongSequence(err); ok {
+			// Did an earlier attempt (or an earlier call) store this very
+			// message? Then this is success.
+			if id == "" {
+				return 0, fmt.Errorf("jetstream: append %q: %w: %w", instance, lifecycle.ErrWrongSequence, apiErr)
+			}
+			last, _, found, perr := s.leaderGet(ctx, 0, m.Subject)
+			switch {
+			case perr == nil && found && last.MsgID == id:
+				log.Debug("jetstream: append had already landed", slog.Uint64(logKeySeq, last.Seq), slog.Int(logKeyAttempt, attempt))
+				return last.Seq, nil
+			case perr == nil || attempt == 1:
+				return 0, fmt.Errorf("jetstream: append %q: %w: %w", instance, lifecycle.ErrWrongSequence, apiErr)
+			default:
+				// An earlier attempt's outcome is unknown and the probe
+				// failed: do not claim that nothing was stored.
+				return 0, fmt.Errorf("jetstream: append %q: outcome unknown: wrong last sequence after a retry (%w), and reading the last message failed: %w", instance, apiErr, perr)
+			}
+		}
+
+		if ctx.Err() != nil || !transient(err) || attempt >= appendAttempts {
+			// The last attempt's outcome may be unknown: look once, if
+			// there is still time, before giving up.
+			if transient(err) && id != "" && ctx.Err() == nil {
+				if last, _, found, perr := s.leaderGet(ctx, 0, m.Subject); perr == nil && found && last.MsgID == id {
+					log.Debug("jetstream: append had landed despite the error", slog.Uint64(logKeySeq, last.Seq), slog.Any(logKeyErr, err))
+					return last.Seq, nil
+				}
+			}
+			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+				return 0, fmt.Errorf("jetstream: append %q: %w (last attempt: %w)", instance, cerr, err)
+			}
+			if attempt > 1 {
+				return 0, fmt.Errorf("jetstream: append %q: %d attempts: %w", instance, attempt, err)
+			}
+			return 0, fmt.Errorf("jetstream: append %q: %w", instance, err)
+		}
+		log.Debug("jetstream: append failed, retrying", slog.Int(logKeyAttempt, attempt), slog.Any(logKeyErr, err))
+		if serr := sleep(ctx, backoff); serr != nil {
+			return 0, fmt.Errorf("jetstream: append %q: %w (last attempt: %w)", instance, serr, err)
+		}
+		backoff = min(2*backoff, appendBackoffMax)
+	}
+}
+
+// wrongSequence reports whether err is a failed sequence check: API error
+// 10071 (wrong last sequence: N) or 10164 (wrong last sequence, with a
+// write in flight on a replicated stream). Codes are compared, never text.
+func wrongSequence(err error) (*natsjs.APIError, bool) {
+	var apiErr *natsjs.APIError
+	if !errors.As(err, &apiErr) {
+		return nil, false
+	}
+	switch apiErr.ErrorCode {
+	case natsjs.JSErrCodeStreamWrongLastSequence, natsjs.JSErrCodeStreamWrongLastSequenceConstant:
+		return apiErr, true
+	}
+	return nil, false
+}
+
+// transient reports whether a publish that failed with err may be retried
+// with the same Msg-Id: no answer in time, nobody answering (a leader
+// change), the same Msg-Id still being applied, or a server that says it
+// is temporarily unavailable.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), // the attempt's own timeout; the caller's is checked first
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, natsjs.ErrNoStreamResponse):
+		return true
+	}
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeDupInProcess || apiErr.Code == 503
+	}
+	return false
+}
+
+// leaderGet reads message seq, or if seq is 0 the last message on
+// lastBySubj, with a leader-routed STREAM.MSG.GET request, not a direct
+// get: direct gets may be answered by a replica that has not applied the
+// latest write, and the checks in Append must see their own writes. It
+// returns the message, its subject and whether it exists.
+func (s *Store) leaderGet(ctx context.Context, seq uint64, lastBySubj string) (events.Message, string, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, appendAttemptWait)
+	defer cancel()
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq,omitempty"`
+		LastFor string `json:"last_by_subj,omitempty"`
+	}{seq, lastBySubj})
+	if err != nil {
+		return events.Message{}, "", false, err
+	}
+	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.MSG.GET."+s.cfg.Stream), req)
+	if err != nil {
+		return events.Message{}, "", false, err
+	}
+	var r struct {
+		Error   *natsjs.APIError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return events.Message{}, "", false, fmt.Errorf("decode message get response: %w", err)
+	}
+	if r.Error != nil {
+		if r.Error.ErrorCode == natsjs.JSErrCodeMessageNotFound {
+			return events.Message{}, "", false, nil
+		}
+		return events.Message{}, "", false, r.Error
+	}
+	if r.Message == nil {
+		return events.Message{}, "", false, natsjs.ErrInvalidJetStreamResponse
+	}
+	var hdr nats.Header
+	if len(r.Message.Header) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			return events.Message{}, "", false, err
+		}
+	}
+	return toMessage(r.Message.Seq, r.Message.Time, hdr, r.Message.Data), r.Message.Subject, true, nil
+}
+
+// apiSubject prefixes a JetStream API subject the way the JetStream
+// context does.
+func (s *Store) apiSubject(subj string) string {
+	o := s.js.Options()
+	switch {
+	case o.APIPrefix != "":
+		p := o.APIPrefix
+		if p[len(p)-1] != '.' {
+			p += "."
+		}
+		return p + subj
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API." + subj
+	}
+	return "$JS.API." + subj
+}

@@ -1,0 +1,67 @@
+package jetstream
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// BenchmarkAppend measures one append with its sequence check on an
+// embedded server, in process, R1 file storage.
+func BenchmarkAppend(b *testing.B) {
+	for _, sync := range []struct {
+		name     string
+		interval time.Duration
+	}{
+		{"fsync-each", 0},
+		{"fsync-1s", time.Second},
+	} {
+		b.Run(sync.name, func(b *testing.B) {
+			s, err := OpenEmbedded(b.Context(), EmbeddedConfig{Dir: b.TempDir(), SyncInterval: sync.interval},
+				Config{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			data := make([]byte, 512)
+			var last uint64
+			i := 0
+			for b.Loop() {
+				i++
+				last, err = s.Append(b.Context(), "bench", testMsg(fmt.Sprintf("m%d", i), string(data)), last)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRead measures reading a 1000-message instance.
+func BenchmarkRead(b *testing.B) {
+	s, err := OpenEmbedded(b.Context(), EmbeddedConfig{Dir: b.TempDir(), SyncInterval: time.Minute},
+		Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var last uint64
+	for i := range 1000 {
+		if last, err = s.Append(b.Context(), "bench", testMsg(fmt.Sprintf("m%d", i), "0123456789abcdef0123456789abcdef"), last); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		n := 0
+		for _, err := range s.Read(b.Context(), "bench", 0) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 1000 {
+			b.Fatalf("read %d", n)
+		}
+	}
+}

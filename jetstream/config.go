@@ -1,0 +1,126 @@
+package jetstream
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults applied by [Open] to zero [Config] fields.
+const (
+	DefaultStream     = "RUNLOG"
+	DefaultSubject    = "runlog.wf"
+	DefaultReplicas   = 1
+	DefaultDuplicates = 2 * time.Minute
+	DefaultReadBatch  = 256
+)
+
+// Config says which stream holds the event log and how it is created. The
+// zero value is valid: every zero field takes its default.
+type Config struct {
+	// Stream is the JetStream stream name. Default [DefaultStream].
+	Stream string
+	// Subject is the subject prefix: instance id is stored on
+	// Subject + "." + EncodeID(id), and the stream's only subject is
+	// Subject + ".>". Default [DefaultSubject].
+	Subject string
+	// Replicas is the number of stream replicas, 1 to 5. Default 1.
+	// More than 1 needs a clustered server.
+	Replicas int
+	// Storage is the stream's storage type. The zero value is
+	// [natsjs.FileStorage].
+	Storage natsjs.StorageType
+	// Duplicates is the stream's de-duplication window for Nats-Msg-Id.
+	// Default [DefaultDuplicates].
+	Duplicates time.Duration
+	// Logger receives debug records (recovered duplicate appends,
+	// retries). nil means [slog.Default].
+	Logger *slog.Logger
+	// ReadBatch is the number of messages asked for per direct batch get
+	// by [Store.Read] and [Store.Scan]. Default [DefaultReadBatch].
+	ReadBatch int
+	// NoCreate makes [Open] refuse a missing stream instead of creating
+	// it, for read-only tools: the error then matches
+	// [natsjs.ErrStreamNotFound].
+	NoCreate bool
+}
+
+// withDefaults returns c with defaults filled in, or an error matching
+// ErrInvalidConfig.
+func (c Config) withDefaults() (Config, error) {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.Subject == "" {
+		c.Subject = DefaultSubject
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = DefaultDuplicates
+	}
+	if c.ReadBatch == 0 {
+		c.ReadBatch = DefaultReadBatch
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if err := validStreamName(c.Stream); err != nil {
+		return c, fmt.Errorf("%w: Stream %q: %s", ErrInvalidConfig, c.Stream, err)
+	}
+	if err := validSubjectPrefix(c.Subject); err != nil {
+		return c, fmt.Errorf("%w: Subject %q: %s", ErrInvalidConfig, c.Subject, err)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return c, fmt.Errorf("%w: Replicas is %d, want 1 to 5", ErrInvalidConfig, c.Replicas)
+	}
+	if c.Storage != natsjs.FileStorage && c.Storage != natsjs.MemoryStorage {
+		return c, fmt.Errorf("%w: Storage is %d, want FileStorage or MemoryStorage", ErrInvalidConfig, c.Storage)
+	}
+	if c.Duplicates < 0 {
+		return c, fmt.Errorf("%w: Duplicates is %v, want > 0", ErrInvalidConfig, c.Duplicates)
+	}
+	if c.ReadBatch < 0 {
+		return c, fmt.Errorf("%w: ReadBatch is %d, want > 0", ErrInvalidConfig, c.ReadBatch)
+	}
+	return c, nil
+}
+
+// validStreamName applies the server's rules for stream names.
+func validStreamName(name string) error {
+	if len(name) > 255 {
+		return fmt.Errorf("longer than 255 bytes")
+	}
+	for _, r := range name {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r == '/' || r == '\\':
+			return fmt.Errorf("contains %q, not allowed in a stream name", r)
+		case r <= ' ' || r == 0x7f:
+			return fmt.Errorf("contains whitespace or a control character")
+		}
+	}
+	return nil
+}
+
+// validSubjectPrefix accepts a literal subject: non-empty tokens separated
+// by dots, no wildcards, no whitespace.
+func validSubjectPrefix(subj string) error {
+	for tok := range strings.SplitSeq(subj, ".") {
+		if tok == "" {
+			return fmt.Errorf("has an empty token")
+		}
+		if strings.ContainsAny(tok, "*>") {
+			return fmt.Errorf("contains a wildcard ('*' or '>'); want a literal prefix")
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f {
+				return fmt.Errorf("contains whitespace or a control character")
+			}
+		}
+	}
+	return nil
+}

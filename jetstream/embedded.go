@@ -1,0 +1,221 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultStartTimeout bounds how long [StartEmbedded] waits for the server
+// to be ready when ctx has no deadline. Recovering a large store after an
+// unclean stop can take a while.
+const DefaultStartTimeout = time.Minute
+
+// EmbeddedConfig configures a NATS server run inside this process by
+// [StartEmbedded] and [OpenEmbedded].
+type EmbeddedConfig struct {
+	// Dir is the store directory (the server keeps JetStream data in
+	// Dir/jetstream). Required. Each server needs its own directory.
+	Dir string
+	// SyncInterval says when the server fsyncs stored messages. 0, the
+	// default, fsyncs before every acknowledgement (the server's
+	// SyncAlways): an acknowledged append survives power loss and OS
+	// crashes. A positive value fsyncs only every SyncInterval: appends are
+	// much faster, but those acknowledged in the last interval may be lost
+	// on power loss or an OS crash (not on a process crash).
+	SyncInterval time.Duration
+	// Listen is "" (the default) for no network listener: only this
+	// process can connect. Otherwise "host:port" accepts network clients
+	// there (port 0 picks a free port, see [Embedded.ClientURL]). The
+	// server has no authentication: listen on loopback unless the network
+	// is trusted.
+	Listen string
+	// ServerName names the server. Empty lets the server pick one.
+	ServerName string
+	// MaxPayload is the largest message the server accepts, in bytes.
+	// 0 is the server default, 1 MiB.
+	MaxPayload int32
+	// Logger receives the server's logs if set; nil discards them. Notices
+	// and debug lines are logged at debug level (debug lines only if the
+	// logger is enabled for it), warnings at warn, errors at error.
+	Logger *slog.Logger
+}
+
+// Embedded is a NATS server with JetStream running in this process. Make
+// one with [StartEmbedded]. Its methods are safe for concurrent use.
+type Embedded struct {
+	srv       *server.Server
+	listening bool
+	closeOnce sync.Once
+}
+
+// StartEmbedded starts a NATS server with JetStream in this process,
+// storing in cfg.Dir, and waits until it accepts connections: until ctx
+// is done, or [DefaultStartTimeout] if ctx has no deadline. It does not
+// install signal handlers. An invalid cfg gives an error matching
+// [ErrInvalidConfig]; a server that cannot start (a bad directory, a port
+// in use, JetStream failing to start) gives a wrapped error and is shut
+// down. Close the returned server with [Embedded.Close].
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	opts, err := serverOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: start embedded server: %w", err)
+	}
+	if cfg.Logger != nil {
+		debug := cfg.Logger.Enabled(ctx, slog.LevelDebug)
+		srv.SetLoggerV2(serverLogger{cfg.Logger}, debug, false, false)
+	}
+	go srv.Start()
+
+	e := &Embedded{srv: srv, listening: !opts.DontListen}
+	start := time.Now()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultStartTimeout)
+	}
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		if err := ctx.Err(); err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("jetstream: start embedded server: %w", err)
+		}
+		if time.Now().After(deadline) {
+			_ = e.Close()
+			return nil, fmt.Errorf("jetstream: start embedded server: not ready after %v: %w", time.Since(start).Round(time.Millisecond), context.DeadlineExceeded)
+		}
+	}
+	if !srv.JetStreamEnabled() {
+		_ = e.Close()
+		return nil, fmt.Errorf("jetstream: start embedded server: JetStream did not start (store directory %q)", cfg.Dir)
+	}
+	return e, nil
+}
+
+// serverOptions maps cfg onto server options.
+func serverOptions(cfg EmbeddedConfig) (*server.Options, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: EmbeddedConfig.Dir is required", ErrInvalidConfig)
+	}
+	if cfg.SyncInterval < 0 {
+		return nil, fmt.Errorf("%w: EmbeddedConfig.SyncInterval is %v, want 0 (fsync before every acknowledgement) or > 0", ErrInvalidConfig, cfg.SyncInterval)
+	}
+	if cfg.MaxPayload < 0 {
+		return nil, fmt.Errorf("%w: EmbeddedConfig.MaxPayload is %d, want 0 (server default) or > 0", ErrInvalidConfig, cfg.MaxPayload)
+	}
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		NoSigs:     true,
+		NoLog:      cfg.Logger == nil,
+		MaxPayload: cfg.MaxPayload,
+	}
+	if cfg.SyncInterval == 0 {
+		opts.SyncAlways = true
+	} else {
+		opts.SyncInterval = cfg.SyncInterval
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: EmbeddedConfig.Listen %q: %v", ErrInvalidConfig, cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("%w: EmbeddedConfig.Listen %q: bad port", ErrInvalidConfig, cfg.Listen)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	return opts, nil
+}
+
+// Conn returns a new in-process connection to the server (no network).
+// The caller closes it. Errors are wrapped NATS errors.
+func (e *Embedded) Conn() (*nats.Conn, error) {
+	nc, err := nats.Connect(e.srv.ClientURL(), nats.InProcessServer(e.srv), nats.Name("runlog"))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: connect to embedded server: %w", err)
+	}
+	return nc, nil
+}
+
+// Server returns the running server.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// ClientURL returns the URL network clients connect to, or "" when the
+// server was started without [EmbeddedConfig.Listen].
+func (e *Embedded) ClientURL() string {
+	if !e.listening {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// Close shuts the server down and waits until it has stopped, closing the
+// connections to it. It may be called more than once and always returns
+// nil; the error result is there for future use.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(func() {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	})
+	return nil
+}
+
+// OpenEmbedded starts a server with [StartEmbedded], connects to it in
+// process and opens a store on it with [Open]. The store owns both:
+// [Store.Close] closes the connection and shuts the server down. Errors
+// are those of StartEmbedded and Open; on error nothing is left running.
+func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store, error) {
+	if _, err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	emb, err := StartEmbedded(ctx, ecfg)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := emb.Conn()
+	if err != nil {
+		return nil, errors.Join(err, emb.Close())
+	}
+	s, err := Open(ctx, nc, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, errors.Join(err, emb.Close())
+	}
+	s.ownConn, s.emb = true, emb
+	return s, nil
+}
+
+// serverLogger routes nats-server logs to slog.
+type serverLogger struct{ l *slog.Logger }
+
+func (l serverLogger) logf(level slog.Level, format string, v []any) {
+	ctx := context.Background()
+	if l.l.Enabled(ctx, level) {
+		l.l.Log(ctx, level, fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
+	}
+}
+
+func (l serverLogger) Noticef(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.logf(slog.LevelWarn, format, v) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
+func (l serverLogger) Debugf(format string, v ...any)  { l.logf(slog.LevelDebug, format, v) }
+func (l serverLogger) Tracef(format string, v ...any)  { l.logf(slog.LevelDebug-4, format, v) }

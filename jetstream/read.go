@@ -1,0 +1,377 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Headers the server adds to direct get replies. They are not part of the
+// stored message and are removed from [events.Message.Header].
+var directGetHeaders = []string{
+	natsjs.StreamHeader,
+	natsjs.SubjectHeader,
+	natsjs.SequenceHeader,
+	natsjs.TimeStampHeaer,
+	"Nats-Num-Pending",
+	"Nats-Last-Sequence",
+	"Nats-UpTo-Sequence",
+}
+
+// toMessage builds an events.Message, copying the headers without the
+// ones a direct get adds.
+func toMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events.Message {
+	m := events.Message{Seq: seq, Time: t.UTC(), Data: data}
+	if len(hdr) > 0 {
+		m.Header = make(map[string][]string, len(hdr))
+		for k, vs := range hdr {
+			if slices.Contains(directGetHeaders, k) {
+				continue
+			}
+			m.Header[k] = append([]string(nil), vs...)
+		}
+		if len(m.Header) == 0 {
+			m.Header = nil
+		}
+		if v := m.Header[events.HeaderMsgID]; len(v) > 0 {
+			m.MsgID = v[0]
+		}
+	}
+	return m
+}
+
+// Read returns the messages of instance with a stream sequence greater
+// than after, in sequence order. It implements [lifecycle.Log.Read].
+//
+// Messages are fetched with direct batch gets of [Config.ReadBatch]
+// messages, page after page until the instance has no more; no consumer
+// is created. The read sees the messages stored when each page is served.
+// On a replicated stream a direct get may be answered by a replica that
+// lags the leader by a few writes; a decision made on such a read fails
+// the sequence check of [Store.Append] and is retried.
+//
+// Each message has Seq, Time (when the stream stored it, UTC), MsgID
+// (its Nats-Msg-Id header), Data, and Header: the headers as stored, which
+// besides the appended ones include the Nats-Msg-Id, Nats-Expected-Stream
+// and Nats-Expected-Last-Subject-Sequence headers set by [Store.Append]
+// (the last one records the sequence the decision was made on).
+//
+// The iterator yields an error at most once, as its last value; it stops
+// as soon as yield returns false; it may be ranged over again, reading
+// afresh. An instance with no messages yields nothing. Cancelling ctx
+// ends it with ctx.Err(). An invalid instance id yields an error matching
+// [workflow.ErrInvalidInstanceID]; other errors are wrapped as
+// "jetstream: read <id>: ...".
+func (s *Store) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) {
+		if err := workflow.ValidateInstanceID(instance); err != nil {
+			yield(events.Message{}, fmt.Errorf("jetstream: read: %w", err))
+			return
+		}
+		err := s.batches(ctx, s.SubjectFor(instance), after, func(raw *natsjs.RawStreamMsg) bool {
+			return yield(toMessage(raw.Sequence, raw.Time, raw.Header, raw.Data), nil)
+		})
+		if err != nil && err != errStopped {
+			if ctx.Err() != nil {
+				yield(events.Message{}, ctx.Err())
+				return
+			}
+			yield(events.Message{}, fmt.Errorf("jetstream: read %q: %w", instance, err))
+		}
+	}
+}
+
+// errStopped reports that the consumer of an iterator stopped early.
+var errStopped = errors.New("stopped")
+
+// batches yields every message on filter with a sequence greater than
+// after, using direct batch gets. It returns nil when the messages are
+// exhausted, errStopped when fn returns false, ctx.Err() when ctx is
+// done, or the error that ended the read.
+//
+// jetstreamext.GetBatch ends a page silently both on the server's
+// end-of-batch marker and on a timeout, so the end of the data is told
+// from the Nats-Num-Pending header instead: the server puts on each
+// message the number of matching messages left after it, 0 on the last
+// one. A page that ends with messages still pending (a timeout, or the
+// server's max bytes per batch) is followed by the next page; a page with
+// no message and no error is a timeout. A filter with no message at all
+// from the start sequence gives jetstreamext.ErrNoMessages (404).
+func (s *Store) batches(ctx context.Context, filter string, after uint64, fn func(*natsjs.RawStreamMsg) bool) error {
+	next := after + 1
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := jetstreamext.GetBatch(ctx, s.js, s.cfg.Stream, s.cfg.ReadBatch,
+			jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(next))
+		if err != nil {
+			return err
+		}
+		n := 0
+		var pending, last uint64
+		for raw, err := range page {
+			if err != nil {
+				if errors.Is(err, jetstreamext.ErrNoMessages) && n == 0 {
+					return nil
+				}
+				if errors.Is(err, jetstreamext.ErrBatchUnsupported) {
+					// Also what a no-responders status becomes: say
+					// whether the stream is gone.
+					if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
+						return fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
+					}
+				}
+				return err
+			}
+			p, perr := strconv.ParseUint(raw.Header.Get("Nats-Num-Pending"), 10, 64)
+			if perr != nil {
+				return fmt.Errorf("%w: bad Nats-Num-Pending header: %v", jetstreamext.ErrInvalidResponse, perr)
+			}
+			n++
+			pending, last = p, raw.Sequence
+			if !fn(raw) {
+				return errStopped
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("batch get from sequence %d: no reply in time: %w", next, nats.ErrTimeout)
+		}
+		if pending == 0 {
+			return nil
+		}
+		next = last + 1
+	}
+}
+
+// LastMessage returns the last message of instance, with ok false if it
+// has none. It implements [lifecycle.Last]. It uses a direct get, so on a
+// replicated stream it may lag the leader by a few writes (see
+// [Store.Read]). An invalid instance id gives an error matching
+// [workflow.ErrInvalidInstanceID]; other errors are wrapped as
+// "jetstream: last message <id>: ...".
+func (s *Store) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
+	if err := workflow.ValidateInstanceID(instance); err != nil {
+		return events.Message{}, false, fmt.Errorf("jetstream: last message: %w", err)
+	}
+	raw, err := s.stream.GetLastMsgForSubject(ctx, s.SubjectFor(instance))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return events.Message{}, false, nil
+	}
+	if err != nil {
+		return events.Message{}, false, fmt.Errorf("jetstream: last message %q: %w", instance, err)
+	}
+	return toMessage(raw.Sequence, raw.Time, raw.Header, raw.Data), true, nil
+}
+
+// ScannedMessage is a message seen by [Store.Scan]: the message, its
+// subject and the instance id decoded from it. InstanceErr is set, and
+// Instance empty, when the subject is not an instance subject (a message
+// published by another program); it matches [ErrInvalidSubject].
+type ScannedMessage struct {
+	events.Message
+	Subject     string
+	Instance    string
+	InstanceErr error
+}
+
+// Scan returns every message of the stream with a sequence greater than
+// after, in sequence order, whatever its instance, using direct batch gets
+// over the stream's subjects. It follows the iterator contract of
+// [Store.Read]. A subject that does not decode is reported in
+// [ScannedMessage.InstanceErr], not as an iterator error. Errors are
+// wrapped as "jetstream: scan: ...".
+func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage, error] {
+	return func(yield func(ScannedMessage, error) bool) {
+		err := s.batches(ctx, s.cfg.Subject+".>", after, func(raw *natsjs.RawStreamMsg) bool {
+			sm := ScannedMessage{Message: toMessage(raw.Sequence, raw.Time, raw.Header, raw.Data), Subject: raw.Subject}
+			sm.Instance, sm.InstanceErr = s.InstanceFromSubject(raw.Subject)
+			return yield(sm, nil)
+		})
+		if err != nil && err != errStopped {
+			if ctx.Err() != nil {
+				yield(ScannedMessage{}, ctx.Err())
+				return
+			}
+			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: %w", err))
+		}
+	}
+}
+
+// DefaultInstancesLimit is the page size [Store.Instances] uses when asked
+// for limit <= 0.
+const DefaultInstancesLimit = 1000
+
+// Instances returns up to limit ids of the instances that have messages,
+// greater than after, in increasing order of the ids (byte order of the
+// strings), as [lifecycle.Lister] documents. Pass "" for the first page,
+// then the last id of a page as the next cursor; a page shorter than limit
+// (an empty one included) is the last. limit <= 0 means
+// [DefaultInstancesLimit].
+//
+// It asks the server for the stream's subjects (stream info with a
+// subject filter) page by page; the server answers with at most 100,000
+// subjects per request. The order of encoded subjects is not the order of
+// ids, so every call reads all pages and keeps the limit smallest ids
+// after the cursor: memory per call is bounded by one server page plus
+// twice limit ids, and time grows with the number of instances. An
+// instance created while a call runs may be missed by that call.
+// Subjects under the prefix that are not canonical instance subjects are
+// skipped and logged at warn level. Errors are wrapped as
+// "jetstream: instances: ...".
+func (s *Store) Instances(ctx context.Context, after string, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = DefaultInstancesLimit
+	}
+	var ids []string // the smallest ids > after seen so far, not sorted
+	keep := func() {
+		slices.Sort(ids)
+		ids = slices.Clip(ids[:min(len(ids), limit)])
+	}
+	for offset := 0; ; {
+		subjects, total, err := s.subjectsPage(ctx, s.cfg.Subject+".*", offset)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: instances: %w", err)
+		}
+		for _, subj := range subjects {
+			id, err := s.InstanceFromSubject(subj)
+			if err != nil {
+				s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
+				continue
+			}
+			if id <= after {
+				continue
+			}
+			ids = append(ids, id)
+			if len(ids) >= 2*limit {
+				keep()
+			}
+		}
+		offset += len(subjects)
+		if len(subjects) == 0 || offset >= total {
+			break
+		}
+	}
+	keep()
+	return ids, nil
+}
+
+// subjectsPage returns one page of the stream's subjects matching filter,
+// starting at offset in the server's sorted list, and the total number of
+// matching subjects.
+func (s *Store) subjectsPage(ctx context.Context, filter string, offset int) ([]string, int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	req, err := json.Marshal(struct {
+		Filter string `json:"subjects_filter"`
+		Offset int    `json:"offset,omitempty"`
+	}{filter, offset})
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.INFO."+s.cfg.Stream), req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r struct {
+		Error *natsjs.APIError `json:"error"`
+		Total int              `json:"total"`
+		State struct {
+			Subjects map[string]uint64 `json:"subjects"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, fmt.Errorf("decode stream info response: %w", err)
+	}
+	if r.Error != nil {
+		return nil, 0, r.Error
+	}
+	subjects := make([]string, 0, len(r.State.Subjects))
+	for subj := range r.State.Subjects {
+		subjects = append(subjects, subj)
+	}
+	return subjects, r.Total, nil
+}
+
+// Follow returns the messages of instance with a sequence greater than
+// after, then waits for new ones and yields them as they are stored, until
+// ctx is done; it then yields ctx.Err() and ends. It uses an ordered
+// consumer filtered on the instance's subject, starting at sequence
+// after+1, which is deleted when the iteration ends (also when yield
+// returns false). An invalid instance id yields an error matching
+// [workflow.ErrInvalidInstanceID]; other errors are wrapped as
+// "jetstream: follow <id>: ...".
+func (s *Store) Follow(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) {
+		if err := workflow.ValidateInstanceID(instance); err != nil {
+			yield(events.Message{}, fmt.Errorf("jetstream: follow: %w", err))
+			return
+		}
+		fail := func(err error) {
+			if ctx.Err() != nil {
+				yield(events.Message{}, ctx.Err())
+				return
+			}
+			yield(events.Message{}, fmt.Errorf("jetstream: follow %q: %w", instance, err))
+		}
+		cfg := natsjs.OrderedConsumerConfig{
+			FilterSubjects: []string{s.SubjectFor(instance)},
+			DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
+			OptStartSeq:    after + 1,
+		}
+		cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer func() {
+			// The consumer is ephemeral and would go away after its
+			// inactivity threshold; delete it now.
+			if info := cons.CachedInfo(); info != nil {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_ = s.js.DeleteConsumer(dctx, s.cfg.Stream, info.Name)
+				cancel()
+			}
+		}()
+		msgs, err := cons.Messages()
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer msgs.Stop()
+		for {
+			m, err := msgs.Next(natsjs.NextContext(ctx))
+			if err != nil {
+				fail(err)
+				return
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				fail(err)
+				return
+			}
+			if !yield(toMessage(md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data()), nil) {
+				return
+			}
+		}
+	}
+}
