@@ -193,7 +193,7 @@ func (s *Store) Unpause(ctx context.Context, id string) (*workflow.Snapshot, err
 	}
 	actor := ActorFrom(ctx)
 	var snap *workflow.Snapshot
-	_, err := s.write(ctx, "unpause", id, func(st *projection.State) (*events.Commit, error) {
+	_, err := s.writeThen(ctx, "unpause", id, func(st *projection.State) (*events.Commit, error) {
 		if err := needSnapshot(st); err != nil {
 			return nil, err
 		}
@@ -209,19 +209,11 @@ func (s *Store) Unpause(ctx context.Context, id string) (*workflow.Snapshot, err
 				&events.SignalClearedData{Kind: workflow.Cancel, Reason: "applied"})
 		}
 		return s.commitOf(st, "unpause", actor, st.Run, ps...)
-	})
+	}, func(st *projection.State) { snap = st.Snapshot.Clone() })
 	if err != nil {
 		return nil, wrap("unpause", id, err)
 	}
-	// Read the result back from the projection the write left behind.
-	err = s.read(ctx, id, func(st *projection.State) error {
-		if err := needSnapshot(st); err != nil {
-			return err
-		}
-		snap = st.Snapshot.Clone()
-		return nil
-	})
-	return snap, wrap("unpause", id, err)
+	return snap, nil
 }
 
 // SendEvent buffers a named external event with its payload, FIFO per

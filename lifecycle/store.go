@@ -161,8 +161,14 @@ type decider func(st *projection.State) (*events.Commit, error)
 // conflict but a later read finds that very commit, it landed (a retried
 // append whose first attempt succeeded) and the write succeeds.
 func (s *Store) write(ctx context.Context, op, id string, decide decider) (Revision, error) {
+	return s.writeThen(ctx, op, id, decide, nil)
+}
+
+// writeThen is write, calling after (if not nil) with the projection the
+// operation left behind, before the instance is unlocked.
+func (s *Store) writeThen(ctx context.Context, op, id string, decide decider, after func(st *projection.State)) (Revision, error) {
 	var rev Revision
-	err := s.writeLocked(ctx, op, id, decide, &rev)
+	err := s.writeLocked(ctx, op, id, decide, &rev, after)
 	return rev, err
 }
 
@@ -174,11 +180,16 @@ type Revision struct {
 	Seq uint64
 }
 
-func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision) error {
+func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision, after func(st *projection.State)) (err error) {
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
 	st := &e.st
-	defer func() { *rev = Revision{Run: st.Run, Seq: st.Revision} }()
+	defer func() {
+		*rev = Revision{Run: st.Run, Seq: st.Revision}
+		if err == nil && after != nil {
+			after(st)
+		}
+	}()
 	verified := false
 	var last error
 	for attempt := 1; ; {
