@@ -97,6 +97,12 @@ func (c *Commit) Encode() (Message, error) {
 	if c.ID.IsZero() {
 		return Message{}, fmt.Errorf("%w: zero commit id", ErrInvalidCommit)
 	}
+	if c.Instance == "" {
+		return Message{}, fmt.Errorf("%w: empty instance id", ErrInvalidCommit)
+	}
+	if c.Time.IsZero() {
+		return Message{}, fmt.Errorf("%w: zero commit time", ErrInvalidCommit)
+	}
 	w := wireCommit{V: SchemaVersion, ID: c.ID, Instance: c.Instance, Time: c.Time.UTC(), Command: c.Command, Actor: c.Actor}
 	if !c.Prev.IsZero() {
 		w.Prev = c.Prev.String()
@@ -203,6 +209,8 @@ func Decode(m Message, instance string) (Record, error) {
 	switch {
 	case w.V == 0:
 		return fail(-1, "", "missing schema version")
+	case w.V < 0:
+		return fail(-1, "", "invalid schema version %d", w.V)
 	case w.V > SchemaVersion:
 		return fail(-1, "", "schema version %d is newer than this reader's %d: upgrade runlog", w.V, SchemaVersion)
 	case w.ID.IsZero():

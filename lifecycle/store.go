@@ -21,7 +21,9 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Entropy feeds the ULIDs of commits, events and runs; nil means a
-	// cryptographically random source.
+	// cryptographically random source. Commit ids are the logs'
+	// de-duplication keys: two stores sharing a log must never draw the
+	// same ids, so a fixed source is for single-store tests only.
 	Entropy io.Reader
 	// MaxAttempts bounds how often one operation decides and appends
 	// before it gives up with ErrConcurrentModification; 0 means 16.

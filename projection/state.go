@@ -146,18 +146,19 @@ func (e *HistoryError) Is(target error) bool { return target == ErrInvalidHistor
 // state. On error s is left unchanged.
 func (s *State) Apply(rec events.Record) error {
 	c := &rec.Commit
+	instance := s.Instance
+	if instance == "" {
+		instance = c.Instance
+	}
 	fail := func(i int, format string, args ...any) error {
-		e := &HistoryError{Instance: s.Instance, Seq: rec.Seq, Event: i, Reason: fmt.Sprintf(format, args...)}
+		e := &HistoryError{Instance: instance, Seq: rec.Seq, Event: i, Reason: fmt.Sprintf(format, args...)}
 		if i >= 0 {
 			e.Type = c.Events[i].Type
 		}
 		return e
 	}
-	if s.Instance == "" {
-		s.Instance = c.Instance
-	}
 	switch {
-	case c.Instance != s.Instance:
+	case c.Instance != instance:
 		return fail(-1, "commit names instance %q", c.Instance)
 	case rec.Seq <= s.LastSeq:
 		return fail(-1, "sequence does not increase (last was %d)", s.LastSeq)
@@ -176,6 +177,7 @@ func (s *State) Apply(rec events.Record) error {
 	if len(c.Events) > 1 {
 		next = s.structural()
 	}
+	next.Instance = instance
 	changed := false
 	for i := range c.Events {
 		if err := next.applyEvent(&c.Events[i], c.Time); err != nil {
@@ -428,6 +430,9 @@ func (s *State) CatchUp(msgs iter.Seq2[events.Message, error], u Until) error {
 	for m, err := range msgs {
 		if err != nil {
 			return err
+		}
+		if u.Seq > 0 && m.Seq > u.Seq {
+			return nil
 		}
 		rec, err := events.Decode(m, s.Instance)
 		if err != nil {

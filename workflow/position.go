@@ -2,7 +2,7 @@ package workflow
 
 import (
 	"fmt"
-	"maps"
+	"slices"
 	"time"
 )
 
@@ -87,7 +87,12 @@ func (p Position) IsZero() bool {
 // Clone returns a deep copy of p.
 func (p Position) Clone() Position {
 	c := p
-	c.Branches = maps.Clone(p.Branches)
+	if p.Branches != nil {
+		c.Branches = make(map[string]TaskResult, len(p.Branches))
+		for k, v := range p.Branches {
+			c.Branches[k] = TaskResult{TaskID: v.TaskID, Output: slices.Clone(v.Output)}
+		}
+	}
 	if p.WakeAt != nil {
 		t := *p.WakeAt
 		c.WakeAt = &t
