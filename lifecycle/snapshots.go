@@ -142,13 +142,13 @@ func (s *Store) DeleteSnapshot(ctx context.Context, id, reason string) error {
 		if err := needSnapshot(st); err != nil {
 			return nil, err
 		}
-		var ps []events.Payload
+		// The order of TerminateExisting (and Sayiir's): delete, then clear.
+		ps := []events.Payload{&events.SnapshotDeletedData{Reason: reason, DiscardedEvents: st.Pending()}}
 		for _, k := range workflow.SignalKinds() {
 			if _, ok := st.Signals[k]; ok {
 				ps = append(ps, &events.SignalClearedData{Kind: k, Reason: "deleted"})
 			}
 		}
-		ps = append(ps, &events.SnapshotDeletedData{Reason: reason, DiscardedEvents: st.Pending()})
 		return s.commitOf(st, "delete_snapshot", actor, st.Run, ps...)
 	})
 	return wrap("delete snapshot", id, err)

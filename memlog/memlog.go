@@ -46,8 +46,9 @@ func New(now func() time.Time) *Log {
 }
 
 var (
-	_ lifecycle.Log  = (*Log)(nil)
-	_ lifecycle.Last = (*Log)(nil)
+	_ lifecycle.Log    = (*Log)(nil)
+	_ lifecycle.Last   = (*Log)(nil)
+	_ lifecycle.Lister = (*Log)(nil)
 )
 
 // ErrClosed is returned by every operation after [Log.Close].
@@ -84,7 +85,13 @@ func (l *Log) Append(ctx context.Context, instance string, msg events.Message, e
 		return 0, fmt.Errorf("memlog: append %q: %w: last sequence is %d, expected %d", instance, lifecycle.ErrWrongSequence, last, expect)
 	}
 	if seq, ok := l.msgIDs[msg.MsgID]; ok && msg.MsgID != "" {
-		return seq, nil // duplicate within the window
+		// De-duplication is log-wide, as in a stream: a duplicate of an
+		// earlier message of this instance is acknowledged with its
+		// sequence; one of another instance is an error.
+		if l.all[l.index(seq)].instance != instance {
+			return 0, fmt.Errorf("memlog: append %q: Msg-Id %q is already used by message %d of another instance; nothing was stored", instance, msg.MsgID, seq)
+		}
+		return seq, nil
 	}
 	l.seq++
 	stored := events.Message{Seq: l.seq, Time: l.now(), MsgID: msg.MsgID, Header: cloneHeader(msg.Header), Data: slices.Clone(msg.Data)}
@@ -138,10 +145,23 @@ func (l *Log) LastMessage(ctx context.Context, instance string) (events.Message,
 	return copyMsg(msgs[len(msgs)-1]), true, nil
 }
 
+// index returns the position in l.all of the message with sequence seq.
+// Called with l.mu held.
+func (l *Log) index(seq uint64) int {
+	return sort.Search(len(l.all), func(i int) bool { return l.all[i].msg.Seq >= seq })
+}
+
 // Instances returns up to limit instance ids greater than after, in
-// increasing order (limit <= 0: all).
+// increasing order (limit <= 0: all). It implements [lifecycle.Lister].
 func (l *Log) Instances(ctx context.Context, after string, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return nil, ErrClosed
+	}
 	ids := slices.Sorted(maps.Keys(l.instances))
 	l.mu.RUnlock()
 	i := sort.SearchStrings(ids, after)

@@ -42,6 +42,8 @@ type State struct {
 	Commits  int             // commits folded
 	Events   int             // events folded
 	Bytes    int             // payload bytes folded
+
+	pastRuns map[ulid.ULID]struct{} // every run id used so far: a run id is never reused
 }
 
 // Buffered is an external event waiting to be consumed.
@@ -60,6 +62,7 @@ func (s *State) Clone() State {
 	c.Snapshot = s.Snapshot.Clone()
 	c.Signals = maps.Clone(s.Signals)
 	c.Results = maps.Clone(s.Results)
+	c.pastRuns = maps.Clone(s.pastRuns)
 	if s.Buffered != nil {
 		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
 		for k, v := range s.Buffered {
@@ -83,6 +86,7 @@ func (s *State) structural() State {
 	}
 	c.Signals = maps.Clone(s.Signals)
 	c.Results = maps.Clone(s.Results)
+	c.pastRuns = maps.Clone(s.pastRuns)
 	if s.Buffered != nil {
 		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
 		for k, v := range s.Buffered {
@@ -215,8 +219,8 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		if len(s.Signals) > 0 {
 			return errors.New("snapshot created while signals are pending")
 		}
-		if e.Run.IsZero() || e.Run == s.Run {
-			return fmt.Errorf("new run needs a new run id, got %s", e.Run)
+		if _, used := s.pastRuns[e.Run]; e.Run.IsZero() || used {
+			return fmt.Errorf("new run needs a new run id, got %s, already used", e.Run)
 		}
 		if len(s.Buffered) > 0 {
 			return errors.New("snapshot created while external events are buffered")
@@ -225,6 +229,10 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		snap.UpdatePosition(workflow.AtTaskPosition(d.FirstTask.ID), at)
 		snap.SetTaskHint(d.FirstTask)
 		snap.TraceParent = d.TraceParent
+		if s.pastRuns == nil {
+			s.pastRuns = make(map[ulid.ULID]struct{}, 1)
+		}
+		s.pastRuns[e.Run] = struct{}{}
 		s.Snapshot, s.Exists, s.Run, s.Results = snap, true, e.Run, nil
 		s.Runs++
 	case *events.SnapshotDeletedData:

@@ -1,0 +1,242 @@
+package audit
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
+)
+
+// decodeFor decodes m as a commit of instance. A message that does not
+// decode gets KindDecode (KindSchema when it announces a newer schema
+// version); one that decodes but names another instance gets KindForeign.
+// The detail does not repeat the sequence.
+func decodeFor(m events.Message, instance string) (events.Record, ProblemKind, string) {
+	rec, err := events.Decode(m, "")
+	if err != nil {
+		kind := KindDecode
+		var probe struct {
+			V int `json:"v"`
+		}
+		if json.Unmarshal(m.Data, &probe) == nil && probe.V > events.SchemaVersion {
+			kind = KindSchema
+		}
+		return rec, kind, decodeDetail(err)
+	}
+	if rec.Commit.Instance != instance {
+		return rec, KindForeign, fmt.Sprintf("commit %s names instance %q: a message of another history was written here", rec.Commit.ID, rec.Commit.Instance)
+	}
+	return rec, "", ""
+}
+
+func decodeDetail(err error) string {
+	de, ok := errors.AsType[*events.DecodeError](err)
+	if !ok {
+		return err.Error()
+	}
+	if de.Event >= 0 {
+		if de.Type != "" {
+			return fmt.Sprintf("event %d (%s): %v", de.Event, de.Type, de.Err)
+		}
+		return fmt.Sprintf("event %d: %v", de.Event, de.Err)
+	}
+	return de.Err.Error()
+}
+
+func historyDetail(err error) string {
+	he, ok := errors.AsType[*projection.HistoryError](err)
+	if !ok {
+		return err.Error()
+	}
+	if he.Event >= 0 {
+		return fmt.Sprintf("event %d (%s): %s", he.Event, he.Type, he.Reason)
+	}
+	return he.Reason
+}
+
+// problemList collects problems, keeping at most limit of them (0: no
+// limit) and counting the others.
+type problemList struct {
+	ps      []Problem
+	limit   int
+	dropped int
+}
+
+// add appends p and returns its index, or -1 when the list is full.
+func (l *problemList) add(p Problem) int {
+	if l.limit > 0 && len(l.ps) >= l.limit {
+		l.dropped++
+		return -1
+	}
+	l.ps = append(l.ps, p)
+	return len(l.ps) - 1
+}
+
+// total returns the number of problems added, kept or not.
+func (l *problemList) total() int { return len(l.ps) + l.dropped }
+
+// streak merges a run of consecutive problems of one kind into one
+// problem that names the span, the count and the first one's detail: once
+// a commit is refused, the commits that build on it usually are too, and a
+// flood of garbage is one finding, not thousands.
+type streak struct {
+	open  bool
+	kind  ProblemKind
+	idx   int // index of the open problem in the list; -1 if it was not kept
+	count int
+	first string
+}
+
+// add records p, extending the open problem when it has p's kind. tail
+// ends the detail of a merged problem.
+func (s *streak) add(l *problemList, p Problem, tail string) {
+	if s.open && s.kind == p.Kind {
+		s.count++
+		if s.idx >= 0 {
+			q := &l.ps[s.idx]
+			q.Through = p.Seq
+			q.Detail = fmt.Sprintf("%s (and the %d messages after it through seq %d %s)", s.first, s.count-1, p.Seq, tail)
+		}
+		return
+	}
+	*s = streak{open: true, kind: p.Kind, idx: l.add(p), count: 1, first: p.Detail}
+}
+
+// close ends the open problem.
+func (s *streak) close() { *s = streak{} }
+
+// folder folds an instance's commits for the projection's checks, with
+// the hash chain left to the caller: a broken link is reported once, as a
+// chain problem, and the fold goes on from the commit that broke it.
+type folder struct {
+	st     projection.State
+	refuse streak
+}
+
+func newFolder(instance string) folder { return folder{st: projection.New(instance)} }
+
+// apply folds rec, adding a fold problem to ps if the projection refuses
+// it, naming seq and line (the export line on import, else 0).
+// apply folds rec; explained says the commit's problem was already reported
+// (a reused run id, which the projection refuses too), so a refusal is not
+// reported twice.
+func (f *folder) apply(rec events.Record, ps *problemList, seq uint64, line int, explained bool) {
+	f.st.Head = rec.Commit.Prev // the chain is checked by the caller
+	err := f.st.Apply(rec)
+	if err == nil || explained {
+		f.refuse.close()
+		return
+	}
+	f.refuse.add(ps, Problem{Instance: f.st.Instance, Seq: seq, Through: seq, Line: line, Kind: KindFold, Detail: historyDetail(err)}, "do not fold either")
+}
+
+// checkRuns reports snapshot.created events that reuse an earlier run's id.
+// runs maps each run id to the sequence of the commit that created it.
+func checkRuns(rec events.Record, runs map[ulid.ULID]uint64) string {
+	var msgs []string
+	for i, e := range rec.Commit.Events {
+		if e.Type != events.SnapshotCreated || e.Run.IsZero() {
+			continue
+		}
+		if at, ok := runs[e.Run]; ok && at != rec.Seq {
+			msgs = append(msgs, fmt.Sprintf("event %d (snapshot.created) starts run %s, the id of the run created at seq %d", i, e.Run, at))
+			continue
+		}
+		runs[e.Run] = rec.Seq
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// checkHeaders compares the headers runlog sets with the payload; a header
+// that is absent is not checked.
+func checkHeaders(m events.Message, rec events.Record) string {
+	c := &rec.Commit
+	var bad []string
+	check := func(name, want string) {
+		vs, ok := m.Header[name]
+		if !ok {
+			return
+		}
+		if len(vs) != 1 || vs[0] != want {
+			bad = append(bad, fmt.Sprintf("%s is %q, the payload says %q", name, strings.Join(vs, ","), want))
+		}
+	}
+	check(events.HeaderMsgID, c.ID.String())
+	check(events.HeaderCommit, c.ID.String())
+	types := make([]string, len(c.Events))
+	for i, e := range c.Events {
+		types[i] = string(e.Type)
+	}
+	check(events.HeaderEvents, strings.Join(types, ","))
+	run := ""
+	if r := c.Run(); !r.IsZero() {
+		run = r.String()
+	}
+	check(events.HeaderRun, run)
+	prev := ""
+	if !c.Prev.IsZero() {
+		prev = c.Prev.String()
+	}
+	check(events.HeaderPrev, prev)
+	check(events.HeaderCommand, c.Command)
+	if len(c.Events) > 0 {
+		check(events.HeaderSchema, strconv.Itoa(c.Events[0].Schema))
+	}
+	return strings.Join(bad, "; ")
+}
+
+// idSet records the commit and event ids of one instance.
+type idSet struct {
+	commits map[ulid.ULID]uint64
+	events  map[ulid.ULID]uint64
+}
+
+func newIDSet() idSet {
+	return idSet{commits: make(map[ulid.ULID]uint64), events: make(map[ulid.ULID]uint64)}
+}
+
+// add records rec's ids and describes those already seen.
+func (s idSet) add(rec events.Record) string {
+	var msgs []string
+	c := &rec.Commit
+	if at, ok := s.commits[c.ID]; ok {
+		msgs = append(msgs, fmt.Sprintf("commit id %s is also the id of the commit at seq %d", c.ID, at))
+	} else {
+		s.commits[c.ID] = rec.Seq
+	}
+	for i, e := range c.Events {
+		if at, ok := s.events[e.ID]; ok {
+			where := fmt.Sprintf("seq %d", at)
+			if at == rec.Seq {
+				where = "this commit"
+			}
+			msgs = append(msgs, fmt.Sprintf("event %d has id %s, already used by an event of %s", i, e.ID, where))
+			continue
+		}
+		s.events[e.ID] = rec.Seq
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// short returns the first 12 hex characters of h.
+func short(h workflow.Hash32) string { return h.String()[:12] }
+
+// sortProblems orders an instance's problems by sequence, then by the end
+// of their span.
+func sortProblems(ps []Problem) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if c := cmp.Compare(a.Seq, b.Seq); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Through, b.Through)
+	})
+}

@@ -1,0 +1,216 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Source is the history audit reads: the instance ids, page by page, and
+// each instance's messages in order. *memlog.Log and *jetstream.Store
+// satisfy it. Read follows the iterator contract of [lifecycle.Log.Read].
+// Instances returns up to limit ids after the cursor after ("" for the
+// first page); audit passes the last id of a page as the next cursor and
+// stops at an empty page.
+type Source interface {
+	Instances(ctx context.Context, after string, limit int) ([]string, error)
+	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
+}
+
+// ProblemKind classifies a [Problem]. The values are stable strings, fit
+// for JSON output and for filtering.
+type ProblemKind string
+
+// The kinds of problems Verify and Import report.
+const (
+	// KindDecode: a message that is not a runlog commit this version can
+	// read: garbage bytes, a missing field, an unknown event type, a
+	// payload that does not match its type, a Nats-Msg-Id that is not the
+	// commit id.
+	KindDecode ProblemKind = "decode"
+	// KindSchema: a commit written with a newer schema version than this
+	// reader's. Not evidence of tampering: upgrade runlog and verify
+	// again.
+	KindSchema ProblemKind = "schema"
+	// KindForeign: a well-formed commit that names another instance: a
+	// message of another history written on this instance.
+	KindForeign ProblemKind = "foreign"
+	// KindChain: a broken link of the hash chain whose cause cannot be
+	// narrowed further: the commit before it was altered, or commits were
+	// removed between them, or the history starts in the middle, or a
+	// second history starts here.
+	KindChain ProblemKind = "chain"
+	// KindReordered: broken links whose prev names another message of the
+	// same history: commits stored out of their chain order (moved,
+	// swapped), or a second branch written from an old head.
+	KindReordered ProblemKind = "reordered"
+	// KindFold: commits that decode and chain but that the projection
+	// refuses (an event not allowed in the state it finds, an event of
+	// another run, a run that does not start with snapshot.created, ...).
+	KindFold ProblemKind = "fold"
+	// KindDuplicate: a commit or event id used twice in one instance, or
+	// a message that is an exact copy of an earlier one. On import: a
+	// commit id used twice anywhere in the file (a destination would
+	// drop the second as a retry), or a line copied.
+	KindDuplicate ProblemKind = "duplicate"
+	// KindRun: a snapshot.created that reuses the id of an earlier run of
+	// the instance (the projection only refuses the current run's id):
+	// a writer fenced by the old run id could write into the new run.
+	KindRun ProblemKind = "run"
+	// KindHeader: message headers that contradict the payload
+	// (Nats-Msg-Id, Runlog-Commit, Runlog-Events, Runlog-Run,
+	// Runlog-Prev, Runlog-Schema, Runlog-Command; an absent header is not
+	// checked). Headers are not covered by the hash chain, but consumers
+	// filter on them and JetStream de-duplicates on Nats-Msg-Id.
+	KindHeader ProblemKind = "header"
+	// KindAnchor: a head given in [VerifyOptions.Anchors] that the
+	// instance's history does not contain: it was truncated or rewritten
+	// after the head was recorded.
+	KindAnchor ProblemKind = "anchor"
+	// KindEmpty: an instance asked for by id that has no history.
+	KindEmpty ProblemKind = "empty"
+	// KindFormat: an export line that is not in the export format (import
+	// only).
+	KindFormat ProblemKind = "format"
+	// KindConflict: the destination of an import already holds a history
+	// for the instance that is not a prefix of the file's (import only).
+	KindConflict ProblemKind = "conflict"
+)
+
+// Problem is one finding about one instance. Seq is the stream sequence
+// of the message it is about (0 when it is about the whole instance, or a
+// file line without one); when it covers a span of messages (a run of
+// consecutive commits that do not fold, a group of broken links) Through
+// is the last sequence of the span, else Through equals Seq. Import sets
+// Line, the 1-based line of the export file (the line of Seq), and takes
+// Seq from the file; Verify leaves Line 0.
+type Problem struct {
+	Instance string      `json:"instance"`
+	Seq      uint64      `json:"seq"`
+	Through  uint64      `json:"through"`
+	Line     int         `json:"line,omitempty"`
+	Kind     ProblemKind `json:"kind"`
+	Detail   string      `json:"detail"`
+}
+
+// String returns a one-line description, such as
+//
+//	instance "order-42" seq 7..9: chain: broken link at seq 9: ...
+//	line 12: instance "order-42" seq 9: chain: broken link: ...
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Instance != "" {
+		fmt.Fprintf(&b, "instance %q", p.Instance)
+		switch {
+		case p.Seq == 0:
+		case p.Through > p.Seq:
+			fmt.Fprintf(&b, " seq %d..%d", p.Seq, p.Through)
+		default:
+			fmt.Fprintf(&b, " seq %d", p.Seq)
+		}
+		b.WriteString(": ")
+	}
+	fmt.Fprintf(&b, "%s: %s", p.Kind, p.Detail)
+	return b.String()
+}
+
+// Head is the last message of an instance's history: the hash that
+// vouches for everything before it (see [VerifyOptions.Anchors]). Seq,
+// Messages (the number of messages up to it) and Time are for people;
+// anchors are matched by Instance and Hash.
+type Head struct {
+	Instance string          `json:"instance"`
+	Seq      uint64          `json:"seq"`
+	Hash     workflow.Hash32 `json:"hash"`
+	Messages int             `json:"messages"`
+	Time     time.Time       `json:"time"` // when the log stored the last message
+}
+
+// Progress is reported periodically by Verify, Export and Import.
+type Progress struct {
+	Phase     string // "verify", "export", "check" (import's first pass) or "write" (its second)
+	Instances int    // instances done
+	Total     int    // instances to do, 0 when unknown
+	Messages  int    // messages done
+	Bytes     int    // payload bytes done
+	Problems  int    // problems found so far
+	Instance  string // the instance being worked on
+}
+
+// progressEvery is how many messages of one instance pass between two
+// Progress calls inside it (a call also follows every instance).
+const progressEvery = 4096
+
+// defaultPageSize is the number of instance ids asked per Instances call.
+const defaultPageSize = 1000
+
+// instanceIDs calls fn with every instance id: ids (de-duplicated, in
+// order) when given, else every instance of src, paged. It stops at the
+// first error fn returns.
+func instanceIDs(ctx context.Context, src Source, ids []string, pageSize int, fn func(id string) error) error {
+	if len(ids) > 0 {
+		seen := make(map[string]struct{}, len(ids))
+		for _, id := range ids {
+			if _, dup := seen[id]; dup {
+				continue
+			}
+			seen[id] = struct{}{}
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if pageSize <= 0 {
+		pageSize = defaultPageSize
+	}
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := src.Instances(ctx, after, pageSize)
+		if err != nil {
+			return fmt.Errorf("list instances after %q: %w", after, err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if page[len(page)-1] == after {
+			return fmt.Errorf("list instances after %q: the source returned the cursor again", after)
+		}
+		for _, id := range page {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1]
+	}
+}
+
+// validateIDs checks every id before anything is read.
+func validateIDs(ids []string) error {
+	for _, id := range ids {
+		if err := workflow.ValidateInstanceID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// distinct returns the number of distinct ids.
+func distinct(ids []string) int {
+	seen := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		seen[id] = struct{}{}
+	}
+	return len(seen)
+}

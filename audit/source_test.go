@@ -1,0 +1,14 @@
+package audit
+
+import (
+	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/memlog"
+)
+
+// The logs audit reads from and writes to.
+var (
+	_ Source        = (*memlog.Log)(nil)
+	_ Source        = (*jetstream.Store)(nil)
+	_ lifecycle.Log = (*jetstream.Store)(nil)
+)

@@ -1,0 +1,362 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/workflow"
+)
+
+// VerifyOptions configures [Verify]. The zero value verifies every
+// instance.
+type VerifyOptions struct {
+	// IDs are the instances to verify; empty means every instance of the
+	// source, listed page by page.
+	IDs []string
+	// PageSize is the number of ids asked per Source.Instances call; 0
+	// means 1000.
+	PageSize int
+	// Progress, if set, is called after every instance and every few
+	// thousand messages of a long one, on Verify's goroutine. It must
+	// return quickly.
+	Progress func(Progress)
+	// MaxProblems stops the verification once that many problems were
+	// found (the report is then marked Incomplete); 0 means no limit.
+	MaxProblems int
+	// Heads asks for the head of every instance verified in
+	// [Report.Heads]. It costs memory proportional to the number of
+	// instances.
+	Heads bool
+	// Anchors are heads recorded earlier (for example a previous run's
+	// Report.Heads, kept somewhere the log's writers cannot change). The
+	// history of each anchored instance must still contain the anchored
+	// hash; otherwise a [KindAnchor] problem is reported. Anchors are
+	// matched by hash, so they survive an export and import into another
+	// stream. This is what detects the removal of an instance's last
+	// commits, which the chain alone cannot.
+	Anchors []Head
+}
+
+// Report is the outcome of [Verify].
+type Report struct {
+	Instances int `json:"instances"` // instances verified
+	Messages  int `json:"messages"`  // messages read
+	Events    int `json:"events"`    // events in the commits that decoded
+	Bytes     int `json:"bytes"`     // payload bytes read
+	Damaged   int `json:"damaged"`   // instances with at least one problem
+	// Problems lists every problem found, by instance (in the order the
+	// instances were verified) and by sequence.
+	Problems []Problem `json:"problems"`
+	// Heads holds each verified instance's head when
+	// VerifyOptions.Heads is set.
+	Heads []Head `json:"heads,omitempty"`
+	// Incomplete is set when verification stopped because
+	// VerifyOptions.MaxProblems problems were found: the rest of the
+	// instance where it stopped, and the instances after it, if any,
+	// were not verified.
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// OK reports whether the verification was complete and found nothing.
+func (r *Report) OK() bool { return len(r.Problems) == 0 && !r.Incomplete }
+
+// Verify reads every message of the chosen instances and checks that the
+// history is intact; see the package documentation for what it detects.
+// Problems found go in the report; an error is returned only when the
+// source cannot be read (or ctx ends), together with the report of what
+// was verified until then. Ids in opts.IDs are validated first
+// ([workflow.ErrInvalidInstanceID]).
+//
+// Memory is bounded by the largest instance (about 150 bytes per message
+// of the instance being verified, plus its projected state), the problems
+// found, and the heads when asked for; never by the number of instances.
+func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error) {
+	if err := validateIDs(opts.IDs); err != nil {
+		return &Report{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	anchors := make(map[string][]Head)
+	for _, a := range opts.Anchors {
+		anchors[a.Instance] = append(anchors[a.Instance], a)
+	}
+	anchorSeen := make(map[string]bool, len(anchors))
+	rep := &Report{Problems: []Problem{}}
+	total := distinct(opts.IDs)
+	progress := func(current string) {
+		if opts.Progress != nil {
+			opts.Progress(Progress{Phase: "verify", Instances: rep.Instances, Total: total, Messages: rep.Messages, Bytes: rep.Bytes, Problems: len(rep.Problems), Instance: current})
+		}
+	}
+	errFull := errors.New("audit: problem limit reached")
+	err := instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
+		if _, ok := anchors[id]; ok {
+			anchorSeen[id] = true
+		}
+		v := newInstVerifier(id)
+		room := -1
+		if opts.MaxProblems > 0 {
+			room = opts.MaxProblems - len(rep.Problems)
+		}
+		stopped := false
+		for m, err := range src.Read(ctx, id, 0) {
+			if err != nil {
+				return fmt.Errorf("read %q: %w", id, err)
+			}
+			v.add(m)
+			if v.messages%progressEvery == 0 {
+				progress(id)
+			}
+			if room >= 0 && len(v.ps.ps) >= room {
+				stopped = true
+				break
+			}
+		}
+		v.finish(anchors[id])
+		rep.Instances++
+		rep.Messages += v.messages
+		rep.Events += v.events
+		rep.Bytes += v.bytes
+		if len(v.ps.ps) > 0 {
+			rep.Damaged++
+			rep.Problems = append(rep.Problems, v.ps.ps...)
+		}
+		if opts.Heads && v.messages > 0 {
+			rep.Heads = append(rep.Heads, Head{Instance: id, Seq: v.lastSeq, Hash: v.lastHash, Messages: v.messages, Time: v.lastTime})
+		}
+		progress(id)
+		if stopped || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
+			return errFull
+		}
+		return nil
+	})
+	if err == errFull {
+		rep.Incomplete = true
+		if len(rep.Problems) > opts.MaxProblems {
+			rep.Problems = rep.Problems[:opts.MaxProblems]
+		}
+		return rep, nil
+	}
+	if err != nil {
+		return rep, fmt.Errorf("audit: verify: %w", err)
+	}
+	if len(opts.IDs) == 0 {
+		// Anchored instances the source did not list have lost their
+		// whole history.
+		for _, a := range opts.Anchors {
+			if !anchorSeen[a.Instance] {
+				rep.Damaged++
+				rep.Problems = append(rep.Problems, anchorMissing(a, 0, "the instance has no history"))
+				anchorSeen[a.Instance] = true
+			}
+		}
+	}
+	return rep, nil
+}
+
+// anchorMissing reports an anchored head the history lacks, at seq, the
+// sequence of the instance's last message (0 if it has none): what the
+// anchor vouched for is missing after it.
+func anchorMissing(a Head, seq uint64, why string) Problem {
+	at := ""
+	if !a.Time.IsZero() {
+		at = ", stored " + timeText(a.Time)
+	}
+	return Problem{Instance: a.Instance, Seq: seq, Through: seq, Kind: KindAnchor,
+		Detail: fmt.Sprintf("the anchored head %s (seq %d, message %d%s) is not in the history: %s; it was truncated or rewritten after the head was recorded", short(a.Hash), a.Seq, a.Messages, at, why)}
+}
+
+// windowCap bounds the hashes a commit's prev may match after a run of
+// messages that are not commits of the instance.
+const windowCap = 64
+
+// instVerifier checks one instance's messages as they are read, and the
+// links of its hash chain once all are read.
+type instVerifier struct {
+	id   string
+	ps   problemList
+	fold folder
+	ids  idSet
+	runs map[ulid.ULID]uint64
+
+	// hashes maps the hash of every message read to the sequence of its
+	// first occurrence: it tells where a broken link's prev points.
+	hashes map[workflow.Hash32]uint64
+	// window holds the hashes the next commit's prev may equal: that of
+	// the last commit of the instance (zero before the first) and those
+	// of the messages read since that are not commits of the instance
+	// (inserted garbage, or a newer schema's commit that later commits
+	// chain to).
+	window  []workflow.Hash32
+	members int       // commits of the instance read
+	bad     []badLink // links that are not in the window
+	garbage streak    // consecutive messages that are not commits of the instance
+
+	messages, events, bytes int
+	lastSeq                 uint64
+	lastHash                workflow.Hash32
+	lastTime                time.Time
+}
+
+// badLink is a commit whose prev matched no hash of the window.
+type badLink struct {
+	member int             // index of the commit among the instance's commits
+	seq    uint64          // its sequence
+	prev   workflow.Hash32 // its prev
+	before uint64          // sequence of the message read just before it; 0 for none
+}
+
+func newInstVerifier(id string) *instVerifier {
+	return &instVerifier{id: id, fold: newFolder(id), ids: newIDSet(), runs: make(map[ulid.ULID]uint64),
+		hashes: make(map[workflow.Hash32]uint64), window: []workflow.Hash32{{}}}
+}
+
+func (v *instVerifier) problem(seq uint64, kind ProblemKind, detail string) Problem {
+	return Problem{Instance: v.id, Seq: seq, Through: seq, Kind: kind, Detail: detail}
+}
+
+func (v *instVerifier) add(m events.Message) {
+	before := v.lastSeq
+	h := workflow.Sha256(m.Data)
+	v.messages++
+	v.bytes += len(m.Data)
+	v.lastSeq, v.lastHash, v.lastTime = m.Seq, h, m.Time
+
+	if at, dup := v.hashes[h]; dup {
+		v.garbage.add(&v.ps, v.problem(m.Seq, KindDuplicate, fmt.Sprintf("an exact copy of the message at seq %d", at)), "are copies of earlier messages too")
+		v.pushWindow(h)
+		return
+	}
+	v.hashes[h] = m.Seq
+	rec, kind, detail := decodeFor(m, v.id)
+	if kind != "" {
+		v.garbage.add(&v.ps, v.problem(m.Seq, kind, detail), "have the same kind of problem")
+		v.pushWindow(h)
+		return
+	}
+	v.garbage.close()
+
+	c := &rec.Commit
+	v.events += len(c.Events)
+	if !v.inWindow(c.Prev) {
+		v.bad = append(v.bad, badLink{member: v.members, seq: m.Seq, prev: c.Prev, before: before})
+	}
+	v.members++
+	v.window = append(v.window[:0], h)
+
+	if d := v.ids.add(rec); d != "" {
+		v.ps.add(v.problem(m.Seq, KindDuplicate, d))
+	}
+	runReused := checkRuns(rec, v.runs)
+	if runReused != "" {
+		v.ps.add(v.problem(m.Seq, KindRun, runReused))
+	}
+	if d := checkHeaders(m, rec); d != "" {
+		v.ps.add(v.problem(m.Seq, KindHeader, d))
+	}
+	v.fold.apply(rec, &v.ps, m.Seq, 0, runReused != "")
+}
+
+func (v *instVerifier) inWindow(h workflow.Hash32) bool {
+	for _, w := range v.window {
+		if w == h {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *instVerifier) pushWindow(h workflow.Hash32) {
+	if len(v.window) >= windowCap {
+		v.window = append(v.window[:1], v.window[2:]...)
+	}
+	v.window = append(v.window, h)
+}
+
+// finish analyses the broken links, checks the anchors and sorts the
+// problems.
+func (v *instVerifier) finish(anchors []Head) {
+	if v.messages == 0 {
+		if len(anchors) == 0 {
+			v.ps.add(v.problem(0, KindEmpty, "the instance has no history"))
+		}
+		for _, a := range anchors {
+			v.ps.add(anchorMissing(a, 0, "the instance has no history"))
+		}
+		return
+	}
+	// Consecutive broken links (consecutive commits) are one problem: a
+	// swap of two commits breaks three links, a moved one two or three.
+	for i := 0; i < len(v.bad); {
+		j := i + 1
+		for j < len(v.bad) && v.bad[j].member == v.bad[j-1].member+1 {
+			j++
+		}
+		v.ps.add(v.linkProblem(v.bad[i:j]))
+		i = j
+	}
+	for _, a := range anchors {
+		if _, ok := v.hashes[a.Hash]; !ok {
+			v.ps.add(anchorMissing(a, v.lastSeq, fmt.Sprintf("the history has %d messages, the last at seq %d", v.messages, v.lastSeq)))
+		}
+	}
+	sortProblems(v.ps.ps)
+}
+
+// maxListed bounds the links a chain problem describes one by one.
+const maxListed = 8
+
+// linkProblem describes a group of consecutive broken links.
+func (v *instVerifier) linkProblem(group []badLink) Problem {
+	kind := KindChain
+	descs := make([]string, 0, min(len(group), maxListed))
+	for i, b := range group {
+		at, found := v.hashes[b.prev]
+		if found {
+			kind = KindReordered
+		}
+		if i >= maxListed {
+			continue
+		}
+		var d string
+		switch {
+		case found && at < b.seq:
+			d = fmt.Sprintf("seq %d: prev names the earlier commit at seq %d, not the message just before it (seq %d)", b.seq, at, b.before)
+		case found:
+			d = fmt.Sprintf("seq %d: prev names the later commit at seq %d", b.seq, at)
+		case b.prev.IsZero():
+			d = fmt.Sprintf("seq %d: prev is empty, as if a new history started there (written behind runlog's back, or two histories joined)", b.seq)
+		case b.member == 0:
+			d = fmt.Sprintf("seq %d: the instance's first commit has prev %s, a commit that is not in the history: its start was removed, or only part of a history was copied here", b.seq, short(b.prev))
+		default:
+			d = fmt.Sprintf("seq %d: prev %s is the hash of no message of the instance: the message before it (seq %d) was altered, or messages between seq %d and seq %d were removed", b.seq, short(b.prev), b.before, b.before, b.seq)
+		}
+		descs = append(descs, d)
+	}
+	first, last := group[0], group[len(group)-1]
+	p := v.problem(first.seq, kind, "")
+	p.Through = last.seq
+	if _, found := v.hashes[first.prev]; !found && kind == KindChain && first.member > 0 && !first.prev.IsZero() && first.before > 0 {
+		// The damage lies between the message before and this one.
+		p.Seq = first.before
+	}
+	var b strings.Builder
+	if len(group) == 1 {
+		b.WriteString("broken link at ")
+	} else {
+		fmt.Fprintf(&b, "%d consecutive broken links: ", len(group))
+	}
+	b.WriteString(strings.Join(descs, "; "))
+	if len(group) > maxListed {
+		fmt.Fprintf(&b, "; and %d more through seq %d", len(group)-maxListed, last.seq)
+	}
+	if kind == KindReordered {
+		b.WriteString(" (commits stored out of their chain order, or a second branch written from an old head)")
+	}
+	p.Detail = b.String()
+	return p
+}
