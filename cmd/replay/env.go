@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/runlog/runlog/jetstream"
+)
+
+// env is what a subcommand runs with: its writers, the parsed common
+// flags, and the store once opened.
+type env struct {
+	cmd            *command
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	// Common flags.
+	dir, server                        string
+	creds, nkey, user, password, token string
+	tlsca, tlscert, tlskey             string
+	stream                             string
+	output                             string
+	fakeNow                            string // hidden: a fixed clock for tests (also $RUNLOG_FAKE_NOW)
+
+	set map[string]bool // flags given on the command line
+	o   opts            // the subcommand's own flags
+
+	clock time.Time // the fixed "now" when fakeNow is set
+}
+
+// Output formats.
+const (
+	outText   = "text"
+	outJSON   = "json"
+	outNDJSON = "ndjson"
+)
+
+// commonFlags are the flags every subcommand shares, listed apart in help.
+var commonFlags = []string{"dir", "server", "creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey", "stream", "output", "o"}
+
+// hiddenFlags are not listed in help.
+var hiddenFlags = []string{"now"}
+
+// flags returns a flag set for the subcommand with the common flags.
+func (e *env) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet(e.cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors and help are printed by run
+	fs.StringVar(&e.dir, "dir", "", "embedded store `directory` (default $RUNLOG_DIR, else $XDG_DATA_HOME/runlog, else ~/.local/share/runlog)")
+	fs.StringVar(&e.server, "server", "", "NATS server `URL`s, comma separated; connect instead of embedding (default $NATS_URL)")
+	fs.StringVar(&e.creds, "creds", "", "NATS credentials `file` (user JWT and NKey seed)")
+	fs.StringVar(&e.nkey, "nkey", "", "NKey seed `file`")
+	fs.StringVar(&e.user, "user", "", "NATS user `name` (with --password)")
+	fs.StringVar(&e.password, "password", "", "NATS `password`")
+	fs.StringVar(&e.token, "token", "", "NATS authentication `token`")
+	fs.StringVar(&e.tlsca, "tlsca", "", "PEM `file` of CAs to verify the server with")
+	fs.StringVar(&e.tlscert, "tlscert", "", "PEM client certificate `file` (with --tlskey)")
+	fs.StringVar(&e.tlskey, "tlskey", "", "PEM client key `file` (with --tlscert)")
+	fs.StringVar(&e.stream, "stream", jetstream.DefaultStream, "JetStream stream `name`")
+	fs.StringVar(&e.output, "output", outText, "output `format`: text, json or ndjson")
+	fs.StringVar(&e.output, "o", outText, "output `format` (short for --output)")
+	fs.StringVar(&e.fakeNow, "now", "", "")
+	if e.cmd.define != nil {
+		e.cmd.define(fs, &e.o)
+	}
+	return fs
+}
+
+// parse parses args with fs, allowing flags after positional arguments
+// ("show ID --detailed"); "--" ends the flags. It returns the positional
+// arguments. --help prints the command's help to stdout.
+func (e *env) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(e.stdout, help(e.cmd))
+				return nil, errHelp
+			}
+			return nil, &usageError{msg: err.Error()}
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	e.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { e.set[f.Name] = true })
+	switch e.output {
+	case outText, outJSON, outNDJSON:
+	default:
+		return nil, usagef("unknown output format %q: use text, json or ndjson", e.output)
+	}
+	if e.fakeNow == "" {
+		e.fakeNow = e.getenv("RUNLOG_FAKE_NOW")
+	}
+	if e.fakeNow != "" {
+		t, err := time.Parse(time.RFC3339Nano, e.fakeNow)
+		if err != nil {
+			return nil, usagef("--now / $RUNLOG_FAKE_NOW %q: want an RFC 3339 time", e.fakeNow)
+		}
+		e.clock = t.UTC()
+	}
+	return pos, nil
+}
+
+// now is the current time, or the fixed clock of --now.
+func (e *env) now() time.Time {
+	if !e.clock.IsZero() {
+		return e.clock
+	}
+	return time.Now().UTC()
+}
+
+// help returns a subcommand's help text.
+func help(c *command) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: replay %s %s\n\n%s.\n", c.name, c.args, capitalize(c.summary))
+	e := &env{cmd: c, getenv: func(string) string { return "" }}
+	fs := e.flags()
+	if own := flagDefaults(fs, func(name string) bool {
+		return !slices.Contains(commonFlags, name) && !slices.Contains(hiddenFlags, name)
+	}); own != "" {
+		b.WriteString("\nFlags:\n")
+		b.WriteString(own)
+	}
+	b.WriteString("\nStore and output flags (every command):\n")
+	b.WriteString(flagDefaults(fs, func(name string) bool { return slices.Contains(commonFlags, name) && name != "o" }))
+	fmt.Fprintf(&b, "\nExamples:\n  %s\n", c.example)
+	b.WriteString(`
+Times are RFC 3339 ("2026-01-02T15:04:05Z"), a date ("2026-01-02", UTC), or
+a duration ago ("15m", "2h30m", "3d").
+Exit codes: 0 ok; 1 the data says no (not found, problems, refused);
+2 usage error or the store could not be opened.
+`)
+	return b.String()
+}
+
+// flagDefaults lists the flags of fs that keep accepts, like
+// flag.PrintDefaults but with double dashes.
+func flagDefaults(fs *flag.FlagSet, keep func(string) bool) string {
+	var fl []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if keep(f.Name) {
+			fl = append(fl, f)
+		}
+	})
+	sort.Slice(fl, func(i, j int) bool { return fl[i].Name < fl[j].Name })
+	var b strings.Builder
+	for _, f := range fl {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if f.Name == "output" {
+			b.WriteString(", -o")
+		}
+		if name != "" {
+			fmt.Fprintf(&b, " %s", name)
+		}
+		fmt.Fprintf(&b, "\n      %s", usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// defaultDir is the embedded store directory used without --dir.
+func (e *env) defaultDir() (string, error) {
+	if d := e.getenv("RUNLOG_DIR"); d != "" {
+		return d, nil
+	}
+	if d := e.getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "runlog"), nil
+	}
+	home := e.getenv("HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no store directory: set --dir, $RUNLOG_DIR or $XDG_DATA_HOME (%v)", err)
+		}
+		home = h
+	}
+	return filepath.Join(home, ".local", "share", "runlog"), nil
+}
+
+// source describes where the store is, for messages.
+func (e *env) source() string {
+	if e.server != "" {
+		return fmt.Sprintf("stream %s on %s", e.stream, e.server)
+	}
+	return fmt.Sprintf("stream %s in %s", e.stream, e.dir)
+}
+
+// store is an open store and how to release it.
+type store struct {
+	*jetstream.Store
+	unlock func()
+}
+
+func (s *store) close() {
+	_ = s.Store.Close()
+	if s.unlock != nil {
+		s.unlock()
+	}
+}
+
+// open opens the store the flags name. A read-only open (write false)
+// never creates a store or a stream: on an embedded directory it checks
+// that the stream exists before starting the server.
+func (e *env) open(ctx context.Context, write bool) (*store, error) {
+	if e.set["dir"] && e.set["server"] {
+		return nil, usagef("--dir and --server are exclusive: --dir opens an embedded store, --server connects to one")
+	}
+	if !e.set["server"] && !e.set["dir"] {
+		e.server = e.getenv("NATS_URL")
+	}
+	if e.server != "" {
+		return e.connect(ctx, write)
+	}
+	if e.dir == "" {
+		d, err := e.defaultDir()
+		if err != nil {
+			return nil, &openError{err}
+		}
+		e.dir = d
+	}
+	for _, f := range []string{"creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey"} {
+		if e.set[f] {
+			return nil, usagef("--%s applies to --server connections, not to an embedded store (--dir %s)", f, e.dir)
+		}
+	}
+	return e.embed(ctx, write)
+}
+
+func (e *env) embed(ctx context.Context, write bool) (*store, error) {
+	dir := e.dir
+	if !write {
+		if err := checkEmbedded(dir, e.stream); err != nil {
+			return nil, &openError{err}
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, &openError{fmt.Errorf("create store directory: %w", err)}
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, &openError{err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{Stream: e.stream, NoCreate: !write})
+	if err != nil {
+		unlock()
+		return nil, &openError{fmt.Errorf("open embedded store in %s: %w", dir, err)}
+	}
+	return &store{Store: st, unlock: unlock}, nil
+}
+
+// checkEmbedded refuses to open a directory that holds no store or not
+// the stream, so that a read never creates one. It relies on the NATS
+// server's on-disk layout: DIR/jetstream/<account>/streams/<stream>, with
+// the global account "$G" used by an embedded server.
+func checkEmbedded(dir, stream string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("no runlog store at %s: seed one with 'replay demo', import one with 'replay import --file F', or point at one with --dir or --server", dir)
+	case err != nil:
+		return fmt.Errorf("store directory: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory: pass the store directory with --dir", dir)
+	}
+	streams := filepath.Join(dir, "jetstream", "$G", "streams")
+	if _, err := os.Stat(filepath.Join(streams, stream)); err == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(streams)
+	if err != nil {
+		return fmt.Errorf("no runlog store at %s (no JetStream data there): seed one with 'replay demo', or pass the right --dir", dir)
+	}
+	var names []string
+	for _, en := range ents {
+		if en.IsDir() {
+			names = append(names, en.Name())
+		}
+	}
+	return fmt.Errorf("the store at %s has no stream %s (it has: %s): pass the stream with --stream", dir, stream, strings.Join(names, ", "))
+}
+
+func (e *env) connect(ctx context.Context, write bool) (*store, error) {
+	if e.set["dir"] {
+		return nil, usagef("--dir and --server are exclusive")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cc := jetstream.ConnectConfig{Name: "runlog-replay", CredsFile: e.creds, NKeyFile: e.nkey, User: e.user, Password: e.password,
+		Token: e.token, TLSCA: e.tlsca, TLSCert: e.tlscert, TLSKey: e.tlskey}
+	// A read never creates the stream (NoCreate): a missing one is an
+	// error.
+	st, err := jetstream.Connect(ctx, e.server, cc, jetstream.Config{Stream: e.stream, NoCreate: !write})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrInvalidConfig) {
+			return nil, &openError{fmt.Errorf("%w (check --creds, --nkey, --user/--password, --token and --tls* flags)", err)}
+		}
+		hint := "check --server (default $NATS_URL), the credentials and the network"
+		if !write {
+			hint += ", and --stream: reads never create the stream"
+		}
+		return nil, &openError{fmt.Errorf("%w: %s", err, hint)}
+	}
+	return &store{Store: st}, nil
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
+)
+
+func defineList(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(listStatuses(), ", "))
+	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
+	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
+	fs.StringVar(&o.sortBy, "sort", "", "sort by `KEY`: id (ascending), updated or events (descending); loads every matching row into memory")
+	fs.IntVar(&o.limit, "limit", 0, "print at most `N` instances (0: all)")
+	fs.StringVar(&o.after, "after", "", "start after the instance `ID` (the cursor printed when --limit cuts the list)")
+}
+
+// listStatuses are the statuses list filters on: the workflow statuses,
+// "deleted" (the snapshot was deleted; the history remains) and
+// "corrupt" (the history does not fold; run replay verify).
+func listStatuses() []string {
+	var out []string
+	for k := workflow.StatusInProgress; k <= workflow.StatusAwaitingSignal; k++ {
+		out = append(out, k.String())
+	}
+	return append(out, statusDeleted, statusCorrupt)
+}
+
+const (
+	statusDeleted = "deleted"
+	statusCorrupt = "corrupt"
+	statusNone    = "none" // a history with no snapshot created (only possible in a corrupt history)
+)
+
+// statusOf names the status of a folded state.
+func statusOf(s *projection.State) string {
+	if st, ok := s.Status(); ok {
+		return st.Kind.String()
+	}
+	if s.Runs > 0 {
+		return statusDeleted
+	}
+	return statusNone
+}
+
+// listRow is one instance in list's output.
+type listRow struct {
+	Instance string    `json:"instance"`
+	Status   string    `json:"status"`
+	Run      string    `json:"run,omitempty"`
+	Runs     int       `json:"runs"`
+	Commits  int       `json:"commits"`
+	Events   int       `json:"events"`
+	Bytes    int       `json:"bytes"`
+	LastSeq  uint64    `json:"last_seq"`
+	Updated  time.Time `json:"updated"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// rowOf folds an instance's history into its list row. A history that
+// does not fold gives a row with status corrupt; a read error is returned.
+func rowOf(ctx context.Context, st *store, id string) (listRow, error) {
+	s, err := projection.Fold(id, st.Read(ctx, id, 0))
+	r := listRow{Instance: id, Status: statusOf(&s), Run: ulidOrEmpty(s.Run), Runs: s.Runs, Commits: s.Commits,
+		Events: s.Events, Bytes: s.Bytes, LastSeq: s.LastSeq, Updated: s.LastTime}
+	if err != nil {
+		if !errors.Is(err, events.ErrCorrupt) && !errors.Is(err, projection.ErrInvalidHistory) {
+			return r, err
+		}
+		r.Status, r.Error = statusCorrupt, err.Error()
+	}
+	return r, nil
+}
+
+// listPage is the number of ids asked for per call to Instances.
+const listPage = 500
+
+func runList(ctx context.Context, e *env, args []string) error {
+	o := &e.o
+	if len(args) > 0 {
+		return usagef("list takes no arguments, got %q (filter with --status, --since, --until)", args[0])
+	}
+	var want []string
+	if o.status != "" {
+		for s := range strings.SplitSeq(o.status, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(listStatuses(), s) {
+				return usagef("unknown status %q: use %s", s, strings.Join(listStatuses(), ", "))
+			}
+			want = append(want, s)
+		}
+	}
+	var since, until time.Time
+	var err error
+	if o.since != "" {
+		if since, err = parseTime(o.since, e.now()); err != nil {
+			return usagef("--since: %v", err)
+		}
+	}
+	if o.until != "" {
+		if until, err = parseTime(o.until, e.now()); err != nil {
+			return usagef("--until: %v", err)
+		}
+	}
+	switch o.sortBy {
+	case "", "id", "updated", "events":
+	default:
+		return usagef("unknown --sort %q: use id, updated or events", o.sortBy)
+	}
+	if o.limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	if o.sortBy != "" && o.after != "" {
+		return usagef("--after pages the unsorted list; with --sort, narrow the list with --status/--since/--until and --limit")
+	}
+	match := func(r listRow) bool {
+		return (len(want) == 0 || slices.Contains(want, r.Status)) &&
+			(since.IsZero() || !r.Updated.Before(since)) && (until.IsZero() || !r.Updated.After(until))
+	}
+
+	st, err := e.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	out := newListOutput(e)
+	corrupt := 0
+	emit := func(r listRow) {
+		if r.Status == statusCorrupt {
+			corrupt++
+		}
+		out.add(r)
+	}
+	var sorted []listRow
+	n := 0
+	cursor := o.after
+	more := false
+pages:
+	for {
+		size := listPage
+		if o.sortBy == "" && o.limit > 0 && len(want) == 0 && since.IsZero() && until.IsZero() {
+			size = min(size, o.limit-n)
+		}
+		ids, err := st.Instances(ctx, cursor, size)
+		if err != nil {
+			return fmt.Errorf("list instances of %s: %w", e.source(), err)
+		}
+		for i, id := range ids {
+			r, err := rowOf(ctx, st, id)
+			if err != nil {
+				return fmt.Errorf("read %q: %w", id, err)
+			}
+			cursor = id
+			if !match(r) {
+				continue
+			}
+			if o.sortBy != "" {
+				sorted = append(sorted, r)
+				continue
+			}
+			emit(r)
+			n++
+			if o.limit > 0 && n == o.limit {
+				more = i+1 < len(ids)
+				if !more {
+					next, err := st.Instances(ctx, cursor, 1)
+					if err != nil {
+						return fmt.Errorf("list instances of %s: %w", e.source(), err)
+					}
+					more = len(next) > 0
+				}
+				break pages
+			}
+		}
+		if o.sortBy == "" {
+			out.flush()
+		}
+		if len(ids) < size {
+			break
+		}
+	}
+	if o.sortBy != "" {
+		slices.SortStableFunc(sorted, func(a, b listRow) int {
+			switch o.sortBy {
+			case "updated":
+				return cmp.Or(b.Updated.Compare(a.Updated), cmp.Compare(a.Instance, b.Instance))
+			case "events":
+				return cmp.Or(cmp.Compare(b.Events, a.Events), cmp.Compare(a.Instance, b.Instance))
+			}
+			return cmp.Compare(a.Instance, b.Instance)
+		})
+		if o.limit > 0 && len(sorted) > o.limit {
+			sorted = sorted[:o.limit]
+		}
+		for _, r := range sorted {
+			emit(r)
+		}
+	}
+	if err := out.close(); err != nil {
+		return err
+	}
+	if more {
+		fmt.Fprintf(e.stderr, "(limit of %d reached; the next page starts after %q: replay list --limit %d --after %s)\n",
+			o.limit, cursor, o.limit, shellQuote(cursor))
+	}
+	if corrupt > 0 {
+		fmt.Fprintf(e.stderr, "warning: %d instance(s) have a history that does not fold (status corrupt); run 'replay verify' for details\n", corrupt)
+	}
+	return nil
+}
+
+// listOutput writes list rows in the chosen format.
+type listOutput struct {
+	e   *env
+	tw  *tabwriter.Writer
+	em  *emitter
+	any bool
+}
+
+func newListOutput(e *env) *listOutput {
+	l := &listOutput{e: e}
+	if e.output == outText {
+		l.tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(l.tw, "INSTANCE\tSTATUS\tRUN\tEVENTS\tLAST SEQ\tLAST CHANGE")
+	} else {
+		l.em = newEmitter(e.stdout, e.output)
+	}
+	return l
+}
+
+func (l *listOutput) add(r listRow) {
+	l.any = true
+	if l.em != nil {
+		l.em.add(r)
+		return
+	}
+	run := "-"
+	if r.Run != "" {
+		run = r.Run[len(r.Run)-8:]
+	}
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%d\t%d\t%s\n", displayID(r.Instance), r.Status, run, r.Events, r.LastSeq, fmtTime(r.Updated))
+}
+
+// flush writes the rows so far (text output is aligned per page).
+func (l *listOutput) flush() {
+	if l.tw != nil {
+		_ = l.tw.Flush()
+	}
+}
+
+func (l *listOutput) close() error {
+	if l.em != nil {
+		return l.em.close()
+	}
+	if !l.any {
+		fmt.Fprintln(l.tw, "(no instances)")
+	}
+	return l.tw.Flush()
+}
+
+// displayID quotes an instance id that has spaces, control characters or
+// quotes, so that a column stays one token.
+func displayID(id string) string {
+	for _, r := range id {
+		if r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f {
+			return fmt.Sprintf("%q", id)
+		}
+	}
+	return id
+}
+
+// shellQuote quotes s for a shell command line when needed.
+func shellQuote(s string) string {
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r == '.' || r == '/' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+	}
+	return s
+}

@@ -1,0 +1,204 @@
+// Command replay reads runlog's event log: it lists workflow instances,
+// shows an instance's history as a timeline, folds the state at any point,
+// diffs two points, follows new events live, verifies that the history is
+// intact, and exports or imports histories. It is read-only except for
+// demo and import.
+//
+//	replay demo                       seed the default store with example lifecycles
+//	replay list                       instances with status, run, events, last change
+//	replay show ID [--follow]         one instance's history as a timeline
+//	replay state ID [--at-seq N]      the projected state, now or at a point
+//	replay diff ID --from X --to Y    what changed between two points
+//	replay verify [ID...]             hash chain, decoding and projection checks
+//	replay export [ID...]             NDJSON export
+//	replay import --file F            import an export (verified first)
+//	replay stats                      counts by event type and status
+//
+// Every subcommand works on an embedded store in a local directory
+// (--dir, default $RUNLOG_DIR, else $XDG_DATA_HOME/runlog, else
+// ~/.local/share/runlog) or on a NATS server (--server, default
+// $NATS_URL). docs/REPLAY.md walks through it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0 // success
+	exitFailed   = 1 // the command failed on the data: instance not found, a history that does not fold, a refused import
+	exitProblems = 1 // verify found problems (the same code as exitFailed, named for what it means)
+	exitUsage    = 2 // a usage error, or the store could not be opened (connection, credentials, missing store)
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // the positional arguments, for the usage line
+	summary string
+	example string
+	define  func(fs *flag.FlagSet, o *opts)                        // the command's own flags
+	run     func(ctx context.Context, e *env, args []string) error // args: the positional arguments
+}
+
+// commands is the subcommand table, in the order help lists them.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{name: "demo", args: "[--seed N]", summary: "seed the store with example workflow lifecycles (writes)",
+			example: "replay demo\n  replay demo --dir /tmp/runlog-demo --seed 1", define: defineDemo, run: runDemo},
+		{name: "list", args: "[--status S] [--since T] [--until T] [--sort id|updated|events] [--limit N] [--after CURSOR]",
+			summary: "list instances with status, run, number of events and last change",
+			example: "replay list --status completed --since 24h\n  replay list --limit 50 --after order-42 -o ndjson", define: defineList, run: runList},
+		{name: "show", args: "ID [--type T,...] [--since T] [--until T] [--reverse] [--detailed] [--follow]",
+			summary: "show an instance's history as a timeline",
+			example: "replay show order-42\n  replay show order-42 --type signal.stored,workflow.cancelled --detailed\n  replay show order-42 --follow", define: defineShow, run: runShow},
+		{name: "state", args: "ID [--at-seq N | --at TIME]", summary: "the projected state of an instance, now or as of a point",
+			example: "replay state order-42\n  replay state order-42 --at-seq 17 -o json\n  replay state order-42 --at 2h", define: defineState, run: runState},
+		{name: "diff", args: "ID --from SEQ|TIME [--to SEQ|TIME]", summary: "what changed in an instance's state between two points",
+			example: "replay diff order-42 --from 12 --to 20\n  replay diff order-42 --from 1h", define: defineDiff, run: runDiff},
+		{name: "verify", args: "[ID...] [--max-problems N]", summary: "verify histories: decoding, hash chains, runs, projection invariants",
+			example: "replay verify\n  replay verify order-42 order-43 -o json", define: defineVerify, run: runVerify},
+		{name: "export", args: "[ID...] [--file F]", summary: "export histories as NDJSON (all instances when no ID is given)",
+			example: "replay export > runlog.ndjson\n  replay export order-42 --file order-42.ndjson", define: defineExport, run: runExport},
+		{name: "import", args: "--file F|-", summary: "import an export into the store, verified first (writes)",
+			example: "replay import --file runlog.ndjson --dir /tmp/copy", define: defineImport, run: runImport},
+		{name: "stats", args: "", summary: "counts by event type and by status, bytes, oldest and newest commit",
+			example: "replay stats\n  replay stats -o json", run: runStats},
+	}
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// run is the whole program: it parses args, runs a subcommand, writes
+// data to stdout and diagnostics to stderr, and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, overview())
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			if c := lookup(args[1]); c != nil {
+				fmt.Fprint(stdout, help(c))
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "replay: unknown command %q\n\n%s", args[1], overview())
+			return exitUsage
+		}
+		fmt.Fprint(stdout, overview())
+		return exitOK
+	}
+	c := lookup(name)
+	if c == nil {
+		hint := ""
+		if strings.HasPrefix(name, "-") {
+			hint = " (flags go after the command: replay COMMAND [flags])"
+		}
+		fmt.Fprintf(stderr, "replay: unknown command %q%s\n\n%s", name, hint, overview())
+		return exitUsage
+	}
+	e := &env{cmd: c, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	pos, err := e.parse(e.flags(), args[1:])
+	if err == nil {
+		err = c.run(ctx, e, pos)
+	}
+	return e.exit(err)
+}
+
+// exit prints err, if any, and maps it onto an exit code.
+func (e *env) exit(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if ue, ok := errors.AsType[*usageError](err); ok {
+		fmt.Fprintf(e.stderr, "replay %s: %s\nusage: replay %s %s\nRun 'replay %s --help' for flags and examples.\n",
+			e.cmd.name, ue.msg, e.cmd.name, e.cmd.args, e.cmd.name)
+		return exitUsage
+	}
+	if pe, ok := errors.AsType[*problemsError](err); ok {
+		fmt.Fprintf(e.stderr, "replay %s: %s\n", e.cmd.name, pe.Error())
+		return exitProblems
+	}
+	fmt.Fprintf(e.stderr, "replay %s: %v\n", e.cmd.name, err)
+	if _, ok := errors.AsType[*openError](err); ok {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// errHelp reports that --help was asked for and printed.
+var errHelp = errors.New("help printed")
+
+// usageError is a mistake on the command line: exit 2 with a usage hint.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
+
+// openError is a failure to open the store: exit 2.
+type openError struct{ err error }
+
+func (e *openError) Error() string { return e.err.Error() }
+func (e *openError) Unwrap() error { return e.err }
+
+// problemsError reports that verify (or import) found problems: exit 1.
+type problemsError struct{ msg string }
+
+func (e *problemsError) Error() string { return e.msg }
+
+func overview() string {
+	var b strings.Builder
+	b.WriteString(`replay reads runlog's event log: the history of every workflow instance.
+
+usage: replay COMMAND [flags] [args]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-7s %s\n", c.name, c.summary)
+	}
+	b.WriteString(`
+Every command takes the store flags (--dir, or --server with credentials,
+and --stream) and --output/-o text|json|ndjson. Run 'replay COMMAND --help'
+for a command's flags and examples; docs/REPLAY.md walks through them.
+
+Store: --dir DIR (an embedded NATS server on a local directory; default
+$RUNLOG_DIR, else $XDG_DATA_HOME/runlog, else ~/.local/share/runlog), or
+--server URL (default $NATS_URL). Only demo and import write.
+
+Exit codes: 0 ok; 1 the data says no (instance not found, verify found
+problems, import refused); 2 usage error or the store could not be opened.
+`)
+	return b.String()
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/runlog/runlog/audit"
+)
+
+func defineExport(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.file, "file", "", "write to `F` (created atomically: complete or not at all) instead of stdout")
+}
+
+func defineImport(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.file, "file", "", "the export to import: a `file`, or - for stdin (required)")
+}
+
+func runExport(ctx context.Context, e *env, args []string) error {
+	if err := validIDs(args); err != nil {
+		return err
+	}
+	if (e.set["output"] || e.set["o"]) && e.output != outNDJSON {
+		return usagef("export always writes NDJSON (the export format): drop -o %s", e.output)
+	}
+	st, err := e.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	w := e.stdout
+	var tmp *os.File
+	if e.o.file != "" && e.o.file != "-" {
+		tmp, err = os.CreateTemp(filepath.Dir(e.o.file), "."+filepath.Base(e.o.file)+".tmp*")
+		if err != nil {
+			return fmt.Errorf("create the export file: %w", err)
+		}
+		defer func() {
+			if tmp != nil {
+				tmp.Close()
+				os.Remove(tmp.Name())
+			}
+		}()
+		w = tmp
+	}
+	bar := newProgress(e.stderr, "exporting")
+	stats, err := audit.Export(ctx, st.Store, w, audit.ExportOptions{IDs: args, Now: e.now, Progress: bar.update})
+	bar.done()
+	if err != nil {
+		return fmt.Errorf("export: %w (after %d instances, %d messages)", err, stats.Instances, stats.Messages)
+	}
+	dest := "stdout"
+	if tmp != nil {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("write the export file: %w", err)
+		}
+		if err := tmp.Close(); err != nil {
+			return fmt.Errorf("write the export file: %w", err)
+		}
+		if err := os.Rename(tmp.Name(), e.o.file); err != nil {
+			return fmt.Errorf("write the export file: %w", err)
+		}
+		tmp = nil
+		dest = e.o.file
+	}
+	fmt.Fprintf(e.stderr, "exported %d instance%s, %d messages (%s) to %s\n", stats.Instances, plural(stats.Instances), stats.Messages, humanBytes(int64(stats.Bytes)), dest)
+	if len(args) > stats.Instances {
+		return fmt.Errorf("%d of the %d instances asked for have no history (nothing exported for them; see 'replay list')", len(args)-stats.Instances, len(args))
+	}
+	return nil
+}
+
+// importView is import's JSON output.
+type importView struct {
+	OK       bool              `json:"ok"`
+	Stats    audit.ImportStats `json:"stats"`
+	Problems []audit.Problem   `json:"problems,omitempty"`
+	Total    int               `json:"total_problems,omitempty"`
+}
+
+func runImport(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("import takes no arguments, got %q: give the file with --file", args[0])
+	}
+	if e.o.file == "" {
+		return usagef("--file is required: the export to import, or - for stdin")
+	}
+	var in io.Reader = os.Stdin
+	name := "stdin"
+	if e.o.file != "-" {
+		f, err := os.Open(e.o.file)
+		if err != nil {
+			return fmt.Errorf("open the export: %w", err)
+		}
+		defer f.Close()
+		in, name = f, e.o.file
+	}
+	st, err := e.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	bar := newProgress(e.stderr, "importing")
+	stats, err := audit.Import(ctx, in, st.Store, audit.ImportOptions{Progress: bar.update})
+	bar.done()
+	v := importView{OK: err == nil, Stats: stats}
+	var refused error
+	if ue, ok := errors.AsType[*audit.UnverifiedError](err); ok {
+		v.Problems, v.Total = ue.Problems, ue.Total
+		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s does not verify (%d problem%s; 'replay verify' on the source store tells more)", name, ue.Total, plural(ue.Total))}
+	} else if ce, ok := errors.AsType[*audit.ConflictError](err); ok {
+		v.Problems, v.Total = ce.Problems, ce.Total
+		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s already holds another history for %d instance%s of %s (import into an empty store, or another --stream)", e.source(), ce.Total, plural(ce.Total), name)}
+	} else if err != nil {
+		return fmt.Errorf("import %s into %s: %w (after appending %d messages; running the same import again completes it)", name, e.source(), err, stats.Appended)
+	}
+	switch e.output {
+	case outJSON:
+		if err := writeJSON(e.stdout, v); err != nil {
+			return err
+		}
+	case outNDJSON:
+		if refused != nil {
+			for _, p := range v.Problems {
+				if err := writeNDJSON(e.stdout, p); err != nil {
+					return err
+				}
+			}
+		} else if err := writeNDJSON(e.stdout, v); err != nil {
+			return err
+		}
+	default:
+		for _, p := range v.Problems {
+			fmt.Fprintln(e.stdout, p.String())
+		}
+		if refused != nil && v.Total > len(v.Problems) {
+			fmt.Fprintf(e.stdout, "... and %d more\n", v.Total-len(v.Problems))
+		}
+		if refused == nil {
+			fmt.Fprintf(e.stdout, "imported %s into %s: %d instance%s, %d messages: %d appended, %d already present (%d instance%s unchanged)\n",
+				name, e.source(), stats.Instances, plural(stats.Instances), stats.Messages, stats.Appended, stats.Present, stats.Unchanged, plural(stats.Unchanged))
+		}
+	}
+	return refused
+}

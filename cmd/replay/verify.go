@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/workflow"
+)
+
+func defineVerify(fs *flag.FlagSet, o *opts) {
+	fs.IntVar(&o.maxProblems, "max-problems", 0, "stop after `N` problems (0: no limit); the report then says it is incomplete")
+}
+
+// validIDs checks positional instance ids.
+func validIDs(ids []string) error {
+	for _, id := range ids {
+		if err := workflow.ValidateInstanceID(id); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	return nil
+}
+
+// verifyView is verify's JSON output.
+type verifyView struct {
+	OK bool `json:"ok"`
+	*audit.Report
+}
+
+func runVerify(ctx context.Context, e *env, args []string) error {
+	if err := validIDs(args); err != nil {
+		return err
+	}
+	if e.o.maxProblems < 0 {
+		return usagef("--max-problems must not be negative")
+	}
+	st, err := e.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	bar := newProgress(e.stderr, "verifying")
+	rep, err := audit.Verify(ctx, st.Store, audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems})
+	bar.done()
+	if rep == nil {
+		rep = &audit.Report{}
+	}
+	if rep.Problems == nil {
+		rep.Problems = []audit.Problem{}
+	}
+	// The problems found are printed even when the verification could not
+	// finish.
+	var werr error
+	switch e.output {
+	case outJSON:
+		werr = writeJSON(e.stdout, verifyView{OK: err == nil && rep.OK(), Report: rep})
+	case outNDJSON:
+		for _, p := range rep.Problems {
+			if werr = writeNDJSON(e.stdout, p); werr != nil {
+				break
+			}
+		}
+	default:
+		for _, p := range rep.Problems {
+			if _, werr = fmt.Fprintln(e.stdout, p.String()); werr != nil {
+				break
+			}
+		}
+	}
+	if werr != nil {
+		return werr
+	}
+	summary := fmt.Sprintf("verified %d instance%s, %d messages, %d events (%s)", rep.Instances, plural(rep.Instances), rep.Messages, rep.Events, humanBytes(int64(rep.Bytes)))
+	if err != nil {
+		return fmt.Errorf("%s before the verification failed: %w (the problems above were found until then)", summary, err)
+	}
+	switch {
+	case rep.Incomplete:
+		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the instances after %q were not verified", len(rep.Problems), plural(len(rep.Problems)), lastInstance(rep))
+	case len(rep.Problems) > 0:
+		summary += fmt.Sprintf(": %d problem%s in %d instance%s", len(rep.Problems), plural(len(rep.Problems)), rep.Damaged, plural(rep.Damaged))
+	default:
+		summary += ": no problems"
+	}
+	if e.output == outText {
+		fmt.Fprintln(e.stdout, summary)
+	} else {
+		fmt.Fprintln(e.stderr, summary)
+	}
+	if !rep.OK() {
+		return &problemsError{msg: fmt.Sprintf("%d problem%s found: the history is damaged or was altered (see above; 'replay show ID' shows the messages)", len(rep.Problems), plural(len(rep.Problems)))}
+	}
+	return nil
+}
+
+func lastInstance(rep *audit.Report) string {
+	if n := len(rep.Problems); n > 0 {
+		return rep.Problems[n-1].Instance
+	}
+	return ""
+}
+
+// progress draws a one-line progress report on stderr when stderr is a
+// terminal, and nothing otherwise. It is cleared before anything else is
+// printed, so it never hides an error or a problem.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    bool
+	what  string
+	last  time.Time
+	start time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer, what string) *progress {
+	return &progress{w: w, on: isTerminal(w), what: what, start: time.Now()}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) update(pr audit.Progress) {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	total := ""
+	if pr.Total > 0 {
+		total = fmt.Sprintf("/%d", pr.Total)
+	}
+	line := fmt.Sprintf("%s: %d%s instances, %d messages, %s, %d problems, %s",
+		p.what, pr.Instances, total, pr.Messages, humanBytes(int64(pr.Bytes)), pr.Problems, time.Since(p.start).Round(time.Second))
+	if pr.Instance != "" {
+		line += "  " + cut(displayID(pr.Instance), 30)
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	p.drawn = true
+}
+
+// done clears the progress line.
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
