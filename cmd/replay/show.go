@@ -169,8 +169,13 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	var held []showEvent // for --reverse
 	var last uint64
 	msgs, shown, bad := 0, 0, 0
+	interrupted := false
 	for m, err := range st.Read(ctx, id, 0) {
 		if err != nil {
+			if o.follow && ctx.Err() != nil {
+				interrupted = true // Ctrl-C while the history is printed: a normal end of --follow
+				break
+			}
 			return fmt.Errorf("read %q: %w", id, err)
 		}
 		msgs++
@@ -196,7 +201,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	for _, r := range slices.Backward(held) {
 		p.add(r)
 	}
-	if o.follow {
+	if o.follow && !interrupted {
 		if msgs == 0 {
 			fmt.Fprintf(e.stderr, "instance %q has no history yet in %s; waiting for its first event (Ctrl-C to stop)\n", id, e.source())
 		}
