@@ -3,6 +3,8 @@ package jetstream
 import (
 	"errors"
 	"strings"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // Sentinels, one per condition. Match them with [errors.Is]; the errors
@@ -19,6 +21,12 @@ var (
 	// [Open] returns when the stream already exists with a configuration
 	// that could lose or hide history. The stream is left untouched.
 	ErrStreamMismatch = errors.New("jetstream: stream config mismatch")
+
+	// ErrStreamNotFound is matched by the error [Open] returns for a
+	// missing stream when [Config.NoCreate] is set. It is nats.go's
+	// natsjs.ErrStreamNotFound, re-exported so that callers need not
+	// import nats.go to tell a missing stream from a failed connection.
+	ErrStreamNotFound = natsjs.ErrStreamNotFound
 
 	// ErrTooLarge is matched by errors from [Store.Append] when the message
 	// (data plus headers) exceeds the maximum payload the server accepts.

@@ -324,6 +324,9 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 		if errors.Is(err, jetstream.ErrInvalidConfig) {
 			return nil, &openError{fmt.Errorf("%w (check --creds, --nkey, --user/--password, --token and --tls* flags)", err)}
 		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, &openError{fmt.Errorf("the server has no stream %s: pass the right --stream, or create it by writing (replay demo, replay import): reads never create the stream", e.stream)}
+		}
 		hint := "check --server (default $NATS_URL), the credentials and the network"
 		if !write {
 			hint += ", and --stream: reads never create the stream"
