@@ -55,12 +55,14 @@ type Embedded struct {
 	srv       *server.Server
 	listening bool
 	closeOnce sync.Once
+	unlock    func() // releases the store directory's lock
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process,
 // storing in cfg.Dir, and waits until it accepts connections: until ctx
 // is done, or [DefaultStartTimeout] if ctx has no deadline. It does not
-// install signal handlers. An invalid cfg gives an error matching
+// install signal handlers. It holds an exclusive lock on cfg.Dir until
+// Close (a second server on the directory gets [ErrDirInUse]). An invalid cfg gives an error matching
 // [ErrInvalidConfig]; a server that cannot start (a bad directory, a port
 // in use, JetStream failing to start) gives a wrapped error and is shut
 // down. Close the returned server with [Embedded.Close].
@@ -69,8 +71,13 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("jetstream: start embedded server: %w", err)
 	}
 	if cfg.Logger != nil {
@@ -79,7 +86,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	go srv.Start()
 
-	e := &Embedded{srv: srv, listening: !opts.DontListen}
+	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock}
 	start := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -174,6 +181,9 @@ func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
+		if e.unlock != nil {
+			e.unlock()
+		}
 	})
 	return nil
 }

@@ -28,6 +28,11 @@ var (
 	// import nats.go to tell a missing stream from a failed connection.
 	ErrStreamNotFound = natsjs.ErrStreamNotFound
 
+	// ErrDirInUse is matched by the error [StartEmbedded] and
+	// [OpenEmbedded] return when another embedded server holds the store
+	// directory (two servers on one directory would corrupt it).
+	ErrDirInUse = errors.New("jetstream: store directory in use")
+
 	// ErrTooLarge is matched by errors from [Store.Append] when the message
 	// (data plus headers) exceeds the maximum payload the server accepts.
 	// Nothing was sent.

@@ -817,3 +817,24 @@ func TestConcurrentAppendsOneWins(t *testing.T) {
 		t.Fatalf("stored %d messages, want 2", len(got))
 	}
 }
+
+// Two embedded servers on one store directory would corrupt it: the
+// second is refused while the first runs, and admitted after it closes.
+func TestEmbeddedDirLock(t *testing.T) {
+	dir := t.TempDir()
+	first, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir}); !errors.Is(err, ErrDirInUse) {
+		t.Fatalf("second server on %s: %v, want ErrDirInUse", dir, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	second.Close()
+}
