@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -197,14 +196,9 @@ func Decode(m Message, instance string) (Record, error) {
 	fail := func(idx int, t Type, format string, args ...any) (Record, error) {
 		return Record{}, &DecodeError{Seq: m.Seq, Event: idx, Type: t, Err: fmt.Errorf(format, args...)}
 	}
-	var w wireCommit
-	dec := json.NewDecoder(bytes.NewReader(m.Data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
+	w, err := parseCommit(m.Data)
+	if err != nil {
 		return fail(-1, "", "not a runlog commit: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fail(-1, "", "not a runlog commit: trailing data after the JSON object")
 	}
 	switch {
 	case w.V == 0:
@@ -241,24 +235,16 @@ func Decode(m Message, instance string) (Record, error) {
 	}
 	c.Events = make([]Event, len(w.Events))
 	for i, we := range w.Events {
-		newPayload, ok := registry[we.Type]
-		if !ok {
+		if !Known(we.Type) {
 			return fail(i, we.Type, "unknown event type %q", we.Type)
 		}
 		if we.ID.IsZero() {
 			return fail(i, we.Type, "missing event id")
 		}
-		p := newPayload()
-		d := json.NewDecoder(bytes.NewReader(we.Data))
-		d.DisallowUnknownFields()
-		if err := d.Decode(p); err != nil {
-			return fail(i, we.Type, "payload: %v", err)
+		if we.Err != nil {
+			return fail(i, we.Type, "payload: %v", we.Err)
 		}
-		e := Event{ID: we.ID, Type: we.Type, Data: p, Instance: w.Instance, Time: w.Time, Schema: w.V}
-		if we.Run != nil {
-			e.Run = *we.Run
-		}
-		c.Events[i] = e
+		c.Events[i] = Event{ID: we.ID, Type: we.Type, Run: we.Run, Data: we.Data, Instance: w.Instance, Time: w.Time, Schema: w.V}
 	}
 	return rec, nil
 }
