@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +53,9 @@ const (
 //     the stream's duplicate window (de-duplication is stream-wide): an
 //     error that is not ErrWrongSequence; nothing was stored;
 //   - a closed connection: wraps [nats.ErrConnectionClosed];
+//   - a user without publish permission on the instance's subject: wraps
+//     [nats.ErrPermissionViolation] (after one attempt's wait: the server
+//     answers such a publish with nothing but a connection error);
 //   - anything else is wrapped as "jetstream: append <id>: ..." with the
 //     NATS error reachable by [errors.Is] and [errors.As].
 //
@@ -145,6 +149,14 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 			}
 		}
 
+		if transient(err) {
+			// A publish the server refused for permissions gets no answer:
+			// the refusal arrives on the connection instead. Report it
+			// rather than retrying into a timeout.
+			if perm := s.publishDenied(m.Subject); perm != nil {
+				return 0, fmt.Errorf("jetstream: append %q: %w (nothing was stored; the user needs publish permission on %s)", instance, perm, m.Subject)
+			}
+		}
 		if ctx.Err() != nil || !transient(err) || attempt >= appendAttempts {
 			// The last attempt's outcome may be unknown: look once, if
 			// there is still time, before giving up.
@@ -269,4 +281,15 @@ func (s *Store) apiSubject(subj string) string {
 		return "$JS." + o.Domain + ".API." + subj
 	}
 	return "$JS.API." + subj
+}
+
+// publishDenied returns the connection's last error if it is a permissions
+// violation for publishing on subject. nats.go reports the violation only
+// as text naming the subject (it parses the same text itself).
+func (s *Store) publishDenied(subject string) error {
+	le := s.nc.LastError()
+	if le != nil && errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), `"`+subject+`"`) {
+		return le
+	}
+	return nil
 }

@@ -34,10 +34,16 @@ type EmbeddedConfig struct {
 	SyncInterval time.Duration
 	// Listen is "" (the default) for no network listener: only this
 	// process can connect. Otherwise "host:port" accepts network clients
-	// there (port 0 picks a free port, see [Embedded.ClientURL]). The
-	// server has no authentication: listen on loopback unless the network
-	// is trusted.
+	// there (port 0 picks a free port, see [Embedded.ClientURL]). Without
+	// User the server has no authentication: set User and Password, or
+	// listen on loopback only, unless the network is trusted.
 	Listen string
+	// User and Password, when User is set, make the server require them of
+	// every client, network and in-process alike ([Embedded.Conn] passes
+	// them). Network clients pass them with [ConnectConfig]. For finer
+	// permissions (a read-only user), run a server configured with its own
+	// users and use [Connect] (docs/RELIABILITY.md lists the subjects).
+	User, Password string
 	// ServerName names the server. Empty lets the server pick one.
 	ServerName string
 	// MaxPayload is the largest message the server accepts, in bytes.
@@ -56,6 +62,8 @@ type Embedded struct {
 	listening bool
 	closeOnce sync.Once
 	unlock    func() // releases the store directory's lock
+	user      string
+	password  string
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process,
@@ -86,7 +94,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	go srv.Start()
 
-	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock}
+	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock, user: cfg.User, password: cfg.Password}
 	start := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -128,6 +136,12 @@ func serverOptions(cfg EmbeddedConfig) (*server.Options, error) {
 		NoLog:      cfg.Logger == nil,
 		MaxPayload: cfg.MaxPayload,
 	}
+	if cfg.Password != "" && cfg.User == "" {
+		return nil, fmt.Errorf("%w: EmbeddedConfig.Password is set without a User", ErrInvalidConfig)
+	}
+	if cfg.User != "" {
+		opts.Username, opts.Password = cfg.User, cfg.Password
+	}
 	if cfg.SyncInterval == 0 {
 		opts.SyncAlways = true
 	} else {
@@ -155,7 +169,11 @@ func serverOptions(cfg EmbeddedConfig) (*server.Options, error) {
 // Conn returns a new in-process connection to the server (no network).
 // The caller closes it. Errors are wrapped NATS errors.
 func (e *Embedded) Conn() (*nats.Conn, error) {
-	nc, err := nats.Connect(e.srv.ClientURL(), nats.InProcessServer(e.srv), nats.Name("runlog"))
+	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name("runlog")}
+	if e.user != "" {
+		opts = append(opts, nats.UserInfo(e.user, e.password))
+	}
+	nc, err := nats.Connect(e.srv.ClientURL(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: connect to embedded server: %w", err)
 	}

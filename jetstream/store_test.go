@@ -838,3 +838,30 @@ func TestEmbeddedDirLock(t *testing.T) {
 	}
 	second.Close()
 }
+
+// With User set, the embedded server requires authentication of network
+// clients, and its own in-process connection passes it.
+func TestEmbeddedAuthentication(t *testing.T) {
+	ctx := t.Context()
+	st, err := OpenEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "runlog", Password: "s3cret"}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	emb := st.emb
+	if emb == nil {
+		t.Fatal("store has no embedded server")
+	}
+	if nc, err := nats.Connect(emb.ClientURL()); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials was let in")
+	}
+	other, err := Connect(ctx, emb.ClientURL(), ConnectConfig{User: "runlog", Password: "s3cret"}, Config{})
+	if err != nil {
+		t.Fatalf("with credentials: %v", err)
+	}
+	other.Close()
+	if _, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), Password: "x"}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("password without user: %v", err)
+	}
+}
