@@ -593,6 +593,82 @@ var storeCases = []storeCase{
 			t.Fatalf("signal node result %q", out)
 		}
 	}},
+	{"CheckpointRacingCancel", func(t *testing.T, h *storeHarness) {
+		// An executor checkpoints task after task while an operator
+		// cancels from another store. Whatever the interleaving, the
+		// history explains the end state: every acknowledged checkpoint
+		// is in it before the cancel, every refused one got ErrTerminal
+		// or ErrStale, and the run ends Cancelled with the results of
+		// exactly the checkpoints that landed before it.
+		p := h.start("race")
+		operator := h.other()
+		var acked []int
+		var execErr error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			snap, rev := p.Snapshot, p.Revision()
+			for i := range 50 {
+				id := workflow.NewTaskID(fmt.Sprint("race-", i))
+				snap.MarkTaskCompleted(id, []byte{byte(i)}, snap.UpdatedAt)
+				next, err := h.store.SaveSnapshot(h.ctx, snap, rev)
+				if err != nil {
+					if !errors.Is(err, lifecycle.ErrTerminal) && !errors.Is(err, lifecycle.ErrStale) {
+						execErr = err
+					}
+					return
+				}
+				acked = append(acked, i)
+				rev = next
+				if sig, err := h.store.CheckControlSignals(h.ctx, "race", nil); err != nil || sig != lifecycle.ControlNone {
+					execErr = err
+					return
+				}
+			}
+		})
+		var opErr error
+		wg.Go(func() {
+			if opErr = operator.StoreSignal(h.ctx, "race", workflow.Cancel, workflow.SignalRequest{Reason: "stop", RequestedBy: "op"}); opErr != nil {
+				return
+			}
+			_, opErr = operator.CheckAndCancel(h.ctx, "race", nil)
+		})
+		wg.Wait()
+		if execErr != nil || opErr != nil {
+			t.Fatalf("executor: %v; operator: %v", execErr, opErr)
+		}
+		st, err := h.other().Load(h.ctx, "race")
+		h.must(err)
+		cancelledAt := -1
+		results := 0
+		for i, types := range h.commits("race") {
+			for _, ty := range types {
+				switch ty {
+				case events.CheckpointSaved:
+					if cancelledAt >= 0 {
+						t.Fatalf("a checkpoint landed after the cancel (commit %d)", i)
+					}
+					results++
+				case events.WorkflowCancelled:
+					cancelledAt = i
+				}
+			}
+		}
+		if results != len(acked) {
+			t.Fatalf("%d checkpoints in the history, %d acknowledged", results, len(acked))
+		}
+		snap := st.Snapshot
+		if cancelledAt >= 0 {
+			if snap.State.Kind != workflow.Cancelled || snap.CompletedTaskCount() != len(acked) {
+				t.Fatalf("end state %s with %d results; %d checkpoints landed before the cancel", snap.State.Kind, snap.CompletedTaskCount(), len(acked))
+			}
+		} else if len(acked) != 50 {
+			// The cancel was applied by the executor's own check, or it
+			// came after the last checkpoint and is still pending.
+			if snap.State.Kind != workflow.Cancelled {
+				t.Fatalf("executor stopped after %d checkpoints, state %s", len(acked), snap.State.Kind)
+			}
+		}
+	}},
 	{"TaskResultsAfterCompletion", func(t *testing.T, h *storeHarness) {
 		h.start("wf")
 		snap, rev := h.load("wf")
@@ -633,8 +709,9 @@ var storeCases = []storeCase{
 		}
 	}},
 	{"CheckpointHistoryIsLinear", func(t *testing.T, h *storeHarness) {
-		// A workflow of N tasks writes O(N) bytes of history, not O(N²).
-		const n = 200
+		// A workflow of N tasks writes O(N) bytes of history, not O(N²):
+		// 1,000 tasks, a checkpoint after each.
+		const n = 1000
 		out := bytes.Repeat([]byte("o"), 100)
 		p := h.start("long")
 		snap, rev := p.Snapshot, p.Revision()
