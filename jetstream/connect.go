@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -94,6 +95,29 @@ func Connect(ctx context.Context, url string, ccfg ConnectConfig, cfg Config) (*
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))
 	}
+	// The connection's asynchronous errors (a permissions violation, a
+	// slow consumer) and its reconnects go to the logger, not to stderr.
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opts = append(opts,
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{slog.Any("error", err)}
+			if sub != nil {
+				attrs = append(attrs, slog.String("subject", sub.Subject))
+			}
+			log.Warn("jetstream: connection error", attrs...)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("jetstream: disconnected", slog.String("url", url), slog.Any("error", err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("jetstream: reconnected", slog.String("url", nc.ConnectedUrlRedacted()))
+		}),
+	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: connect %s: %w", url, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -27,6 +28,8 @@ type Config struct {
 	Entropy io.Reader
 	// MaxAttempts bounds how often one operation decides and appends
 	// before it gives up with ErrConcurrentModification; 0 means 16.
+	// After the second conflict each retry waits a jittered pause that
+	// doubles from 1 ms up to 64 ms (about 0.6 s over 16 attempts).
 	MaxAttempts int
 	// MaxPayload bounds an input, output or event payload, in bytes; 0
 	// means 512 KiB. Larger payloads are refused with ErrInvalidRequest
@@ -223,6 +226,9 @@ func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, 
 			return &ConcurrentModificationError{ID: id, Op: op, Attempts: attempt, Last: last}
 		}
 		attempt++
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
 		found, err := s.catchUp(ctx, st, c.ID)
 		if err != nil {
 			return err
@@ -231,6 +237,34 @@ func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, 
 			return nil
 		}
 		verified = true
+	}
+}
+
+// Conflict backoff: the first retry is immediate (a stale cache costs one
+// re-read); later ones wait a jittered, doubling pause. On a replicated
+// stream the log answers a conflict (10164) while another write to the
+// instance is still being applied, and a re-read at once may not see it
+// yet; under heavy contention the pause spreads the writers out.
+const (
+	backoffBase = time.Millisecond
+	backoffMax  = 64 * time.Millisecond
+)
+
+// backoff waits before attempt (2 = the first retry) of a write.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt <= 2 {
+		return nil
+	}
+	d := backoffBase << min(attempt-3, 6)
+	d = min(d, backoffMax)
+	d = d/2 + rand.N(d/2+1) // jitter: [d/2, d]
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -1,0 +1,336 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Conflict codes of the sequence check.
+const (
+	errCodeWrongLastSeq         = 10071 // wrong last sequence: N
+	errCodeWrongLastSeqConstant = 10164 // wrong last sequence (replicated stream, a write in flight)
+)
+
+// conflicts counts the sequence-check failures the log returned to the
+// store, by code.
+type conflicts struct {
+	n10071, n10164, other atomic.Int64
+}
+
+// opTrace records the conflicts of one client's current operation. Only
+// that client's goroutine touches it.
+type opTrace struct {
+	start time.Time
+	codes []int
+}
+
+func (o *opTrace) reset() { o.start, o.codes = time.Now(), o.codes[:0] }
+
+// String summarises the conflicts: "16 conflicts (10164 x16) in 58ms".
+func (o *opTrace) String() string {
+	n := map[int]int{}
+	for _, c := range o.codes {
+		n[c]++
+	}
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%d x%d", c, n[c]))
+	}
+	return fmt.Sprintf("%d conflicts (%s) in %v", len(o.codes), strings.Join(parts, ", "), time.Since(o.start).Round(time.Millisecond))
+}
+
+// countingLog is a lifecycle.Log decorator that counts the conflicts
+// Append returns (those the store then decides again on), in total and
+// for the client's current operation. It passes the optional
+// capabilities of the jetstream store through.
+type countingLog struct {
+	js *jetstream.Store
+	c  *conflicts
+	op *opTrace
+}
+
+var (
+	_ lifecycle.Log    = countingLog{}
+	_ lifecycle.Last   = countingLog{}
+	_ lifecycle.Lister = countingLog{}
+)
+
+func (l countingLog) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+	return l.js.Read(ctx, instance, after)
+}
+
+func (l countingLog) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
+	seq, err := l.js.Append(ctx, instance, msg, expect)
+	if errors.Is(err, lifecycle.ErrWrongSequence) {
+		var apiErr *natsjs.APIError
+		code := 0
+		if errors.As(err, &apiErr) {
+			code = int(apiErr.ErrorCode)
+		}
+		l.op.codes = append(l.op.codes, code)
+		switch {
+		case code == 0:
+			l.c.other.Add(1)
+		case apiErr.ErrorCode == errCodeWrongLastSeqConstant:
+			l.c.n10164.Add(1)
+		case apiErr.ErrorCode == errCodeWrongLastSeq:
+			l.c.n10071.Add(1)
+		default:
+			l.c.other.Add(1)
+		}
+	}
+	return seq, err
+}
+
+func (l countingLog) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
+	return l.js.LastMessage(ctx, instance)
+}
+
+func (l countingLog) Instances(ctx context.Context, after string, limit int) ([]string, error) {
+	return l.js.Instances(ctx, after, limit)
+}
+
+// outcome is what a caller learnt.
+type outcome uint8
+
+const (
+	acked   outcome = iota + 1 // nil error
+	refused                    // a domain refusal: nothing written
+	unknown                    // any other error: may or may not have landed
+)
+
+func classify(err error) outcome {
+	switch {
+	case err == nil:
+		return acked
+	case errors.Is(err, lifecycle.ErrAlreadyExists), errors.Is(err, lifecycle.ErrStale),
+		errors.Is(err, lifecycle.ErrTerminal), errors.Is(err, lifecycle.ErrNotFound),
+		errors.Is(err, lifecycle.ErrCannotPause), errors.Is(err, lifecycle.ErrDefinitionMismatch),
+		errors.Is(err, lifecycle.ErrInvalidRequest), errors.Is(err, lifecycle.ErrConcurrentModification):
+		return refused
+	}
+	return unknown
+}
+
+// attempt is one client's PrepareRun of a pool id.
+type attempt struct {
+	client  int
+	outcome outcome
+	err     error
+	created bool   // Outcome Created
+	run     string // the run acknowledged
+	seq     uint64 // the sequence acknowledged
+	trace   string // the conflicts the call met
+}
+
+// write is a checkpoint or a signal, identified by its token (the task
+// output or the signal reason).
+type write struct {
+	id      string
+	kind    string // "checkpoint" or "signal"
+	token   string
+	outcome outcome
+	err     error
+	seq     uint64 // checkpoints: the revision acknowledged
+}
+
+// ledger records what every client asked and learnt.
+type ledger struct {
+	mu       sync.Mutex
+	attempts map[string][]attempt // by pool id
+	writes   []write
+	created  []string // pool ids some client created (targets for signals)
+	acked    atomic.Int64
+	frontier atomic.Int64 // len(created)
+}
+
+func newLedger() *ledger { return &ledger{attempts: make(map[string][]attempt)} }
+
+func (l *ledger) attempt(id string, a attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.attempts[id] = append(l.attempts[id], a)
+	if a.created {
+		l.created = append(l.created, id)
+		l.frontier.Add(1)
+	}
+	if a.outcome == acked {
+		l.acked.Add(1)
+	}
+}
+
+func (l *ledger) write(w write) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes = append(l.writes, w)
+	if w.outcome == acked {
+		l.acked.Add(1)
+	}
+}
+
+func (l *ledger) randomCreated(rng *rand.Rand) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.created) == 0 {
+		return "", false
+	}
+	return l.created[rng.IntN(len(l.created))], true
+}
+
+var def = workflow.DefinitionHashOf("runlog cluster test v1")
+
+// poolID is the n-th id of the pool the clients race on.
+func poolID(n int) string { return fmt.Sprintf("race/%d", n) }
+
+// raceWindow is how many pool ids the clients race on at a time: the ids
+// from the frontier (the number of ids created so far) on. Every client
+// aims at the same few ids, so most are contended.
+const raceWindow = 3
+
+// owned is a run a client created and checkpoints.
+type owned struct {
+	id   string
+	snap *workflow.Snapshot
+	rev  lifecycle.Revision
+}
+
+// client is one writer: its own connection, store and projection cache.
+type client struct {
+	n     int
+	rng   *rand.Rand
+	ls    *lifecycle.Store
+	led   *ledger
+	seq   int
+	owned []*owned
+	trace *opTrace // conflicts of the current operation
+
+	deadlines atomic.Int64 // operations that ran into their deadline
+}
+
+// opTimeout bounds one operation, retries included.
+const opTimeout = 15 * time.Second
+
+// step performs one operation.
+func (c *client) step(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	r := c.rng.IntN(100)
+	c.trace.reset()
+	var err error
+	switch {
+	case r < 45 || len(c.owned) == 0:
+		err = c.race(ctx)
+	case r < 80:
+		err = c.checkpoint(ctx)
+	default:
+		err = c.signal(ctx)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.deadlines.Add(1)
+	}
+	if classify(err) == unknown {
+		time.Sleep(20 * time.Millisecond) // a node is away: do not spin
+	}
+}
+
+// race asks PrepareRun under Fail for the next pool id.
+func (c *client) race(ctx context.Context) error {
+	id := poolID(int(c.led.frontier.Load()) + c.rng.IntN(raceWindow))
+	p, err := c.ls.PrepareRun(ctx, lifecycle.PrepareRunRequest{
+		InstanceID:     id,
+		DefinitionHash: def,
+		Input:          fmt.Appendf(nil, "client %d", c.n),
+		FirstTask:      workflow.TaskHint{ID: workflow.NewTaskID("first")},
+		Policy:         workflow.Fail,
+		Actor:          fmt.Sprintf("client-%d", c.n),
+	})
+	a := attempt{client: c.n, outcome: classify(err), err: err, trace: c.trace.String()}
+	if err == nil {
+		a.created, a.run, a.seq = p.Outcome == lifecycle.Created, p.Run.String(), p.Seq
+		c.owned = append(c.owned, &owned{id: id, snap: p.Snapshot, rev: p.Revision()})
+	}
+	c.led.attempt(id, a)
+	return err
+}
+
+// checkpoint saves one task result on a run the client owns.
+func (c *client) checkpoint(ctx context.Context) error {
+	i := c.rng.IntN(len(c.owned))
+	o := c.owned[i]
+	c.seq++
+	tok := fmt.Sprintf("c%d-%d", c.n, c.seq)
+	next := o.snap.Clone()
+	now := time.Now()
+	next.MarkTaskCompleted(workflow.NewTaskID(tok), []byte(tok), now)
+	next.UpdatePosition(workflow.AtTaskPosition(workflow.NewTaskID(tok+"/next")), now)
+	rev, err := c.ls.SaveSnapshot(ctx, next, o.rev)
+	w := write{id: o.id, kind: "checkpoint", token: tok, outcome: classify(err), err: err}
+	switch {
+	case err == nil:
+		w.seq = rev.Seq
+		o.snap, o.rev = next, rev
+	default:
+		// Reload before the next checkpoint; if that fails, give the run
+		// up (the ledger keeps what was asked).
+		if snap, rev, lerr := c.ls.LoadSnapshot(ctx, o.id); lerr == nil {
+			o.snap, o.rev = snap, rev
+		} else {
+			c.owned = append(c.owned[:i], c.owned[i+1:]...)
+		}
+	}
+	c.led.write(w)
+	return err
+}
+
+// signal stores a pause request on any created pool id (often another
+// client's run: it contends with that client's checkpoints).
+func (c *client) signal(ctx context.Context) error {
+	id, ok := c.led.randomCreated(c.rng)
+	if !ok {
+		return nil
+	}
+	c.seq++
+	tok := fmt.Sprintf("s%d-%d", c.n, c.seq)
+	err := c.ls.StoreSignal(ctx, id, workflow.Pause, workflow.SignalRequest{Reason: tok, RequestedBy: fmt.Sprintf("client-%d", c.n)})
+	c.led.write(write{id: id, kind: "signal", token: tok, outcome: classify(err), err: err})
+	return err
+}
+
+// load runs every client until stop.
+type load struct {
+	halt atomic.Bool
+	wg   sync.WaitGroup
+}
+
+func startLoad(ctx context.Context, cs []*client) *load {
+	l := &load{}
+	for _, c := range cs {
+		l.wg.Go(func() {
+			for !l.halt.Load() && ctx.Err() == nil {
+				c.step(ctx)
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) stop() {
+	l.halt.Store(true)
+	l.wg.Wait()
+}
