@@ -24,4 +24,8 @@ const (
 	HeaderCommand = "Runlog-Command" // the operation that made the decision, e.g. "prepare_run"
 	HeaderPrev    = "Runlog-Prev"    // hash of the instance's previous commit (hex), empty for the first
 	HeaderContent = "Content-Type"   // "application/json"
+
+	// HeaderExpectedLastSeq is set by the JetStream log on every append
+	// (the sequence the decision was made on) and kept with the message.
+	HeaderExpectedLastSeq = "Nats-Expected-Last-Subject-Sequence"
 )

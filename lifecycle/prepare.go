@@ -1,8 +1,10 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -101,7 +103,13 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 		req.Actor = ActorFrom(ctx)
 	}
 	var out Prepared
-	rev, err := s.write(ctx, "prepare run", req.InstanceID, func(st *projection.State) (*events.Commit, error) {
+	write := s.write
+	if req.Policy == workflow.Fail {
+		// Fail is for new ids: create without reading first (one append);
+		// the other policies are mostly used on ids that exist.
+		write = s.writeBlind
+	}
+	rev, err := write(ctx, "prepare run", req.InstanceID, func(st *projection.State) (*events.Commit, error) {
 		var c *events.Commit
 		var err error
 		out, c, err = s.decidePrepare(st, req)
@@ -199,7 +207,13 @@ func (s *Store) decideFresh(st *projection.State, req PrepareRunRequest, out *Pr
 }
 
 func createdData(req PrepareRunRequest) *events.SnapshotCreatedData {
-	return &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: req.Input, FirstTask: req.FirstTask,
+	first := req.FirstTask
+	first.Tags = slices.Clone(first.Tags)
+	if first.Priority != nil {
+		p := *first.Priority
+		first.Priority = &p
+	}
+	return &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: bytes.Clone(req.Input), FirstTask: first,
 		Policy: req.Policy.String(), TraceParent: req.TraceParent}
 }
 

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -240,7 +241,7 @@ func (s *Store) SendEvent(ctx context.Context, id, name string, payload []byte) 
 		if k := st.Snapshot.State.Kind; k.Terminal() {
 			return nil, &TerminalError{ID: id, Op: "send event", State: k}
 		}
-		return s.commitOf(st, "send_event", actor, st.Run, &events.EventSentData{Name: name, Payload: payload})
+		return s.commitOf(st, "send_event", actor, st.Run, &events.EventSentData{Name: name, Payload: bytes.Clone(payload)})
 	})
 	return wrap("send event", id, err)
 }

@@ -97,7 +97,7 @@ func (s *Store) SaveTaskResult(ctx context.Context, id string, rev Revision, tas
 		if err := fence(st, "save task result", rev, false); err != nil {
 			return nil, err
 		}
-		return s.commitOf(st, "save_task_result", actor, st.Run, &events.TaskCompletedData{TaskID: task, Output: output})
+		return s.commitOf(st, "save_task_result", actor, st.Run, &events.TaskCompletedData{TaskID: task, Output: bytes.Clone(output)})
 	})
 	if err != nil {
 		return Revision{}, wrap("save task result", id, err)
@@ -285,7 +285,7 @@ func diffSnapshot(old, new *workflow.Snapshot) ([]events.Payload, error) {
 		}
 		ps = append(ps, &events.WorkflowPausedData{Reason: new.State.Reason, By: new.State.By, At: new.State.At})
 	case to == workflow.Completed:
-		ps = append(ps, &events.WorkflowCompletedData{Output: new.State.FinalOutput})
+		ps = append(ps, &events.WorkflowCompletedData{Output: bytes.Clone(new.State.FinalOutput)})
 	case to == workflow.Failed:
 		ps = append(ps, &events.WorkflowFailedData{Error: new.State.Error})
 	case to == workflow.Cancelled:
@@ -355,7 +355,7 @@ func diffResults(cp *events.CheckpointSavedData, old, new workflow.State) {
 			if cp.Completed == nil {
 				cp.Completed = make(map[workflow.TaskID][]byte)
 			}
-			cp.Completed[id] = out
+			cp.Completed[id] = bytes.Clone(out)
 		}
 	}
 	for id := range old.CompletedTasks {

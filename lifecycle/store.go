@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
 )
 
 // Config configures a [Store]. The zero value is valid.
@@ -134,6 +136,27 @@ func (s *Store) read(ctx context.Context, id string, fn func(st *projection.Stat
 // catchUp folds the messages after st.LastSeq into st and reports whether
 // a commit with id pending was among them.
 func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.ULID) (bool, error) {
+	// The common case, nothing new or one new commit, costs one cheap
+	// read of the instance's last message when the log can do it.
+	if l, ok := s.log.(Last); ok {
+		m, ok, err := l.LastMessage(ctx, st.Instance)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case !ok && st.LastSeq == 0, ok && m.Seq == st.LastSeq:
+			return false, nil
+		case ok && followsDirectly(m, st.LastSeq):
+			rec, err := events.Decode(m, st.Instance)
+			if err != nil {
+				return false, err
+			}
+			if err := st.Apply(rec); err != nil {
+				return false, err
+			}
+			return !pending.IsZero() && rec.Commit.ID == pending, nil
+		}
+	}
 	found := false
 	for m, err := range s.log.Read(ctx, st.Instance, st.LastSeq) {
 		if err != nil {
@@ -153,6 +176,14 @@ func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.
 	return found, nil
 }
 
+// followsDirectly reports whether m was appended expecting last as the
+// instance's previous sequence (the log kept the expected-sequence header
+// of the append): then m is the only message after last.
+func followsDirectly(m events.Message, last uint64) bool {
+	h := m.Header[events.HeaderExpectedLastSeq]
+	return len(h) == 1 && h[0] == strconv.FormatUint(last, 10)
+}
+
 // decider is the pure decision of an operation on a projection: a commit
 // to append, nil to write nothing, or an error that refuses. It does no
 // I/O and may be called several times.
@@ -169,11 +200,21 @@ func (s *Store) write(ctx context.Context, op, id string, decide decider) (Revis
 	return s.writeThen(ctx, op, id, decide, nil)
 }
 
+// writeBlind is write for a decision that is expected to create: on a
+// cache miss it decides on the empty projection without reading first,
+// so a fresh create costs one append; an existing instance is found by
+// the conflict.
+func (s *Store) writeBlind(ctx context.Context, op, id string, decide decider) (Revision, error) {
+	var rev Revision
+	err := s.writeLocked(ctx, op, id, decide, &rev, nil, true)
+	return rev, err
+}
+
 // writeThen is write, calling after (if not nil) with the projection the
 // operation left behind, before the instance is unlocked.
 func (s *Store) writeThen(ctx context.Context, op, id string, decide decider, after func(st *projection.State)) (Revision, error) {
 	var rev Revision
-	err := s.writeLocked(ctx, op, id, decide, &rev, after)
+	err := s.writeLocked(ctx, op, id, decide, &rev, after, false)
 	return rev, err
 }
 
@@ -185,7 +226,7 @@ type Revision struct {
 	Seq uint64
 }
 
-func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision, after func(st *projection.State)) (err error) {
+func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision, after func(st *projection.State), blind bool) (err error) {
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
 	st := &e.st
@@ -196,6 +237,13 @@ func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, 
 		}
 	}()
 	verified := false
+	if !blind && st.LastSeq == 0 && st.Commits == 0 {
+		// A cache miss: read first rather than decide on nothing.
+		if _, err := s.catchUp(ctx, st, ulid.ULID{}); err != nil {
+			return err
+		}
+		verified = true
+	}
 	var last error
 	for attempt := 1; ; {
 		c, err := decide(st)
@@ -279,12 +327,9 @@ func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *event
 	if err != nil {
 		return err
 	}
-	msg.Seq = seq
-	msg.Time = c.Time
-	rec, err := events.Decode(msg, st.Instance)
-	if err != nil {
-		return fmt.Errorf("lifecycle: re-decode own commit: %w", err)
-	}
+	// The commit was built here, from payloads that own their bytes (the
+	// deciders copy what they take from callers), so it folds as is.
+	rec := events.Record{Seq: seq, Stored: c.Time, Hash: workflow.Sha256(msg.Data), Size: len(msg.Data), Commit: *c}
 	if err := st.Apply(rec); err != nil {
 		// The log holds the commit but the projection refuses it: only a
 		// bug can do that. Start the projection afresh next time.

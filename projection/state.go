@@ -348,23 +348,24 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 	if d.Position != nil {
 		snap.State.Position = d.Position.Clone()
 	}
+	var only workflow.TaskID
 	for id, out := range d.Completed {
 		s.setResult(id, out)
+		only = id
 	}
 	for _, id := range d.Removed {
 		delete(snap.State.CompletedTasks, id)
 		delete(s.Results, id)
 	}
-	if d.LastCompletedTask != nil {
-		t := *d.LastCompletedTask
-		snap.State.LastCompletedTask = &t
-	} else if len(d.Completed) == 1 {
+	last := d.LastCompletedTask
+	if last == nil && len(d.Completed) == 1 {
 		// A single result added is the last completed task unless the
 		// checkpoint names another.
-		for id := range d.Completed {
-			t := id
-			snap.State.LastCompletedTask = &t
-		}
+		last = &only
+	}
+	if last != nil && (snap.State.LastCompletedTask == nil || *snap.State.LastCompletedTask != *last) {
+		t := *last
+		snap.State.LastCompletedTask = &t
 	}
 	if d.Hint != nil {
 		snap.SetTaskHint(workflow.TaskHint{Priority: d.Hint.Priority, Tags: d.Hint.Tags})
@@ -376,7 +377,7 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 		dl := *d.Deadline
 		snap.TaskDeadline = &dl
 	}
-	for id, r := range d.Retries {
+	for id, r := range d.Retries { // (ranging over a nil map costs nothing)
 		if snap.TaskRetries == nil {
 			snap.TaskRetries = make(map[workflow.TaskID]workflow.TaskRetryState)
 		}

@@ -749,7 +749,7 @@ func testConcurrentFail(t *testing.T, log lifecycle.Log) {
 	for _, layout := range concurrencyLayouts {
 		t.Run(layout.name, func(t *testing.T) {
 			id := "race-fail " + layout.name
-			ss := stores(t, log, layout.stores, lifecycle.Config{MaxAttempts: 1000})
+			ss := stores(t, log, layout.stores, lifecycle.Config{MaxAttempts: 200})
 			outs := make([]lifecycle.Prepared, n)
 			errs := make([]error, n)
 			start := make(chan struct{})
@@ -800,7 +800,7 @@ func testConcurrentTerminate(t *testing.T, log lifecycle.Log) {
 		t.Run(layout.name, func(t *testing.T) {
 			g := &idGen{n: uint64(li) * 1000}
 			id := "race-terminate " + layout.name
-			ss := stores(t, log, layout.stores, lifecycle.Config{MaxAttempts: 1000})
+			ss := stores(t, log, layout.stores, lifecycle.Config{MaxAttempts: 200})
 			initial := prepare(t, ss[0], request(id, workflow.Fail))
 			storeSignal(t, ss[0], log, g, id, workflow.Cancel, "c")
 			storeSignal(t, ss[0], log, g, id, workflow.Pause, "p")

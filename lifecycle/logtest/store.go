@@ -36,7 +36,7 @@ type storeHarness struct {
 
 func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
 	t.Helper()
-	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 1000, MaxPayload: 64 << 10})
+	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 200, MaxPayload: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
 
 // other returns a second store on the same log: another process.
 func (h *storeHarness) other() *lifecycle.Store {
-	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 1000})
+	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 200})
 	if err != nil {
 		h.t.Fatal(err)
 	}
