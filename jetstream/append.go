@@ -105,7 +105,7 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 		natsjs.WithExpectStream(s.cfg.Stream),
 		natsjs.WithExpectLastSequencePerSubject(expect),
 	}
-	log := s.log.With(slog.String(logKeyInstance, instance))
+	log := lazyLog{s.log, instance}
 
 	backoff := appendBackoff
 	for attempt := 1; ; attempt++ {
@@ -292,4 +292,17 @@ func (s *Store) publishDenied(subject string) error {
 		return le
 	}
 	return nil
+}
+
+// lazyLog adds the instance to the store's logger only when a line is
+// written: appends are hot, their debug lines rare.
+type lazyLog struct {
+	l        *slog.Logger
+	instance string
+}
+
+func (l lazyLog) Debug(msg string, attrs ...any) {
+	if l.l.Enabled(context.Background(), slog.LevelDebug) {
+		l.l.Debug(msg, append([]any{slog.String(logKeyInstance, l.instance)}, attrs...)...)
+	}
 }

@@ -74,6 +74,12 @@ func (c ConnectConfig) options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// syncQueueLen bounds the queue of the connection's synchronous
+// subscriptions, such as the reply subscription of every batched read
+// (a page is ReadBatch messages). nats.go's default, 65,536, makes each
+// read allocate and clear 512 KiB.
+const syncQueueLen = 4096
+
 // Connect connects to the NATS server or cluster at url (comma separated
 // URLs are accepted) with ccfg and opens a store on it with [Open]. The
 // store owns the connection: [Store.Close] closes it. The connection
@@ -102,6 +108,7 @@ func Connect(ctx context.Context, url string, ccfg ConnectConfig, cfg Config) (*
 		log = slog.Default()
 	}
 	opts = append(opts,
+		nats.SyncQueueLen(max(syncQueueLen, 4*cfg.ReadBatch)),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			attrs := []any{slog.Any("error", err)}
 			if sub != nil {

@@ -169,7 +169,7 @@ func serverOptions(cfg EmbeddedConfig) (*server.Options, error) {
 // Conn returns a new in-process connection to the server (no network).
 // The caller closes it. Errors are wrapped NATS errors.
 func (e *Embedded) Conn() (*nats.Conn, error) {
-	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name("runlog")}
+	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name("runlog"), nats.SyncQueueLen(syncQueueLen)}
 	if e.user != "" {
 		opts = append(opts, nats.UserInfo(e.user, e.password))
 	}
