@@ -56,17 +56,16 @@ type Buffered struct {
 // New returns the state of an instance with no history.
 func New(instance string) State { return State{Instance: instance} }
 
-// Clone returns a deep copy of s.
+// Clone returns a deep copy of s: no map, slice or byte is shared.
 func (s *State) Clone() State {
-	c := *s
+	c := s.structural()
 	c.Snapshot = s.Snapshot.Clone()
-	c.Signals = maps.Clone(s.Signals)
-	c.Results = maps.Clone(s.Results)
-	c.pastRuns = maps.Clone(s.pastRuns)
-	if s.Buffered != nil {
-		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
-		for k, v := range s.Buffered {
-			c.Buffered[k] = slices.Clone(v)
+	for k, v := range c.Results {
+		c.Results[k] = slices.Clone(v)
+	}
+	for _, q := range c.Buffered {
+		for i := range q {
+			q[i].Payload = slices.Clone(q[i].Payload)
 		}
 	}
 	return c
