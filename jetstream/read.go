@@ -110,54 +110,75 @@ var errStopped = errors.New("stopped")
 // server's max bytes per batch) is followed by the next page; a page with
 // no message and no error is a timeout. A filter with no message at all
 // from the start sequence gives jetstreamext.ErrNoMessages (404).
+// readPageTimeout bounds one batched read request.
+const readPageTimeout = 5 * time.Second
+
 func (s *Store) batches(ctx context.Context, filter string, after uint64, fn func(*natsjs.RawStreamMsg) bool) error {
 	next := after + 1
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		page, err := jetstreamext.GetBatch(ctx, s.js, s.cfg.Stream, s.cfg.ReadBatch,
-			jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(next))
+		n, pending, last, err := s.page(ctx, filter, next, fn)
 		if err != nil {
 			return err
-		}
-		n := 0
-		var pending, last uint64
-		for raw, err := range page {
-			if err != nil {
-				if errors.Is(err, jetstreamext.ErrNoMessages) && n == 0 {
-					return nil
-				}
-				if errors.Is(err, jetstreamext.ErrBatchUnsupported) {
-					// Also what a no-responders status becomes: say
-					// whether the stream is gone.
-					if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
-						return fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
-					}
-				}
-				return err
-			}
-			p, perr := strconv.ParseUint(raw.Header.Get("Nats-Num-Pending"), 10, 64)
-			if perr != nil {
-				return fmt.Errorf("%w: bad Nats-Num-Pending header: %v", jetstreamext.ErrInvalidResponse, perr)
-			}
-			n++
-			pending, last = p, raw.Sequence
-			if !fn(raw) {
-				return errStopped
-			}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if n == 0 {
+		switch {
+		case n < 0: // no messages at all
+			return nil
+		case n == 0:
 			return fmt.Errorf("batch get from sequence %d: no reply in time: %w", next, nats.ErrTimeout)
-		}
-		if pending == 0 {
+		case pending == 0:
 			return nil
 		}
 		next = last + 1
 	}
+}
+
+// page reads one batch from sequence next, calling fn for each message. It
+// returns how many messages came (-1: the filter has none from next), the
+// number still pending after the last one, and the last one's sequence.
+//
+// Each page has its own deadline, so that a request lost with a server
+// that died fails in readPageTimeout, not at the caller's deadline. A page
+// cut short by it while messages were flowing is harmless: paging goes on
+// from the last message received.
+func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(*natsjs.RawStreamMsg) bool) (n int, pending, last uint64, err error) {
+	pctx, cancel := context.WithTimeout(ctx, readPageTimeout)
+	defer cancel()
+	msgs, err := jetstreamext.GetBatch(pctx, s.js, s.cfg.Stream, s.cfg.ReadBatch,
+		jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(next))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for raw, err := range msgs {
+		if err != nil {
+			if errors.Is(err, jetstreamext.ErrNoMessages) && n == 0 {
+				return -1, 0, 0, nil
+			}
+			if errors.Is(err, jetstreamext.ErrBatchUnsupported) {
+				// Also what a no-responders status becomes: say
+				// whether the stream is gone.
+				if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
+					return 0, 0, 0, fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
+				}
+			}
+			return 0, 0, 0, err
+		}
+		p, perr := strconv.ParseUint(raw.Header.Get("Nats-Num-Pending"), 10, 64)
+		if perr != nil {
+			return 0, 0, 0, fmt.Errorf("%w: bad Nats-Num-Pending header: %v", jetstreamext.ErrInvalidResponse, perr)
+		}
+		n++
+		pending, last = p, raw.Sequence
+		if !fn(raw) {
+			return n, pending, last, errStopped
+		}
+	}
+	return n, pending, last, nil
 }
 
 // LastMessage returns the last message of instance, with ok false if it
