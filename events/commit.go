@@ -102,11 +102,6 @@ func (c *Commit) Encode() (Message, error) {
 	if c.Time.IsZero() {
 		return Message{}, fmt.Errorf("%w: zero commit time", ErrInvalidCommit)
 	}
-	w := wireCommit{V: SchemaVersion, ID: c.ID, Instance: c.Instance, Time: c.Time.UTC(), Command: c.Command, Actor: c.Actor}
-	if !c.Prev.IsZero() {
-		w.Prev = c.Prev.String()
-	}
-	w.Events = make([]wireEvent, len(c.Events))
 	types := make([]string, len(c.Events))
 	for i, e := range c.Events {
 		if e.Data == nil || e.Data.EventType() != e.Type || !Known(e.Type) {
@@ -115,18 +110,9 @@ func (c *Commit) Encode() (Message, error) {
 		if e.ID.IsZero() {
 			return Message{}, fmt.Errorf("%w: event %d has a zero id", ErrInvalidCommit, i)
 		}
-		data, err := json.Marshal(e.Data)
-		if err != nil {
-			return Message{}, fmt.Errorf("%w: event %d (%s): %w", ErrInvalidCommit, i, e.Type, err)
-		}
-		w.Events[i] = wireEvent{ID: e.ID, Type: e.Type, Data: data}
-		if !e.Run.IsZero() {
-			r := e.Run
-			w.Events[i].Run = &r
-		}
 		types[i] = string(e.Type)
 	}
-	data, err := json.Marshal(&w)
+	data, err := encodeCommit(c)
 	if err != nil {
 		return Message{}, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 	}
@@ -143,8 +129,8 @@ func (c *Commit) Encode() (Message, error) {
 	if c.Command != "" {
 		h[HeaderCommand] = []string{c.Command}
 	}
-	if w.Prev != "" {
-		h[HeaderPrev] = []string{w.Prev}
+	if !c.Prev.IsZero() {
+		h[HeaderPrev] = []string{c.Prev.String()}
 	}
 	return Message{MsgID: c.ID.String(), Header: h, Data: data}, nil
 }

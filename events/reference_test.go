@@ -86,7 +86,54 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("decoders disagree on\n%s\nfast:      %+v\nreference: %+v", data, got.Commit, want.Commit)
 		}
+		// Whatever decodes encodes to the bytes encoding/json writes.
+		fast, ferr := encodeCommit(&got.Commit)
+		ref, rerr := referenceEncode(&got.Commit)
+		if (ferr == nil) != (rerr == nil) || ferr == nil && !bytes.Equal(fast, ref) {
+			t.Fatalf("encoders disagree on\n%s\nfast:      %s (%v)\nreference: %s (%v)", data, fast, ferr, ref, rerr)
+		}
 	})
+}
+
+// referenceEncode is the encoding/json encoder encodeCommit replaced.
+func referenceEncode(c *Commit) ([]byte, error) {
+	w := wireCommit{V: SchemaVersion, ID: c.ID, Instance: c.Instance, Time: c.Time.UTC(), Command: c.Command, Actor: c.Actor}
+	if !c.Prev.IsZero() {
+		w.Prev = c.Prev.String()
+	}
+	w.Events = make([]wireEvent, len(c.Events))
+	for i, e := range c.Events {
+		data, err := json.Marshal(e.Data)
+		if err != nil {
+			return nil, err
+		}
+		w.Events[i] = wireEvent{ID: e.ID, Type: e.Type, Data: data}
+		if !e.Run.IsZero() {
+			r := e.Run
+			w.Events[i].Run = &r
+		}
+	}
+	return json.Marshal(&w)
+}
+
+func TestEncodeMatchesReference(t *testing.T) {
+	for _, m := range referenceSeeds(t) {
+		rec, err := Decode(m, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := encodeCommit(&rec.Commit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := referenceEncode(&rec.Commit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast, ref) {
+			t.Fatalf("encoders disagree\nfast:      %s\nreference: %s", fast, ref)
+		}
+	}
 }
 
 // TestDecodeMatchesReference runs the seeds without fuzzing.

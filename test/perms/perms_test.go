@@ -31,6 +31,8 @@ var (
 	//   - runlog.wf.>                   the appends themselves
 	//   - $JS.API.STREAM.INFO.RUNLOG    jetstream.Open looks the stream up
 	//   - $JS.API.DIRECT.GET.RUNLOG     reads: batched direct gets
+	//   - $JS.API.DIRECT.GET.RUNLOG.>   catch-up: the last message of the
+	//                                   instance first (direct get by subject)
 	//   - $JS.API.STREAM.MSG.GET.RUNLOG after a conflict, Append reads the
 	//                                   subject's last message from the
 	//                                   leader (did an earlier try land?)
@@ -38,6 +40,7 @@ var (
 		"runlog.wf.>",
 		"$JS.API.STREAM.INFO.RUNLOG",
 		"$JS.API.DIRECT.GET.RUNLOG",
+		"$JS.API.DIRECT.GET.RUNLOG.>",
 		"$JS.API.STREAM.MSG.GET.RUNLOG",
 	}
 	// readerPublish lets jetstream.Store read (Read, Instances, Scan,
