@@ -89,7 +89,8 @@ func (p Prepared) Revision() Revision { return Revision{Run: p.Run, Seq: p.Seq} 
 //   - TerminateExisting: deletes the snapshot, clears pending cancel and
 //     pause, and creates the fresh run, in one atomic commit.
 //   - Otherwise a fresh run is created, in progress at the first task with
-//     its hint. When nothing exists yet this costs one append.
+//     its hint. Under Fail, for an id this store has not seen, this costs
+//     one append and no read.
 //
 // On a conflict it decides again on fresh state; after Config.MaxAttempts
 // it returns [*ConcurrentModificationError]. Log failures are returned

@@ -53,9 +53,12 @@ type Config struct {
 // The store caches the projections of the instances it touched most
 // recently (Config.CacheSize, least recently used evicted). A cached
 // projection is brought up to date by reading only the messages after its
-// last sequence. A write decides on the cached projection without reading
-// first: the sequence check refuses it if the projection was behind, and
-// the store then reads what it missed and decides again. A decision that
+// last sequence (one direct get of the last message, when the log has
+// [Last], answers "nothing new" or "one new commit"). A write decides on
+// the cached projection without reading first: the sequence check refuses
+// it if the projection was behind, and the store then reads what it missed
+// and decides again. On a cache miss a write reads first, except PrepareRun
+// under Fail, which creates without reading (one append for a new id). A decision that
 // writes nothing (a refusal, or a no-op) is always confirmed on a
 // projection read in the same call. Operations on one instance from one
 // Store are serialised.
