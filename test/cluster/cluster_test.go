@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runlog/runlog/internal/logcount"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 )
@@ -91,7 +92,7 @@ func TestNodeLoss(t *testing.T) {
 	if err := mon.waitMeta(ctx, electionWait); err != nil {
 		t.Fatalf("no JetStream meta leader: %v", err)
 	}
-	counts := newLogCounter(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	counts := logcount.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logger := slog.New(counts)
 	cfg := jetstream.Config{Stream: stream, Replicas: size, Logger: logger}
 	err := poll(ctx, electionWait, func(ctx context.Context) error {
@@ -265,52 +266,4 @@ func (w *watch) stop() (int, int) {
 	w.halt.Store(true)
 	w.wg.Wait()
 	return w.stream, w.meta
-}
-
-// logCounter is a slog handler that counts the debug records of the
-// store (conflict retries, recovered appends) and passes the others on.
-type logCounter struct {
-	next slog.Handler
-	mu   *sync.Mutex
-	n    map[string]int
-}
-
-func newLogCounter(next slog.Handler) *logCounter {
-	return &logCounter{next: next, mu: &sync.Mutex{}, n: make(map[string]int)}
-}
-
-func (h *logCounter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l <= slog.LevelDebug || h.next.Enabled(ctx, l)
-}
-
-func (h *logCounter) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level <= slog.LevelDebug {
-		h.mu.Lock()
-		h.n[r.Message]++
-		h.mu.Unlock()
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h *logCounter) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logCounter{next: h.next.WithAttrs(as), mu: h.mu, n: h.n}
-}
-
-func (h *logCounter) WithGroup(name string) slog.Handler {
-	return &logCounter{next: h.next.WithGroup(name), mu: h.mu, n: h.n}
-}
-
-func (h *logCounter) count(msg string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.n[msg]
-}
-
-func (h *logCounter) String() string {
-	return fmt.Sprintf("%d append retries after a transient error, %d appends found already landed by the probe, %d duplicate acks, %d conflicts decided again",
-		h.count("jetstream: append failed, retrying"),
-		h.count("jetstream: append had already landed")+h.count("jetstream: append had landed despite the error"),
-		h.count("jetstream: append acknowledged as a duplicate"),
-		h.count("runlog: conflict, deciding again"))
 }
