@@ -151,11 +151,9 @@ func (l *lexer) key() ([]byte, error) {
 		return nil, err
 	}
 	if !plain {
-		var s string
-		if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s); err != nil {
+		if raw, err = unquote(raw); err != nil {
 			return nil, err
 		}
-		raw = []byte(s)
 	}
 	if err := l.expect(':'); err != nil {
 		return nil, err
@@ -320,11 +318,9 @@ func (l *lexer) bytes() ([]byte, error) {
 		return nil, err
 	}
 	if !plain {
-		var s string
-		if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s); err != nil {
+		if raw, err = unquote(raw); err != nil {
 			return nil, err
 		}
-		raw = []byte(s)
 	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(raw)))
 	n, err := base64.StdEncoding.Decode(out, raw)
@@ -345,11 +341,9 @@ func (l *lexer) text(v interface{ UnmarshalText([]byte) error }) error {
 		return err
 	}
 	if !plain {
-		var s string
-		if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s); err != nil {
+		if raw, err = unquote(raw); err != nil {
 			return err
 		}
-		raw = []byte(s)
 	}
 	return v.UnmarshalText(raw)
 }
@@ -390,3 +384,13 @@ var strPlain = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// unquote decodes the body of a string that holds escapes or non-ASCII
+// bytes, by encoding/json's rules exactly.
+func unquote(raw []byte) ([]byte, error) {
+	var s string
+	if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s); err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
