@@ -171,7 +171,6 @@ func checkHeaders(m events.Message, rec events.Record) string {
 		}
 	}
 	check(events.HeaderMsgID, c.ID.String())
-	check(events.HeaderCommit, c.ID.String())
 	types := make([]string, len(c.Events))
 	for i, e := range c.Events {
 		types[i] = string(e.Type)
@@ -182,11 +181,6 @@ func checkHeaders(m events.Message, rec events.Record) string {
 		run = r.String()
 	}
 	check(events.HeaderRun, run)
-	prev := ""
-	if !c.Prev.IsZero() {
-		prev = c.Prev.String()
-	}
-	check(events.HeaderPrev, prev)
 	check(events.HeaderCommand, c.Command)
 	if len(c.Events) > 0 {
 		check(events.HeaderSchema, strconv.Itoa(c.Events[0].Schema))

@@ -87,7 +87,7 @@
 // messages in sequence order:
 //
 //	{"instance":"order-42","seq":17,"time":"2026-11-26T06:20:00.2Z","msg_id":"01JDZ8Q5N3C7K2W4X6Y8Z0A1B2",
-//	 "headers":{"Runlog-Commit":["01JDZ8Q5N3C7K2W4X6Y8Z0A1B2"],...},"data":{"v":1,"id":"01JDZ8Q5N3C7K2W4X6Y8Z0A1B2",...}}
+//	 "headers":{"Runlog-Events":["snapshot.created"],...},"data":{"v":1,"id":"01JDZ8Q5N3C7K2W4X6Y8Z0A1B2",...}}
 //
 // (one line in the file). instance is the instance id, seq the source
 // stream's sequence and time its stored time (RFC 3339, UTC, nanoseconds;

@@ -345,7 +345,7 @@ func TestImportRefusesBadFiles(t *testing.T) {
 		"duplicate line": {join(append([][]byte{ls[0], ls[1]}, ls[1:]...)...), KindDuplicate, 3},
 		"garbage data":   {editLine(t, file, 3, func(ln *fileLine) { ln.Data = nil; b := []byte("junk"); ln.DataB64 = &b }), KindDecode, 3},
 		"wrong instance": {editLine(t, file, 3, func(ln *fileLine) { ln.Instance = "z" }), KindForeign, 3},
-		"bad header":     {editLine(t, file, 2, func(ln *fileLine) { ln.Headers = map[string][]string{events.HeaderCommit: {"x"}} }), KindHeader, 2},
+		"bad header":     {editLine(t, file, 2, func(ln *fileLine) { ln.Headers = map[string][]string{events.HeaderEvents: {"x"}} }), KindHeader, 2},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

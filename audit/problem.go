@@ -63,8 +63,8 @@ const (
 	// a writer fenced by the old run id could write into the new run.
 	KindRun ProblemKind = "run"
 	// KindHeader: message headers that contradict the payload
-	// (Nats-Msg-Id, Runlog-Commit, Runlog-Events, Runlog-Run,
-	// Runlog-Prev, Runlog-Schema, Runlog-Command; an absent header is not
+	// (Nats-Msg-Id, Runlog-Events, Runlog-Run, Runlog-Schema,
+	// Runlog-Command; an absent header is not
 	// checked). Headers are not covered by the hash chain, but consumers
 	// filter on them and JetStream de-duplicates on Nats-Msg-Id.
 	KindHeader ProblemKind = "header"

@@ -117,20 +117,15 @@ func (c *Commit) Encode() (Message, error) {
 		return Message{}, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 	}
 	h := map[string][]string{
-		HeaderMsgID:   {c.ID.String()},
-		HeaderSchema:  {strconv.Itoa(SchemaVersion)},
-		HeaderCommit:  {c.ID.String()},
-		HeaderEvents:  {strings.Join(types, ",")},
-		HeaderContent: {"application/json"},
+		HeaderMsgID:  {c.ID.String()},
+		HeaderSchema: {strconv.Itoa(SchemaVersion)},
+		HeaderEvents: {strings.Join(types, ",")},
 	}
 	if r := c.Run(); !r.IsZero() {
 		h[HeaderRun] = []string{r.String()}
 	}
 	if c.Command != "" {
 		h[HeaderCommand] = []string{c.Command}
-	}
-	if !c.Prev.IsZero() {
-		h[HeaderPrev] = []string{c.Prev.String()}
 	}
 	return Message{MsgID: c.ID.String(), Header: h, Data: data}, nil
 }

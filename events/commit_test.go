@@ -129,13 +129,10 @@ func TestEncodeHeaders(t *testing.T) {
 			commit: terminateExisting(),
 			want: map[string]string{
 				events.HeaderMsgID:   uid(10).String(),
-				events.HeaderCommit:  uid(10).String(),
 				events.HeaderSchema:  "1",
 				events.HeaderEvents:  "snapshot.deleted,signal.cleared,signal.cleared,snapshot.created",
 				events.HeaderRun:     run2.String(),
 				events.HeaderCommand: "prepare_run",
-				events.HeaderPrev:    prevHash.String(),
-				events.HeaderContent: "application/json",
 			},
 		},
 		{
@@ -143,13 +140,10 @@ func TestEncodeHeaders(t *testing.T) {
 			commit: minimal(),
 			want: map[string]string{
 				events.HeaderMsgID:   uid(20).String(),
-				events.HeaderCommit:  uid(20).String(),
 				events.HeaderSchema:  "1",
 				events.HeaderEvents:  "snapshot.created",
 				events.HeaderRun:     uid(22).String(),
 				events.HeaderCommand: "",
-				events.HeaderPrev:    "",
-				events.HeaderContent: "application/json",
 			},
 		},
 	}

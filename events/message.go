@@ -18,12 +18,9 @@ type Message struct {
 const (
 	HeaderMsgID   = "Nats-Msg-Id"    // the commit id (a ULID), for de-duplication
 	HeaderSchema  = "Runlog-Schema"  // the schema version, "1"
-	HeaderCommit  = "Runlog-Commit"  // the commit id (a ULID)
 	HeaderEvents  = "Runlog-Events"  // the commit's event types, in order, comma separated
 	HeaderRun     = "Runlog-Run"     // the run id the commit leaves current (empty if none)
 	HeaderCommand = "Runlog-Command" // the operation that made the decision, e.g. "prepare_run"
-	HeaderPrev    = "Runlog-Prev"    // hash of the instance's previous commit (hex), empty for the first
-	HeaderContent = "Content-Type"   // "application/json"
 
 	// HeaderExpectedLastSeq is set by the JetStream log on every append
 	// (the sequence the decision was made on) and kept with the message.
