@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/runlog/runlog/internal/faulttest"
 	"github.com/runlog/runlog/internal/logcount"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
@@ -33,21 +32,6 @@ const (
 	verifyAttempts  = 5
 	verifyRetryWait = time.Second
 )
-
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := os.Getenv("RUNLOG_SEED")
-	if s == "" {
-		return 1
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		t.Fatalf("RUNLOG_SEED=%q: %v", s, err)
-	}
-	return n
-}
-
-func soak() bool { return os.Getenv("RUNLOG_SOAK") == "1" }
 
 func quietLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -77,9 +61,9 @@ func TestNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("node-loss test: runs a three-node cluster through elections; skipped with -short")
 	}
-	sd := seed(t)
+	sd := faulttest.Seed(t)
 	rounds := roundsCI
-	if soak() {
+	if faulttest.Soak() {
 		rounds = roundsSoak
 	}
 	sched := rand.New(rand.NewPCG(sd, 0x6e6f6465))
@@ -128,7 +112,7 @@ func TestNodeLoss(t *testing.T) {
 	}
 
 	w := startWatch(ctx, c, mon)
-	l := startLoad(ctx, cs)
+	l := faulttest.Start(ctx, cs)
 	progress := func(what string) {
 		t.Helper()
 		target := led.acked.Load() + opsPerStep
@@ -139,7 +123,7 @@ func TestNodeLoss(t *testing.T) {
 			return nil
 		})
 		if err != nil {
-			l.stop()
+			l.Stop()
 			w.stop()
 			t.Fatalf("%s: the clients did not carry on: %v", what, err)
 		}
@@ -149,7 +133,7 @@ func TestNodeLoss(t *testing.T) {
 	}
 	fatal := func(format string, args ...any) {
 		t.Helper()
-		l.stop()
+		l.Stop()
 		w.stop()
 		t.Fatalf(format, args...)
 	}
@@ -212,7 +196,7 @@ func TestNodeLoss(t *testing.T) {
 		step("round %d: %s restarted, every replica current after %v", round, f, time.Since(at).Round(time.Millisecond))
 		progress("after the follower came back")
 	}
-	l.stop()
+	l.Stop()
 	streamElections, metaElections := w.stop()
 	step("load stopped")
 	if _, err := mon.waitCurrent(ctx, size, catchUpWait); err != nil {

@@ -227,7 +227,7 @@ type client struct {
 const opTimeout = 15 * time.Second
 
 // step performs one operation.
-func (c *client) step(ctx context.Context) {
+func (c *client) Step(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	r := c.rng.IntN(100)
@@ -313,24 +313,3 @@ func (c *client) signal(ctx context.Context) error {
 }
 
 // load runs every client until stop.
-type load struct {
-	halt atomic.Bool
-	wg   sync.WaitGroup
-}
-
-func startLoad(ctx context.Context, cs []*client) *load {
-	l := &load{}
-	for _, c := range cs {
-		l.wg.Go(func() {
-			for !l.halt.Load() && ctx.Err() == nil {
-				c.step(ctx)
-			}
-		})
-	}
-	return l
-}
-
-func (l *load) stop() {
-	l.halt.Store(true)
-	l.wg.Wait()
-}

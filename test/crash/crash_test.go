@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/runlog/runlog/internal/faulttest"
 	"github.com/runlog/runlog/internal/logcount"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
@@ -34,21 +33,6 @@ const (
 	maxEarlyKill   = 300 * time.Millisecond // a second kill, during recovery
 )
 
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := os.Getenv("RUNLOG_SEED")
-	if s == "" {
-		return 1
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		t.Fatalf("RUNLOG_SEED=%q: %v", s, err)
-	}
-	return n
-}
-
-func soak() bool { return os.Getenv("RUNLOG_SOAK") == "1" }
-
 // TestKillRestart is the crash test: write load from several goroutines,
 // SIGKILL of the server at a seeded random point, restart on the same
 // directory and port, then check every acknowledged decision against the
@@ -58,9 +42,9 @@ func TestKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: kills and restarts a server process; skipped with -short")
 	}
-	sd := seed(t)
+	sd := faulttest.Seed(t)
 	cycles := cyclesCI
-	if soak() {
+	if faulttest.Soak() {
 		cycles = cyclesSoak
 	}
 	t.Logf("seed %d (RUNLOG_SEED), %d kill cycles, %d writers", sd, cycles, workers)
@@ -92,13 +76,13 @@ func TestKillRestart(t *testing.T) {
 	for cycle := 1; cycle <= cycles; cycle++ {
 		before := ackedOps(ws)
 		t0 := time.Now()
-		run := startLoad(ctx, ws)
+		run := faulttest.Start(ctx, ws)
 
 		// Kill at a seeded point of the load: after a random number of
 		// acknowledged operations.
 		target := minOpsPerCycle + sched.IntN(maxOpsPerCycle-minOpsPerCycle+1)
 		if !waitOps(ctx, ws, before+int64(target)) {
-			run.stop()
+			run.Stop()
 			t.Fatalf("cycle %d: fewer than %d operations acknowledged in %v: the load is stuck", cycle, target, progressWait)
 		}
 		t1 := time.Now()
@@ -121,12 +105,12 @@ func TestKillRestart(t *testing.T) {
 		// The writers carry on by themselves: the client reconnects and
 		// Append retries. Wait until they made progress again.
 		if !waitOps(ctx, ws, killedAt+opsAfterStart) {
-			run.stop()
+			run.Stop()
 			t.Fatalf("cycle %d: fewer than %d operations acknowledged in %v after the restart: the writers did not recover (client connected: %v)",
 				cycle, opsAfterStart, progressWait, js.Conn().IsConnected())
 		}
 		t3 := time.Now()
-		run.stop()
+		run.Stop()
 		t4 := time.Now()
 		if t.Failed() {
 			t.FailNow()
@@ -151,29 +135,6 @@ func TestKillRestart(t *testing.T) {
 }
 
 // run is a load phase: every worker writing until stop.
-type run struct {
-	halt atomic.Bool
-	wg   sync.WaitGroup
-}
-
-func startLoad(ctx context.Context, ws []*worker) *run {
-	r := &run{}
-	for _, w := range ws {
-		r.wg.Go(func() {
-			for !r.halt.Load() && ctx.Err() == nil {
-				w.step(ctx)
-			}
-		})
-	}
-	return r
-}
-
-// stop makes the workers finish their current operation and waits for
-// them.
-func (r *run) stop() {
-	r.halt.Store(true)
-	r.wg.Wait()
-}
 
 func ackedOps(ws []*worker) int64 {
 	var n int64
@@ -283,7 +244,7 @@ func (w *worker) token(k opKind) string {
 }
 
 // step performs one operation.
-func (w *worker) step(ctx context.Context) {
+func (w *worker) Step(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	var in *inst
