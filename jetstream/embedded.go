@@ -88,10 +88,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		unlock()
 		return nil, fmt.Errorf("jetstream: start embedded server: %w", err)
 	}
-	if cfg.Logger != nil {
-		debug := cfg.Logger.Enabled(ctx, slog.LevelDebug)
-		srv.SetLoggerV2(serverLogger{cfg.Logger}, debug, false, false)
-	}
+	// The server reports a failure to start (a listen address in use, a
+	// store it cannot open) only through its logger's Fatalf: catch it,
+	// so that the caller gets it at once rather than after the deadline.
+	fatal := make(chan string, 1)
+	debug := cfg.Logger != nil && cfg.Logger.Enabled(ctx, slog.LevelDebug)
+	srv.SetLoggerV2(serverLogger{l: cfg.Logger, fatal: fatal}, debug, false, false)
 	go srv.Start()
 
 	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock, user: cfg.User, password: cfg.Password}
@@ -101,6 +103,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		deadline = time.Now().Add(DefaultStartTimeout)
 	}
 	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			_ = e.Close()
+			return nil, fmt.Errorf("jetstream: start embedded server: %s", msg)
+		default:
+		}
 		if err := ctx.Err(); err != nil {
 			_ = e.Close()
 			return nil, fmt.Errorf("jetstream: start embedded server: %w", err)
@@ -231,19 +239,29 @@ func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store,
 	return s, nil
 }
 
-// serverLogger routes nats-server logs to slog.
-type serverLogger struct{ l *slog.Logger }
+// serverLogger routes nats-server logs to slog (l may be nil: discard),
+// and hands the first fatal message to fatal.
+type serverLogger struct {
+	l     *slog.Logger
+	fatal chan<- string
+}
 
 func (l serverLogger) logf(level slog.Level, format string, v []any) {
 	ctx := context.Background()
-	if l.l.Enabled(ctx, level) {
+	if l.l != nil && l.l.Enabled(ctx, level) {
 		l.l.Log(ctx, level, fmt.Sprintf(format, v...), slog.String("component", "nats-server"))
 	}
 }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
 func (l serverLogger) Warnf(format string, v ...any)   { l.logf(slog.LevelWarn, format, v) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.logf(slog.LevelError, format, v) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.logf(slog.LevelDebug, format, v) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.logf(slog.LevelDebug-4, format, v) }
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.logf(slog.LevelError, format, v)
+	select {
+	case l.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (l serverLogger) Errorf(format string, v ...any) { l.logf(slog.LevelError, format, v) }
+func (l serverLogger) Debugf(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
+func (l serverLogger) Tracef(format string, v ...any) { l.logf(slog.LevelDebug-4, format, v) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -837,6 +838,29 @@ func TestEmbeddedDirLock(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	second.Close()
+}
+
+// A listen address in use is reported as such, at once: not as a start
+// deadline passing. The directory is released for the next start.
+func TestEmbeddedListenAddressInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	_, err = StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir, Listen: l.Addr().String()})
+	if err == nil {
+		t.Fatalf("started on %s, which is in use", l.Addr())
+	}
+	if errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("start on %s (in use): %v, want the listen error", l.Addr(), err)
+	}
+	again, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatalf("start on the same directory after the failure: %v", err)
+	}
+	_ = again.Close()
 }
 
 // With User set, the embedded server requires authentication of network

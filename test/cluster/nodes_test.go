@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runlog/runlog/internal/faulttest"
 )
 
 // node is one server of the cluster. Its ports and store directory stay
@@ -38,23 +40,29 @@ type cluster struct {
 // readyTimeout bounds how long a node may take to accept clients.
 const readyTimeout = time.Minute
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startCluster starts three nodes and shuts them down when the test ends.
+// Ports are chosen below the ephemeral range (faulttest.Port); if a node
+// cannot start all the same (another process took a port meanwhile), the
+// cluster starts again on new ports, up to three times.
 func startCluster(t *testing.T, size int) *cluster {
 	t.Helper()
+	var err error
+	for range 3 {
+		var c *cluster
+		if c, err = tryStartCluster(t, size); err == nil {
+			return c
+		}
+		t.Logf("start the cluster: %v; again on new ports", err)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func tryStartCluster(t *testing.T, size int) (*cluster, error) {
 	c := &cluster{t: t}
 	var routes []string
 	for i := range size {
-		n := &node{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), clientPort: freePort(t), clusterPort: freePort(t)}
+		n := &node{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), clientPort: faulttest.Port(t), clusterPort: faulttest.Port(t)}
 		c.nodes = append(c.nodes, n)
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(n.clusterPort))
 	}
@@ -65,17 +73,18 @@ func startCluster(t *testing.T, size int) *cluster {
 		wg.Go(func() { errs[i] = c.start(n) })
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, n := range c.nodes {
+			c.stop(n)
+		}
+		return nil, err
+	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			c.stop(n)
 		}
 	})
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
+	return c, nil
 }
 
 // start starts n on its directory and ports.
@@ -102,16 +111,46 @@ func (c *cluster) start(n *node) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.name, err)
 	}
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(fatalLogger{fatal}, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(readyTimeout) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return fmt.Errorf("node %s: not ready after %v", n.name, readyTimeout)
+	deadline := time.Now().Add(readyTimeout)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		var err error
+		select {
+		case msg := <-fatal:
+			err = fmt.Errorf("node %s: %s", n.name, msg)
+		default:
+			if time.Now().After(deadline) {
+				err = fmt.Errorf("node %s: not ready after %v", n.name, readyTimeout)
+			}
+		}
+		if err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return err
+		}
 	}
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
 	return nil
+}
+
+// fatalLogger discards the server's logs but its first fatal message
+// (a port in use), which it hands to start.
+type fatalLogger struct{ fatal chan<- string }
+
+func (fatalLogger) Noticef(string, ...any) {}
+func (fatalLogger) Warnf(string, ...any)   {}
+func (fatalLogger) Errorf(string, ...any)  {}
+func (fatalLogger) Debugf(string, ...any)  {}
+func (fatalLogger) Tracef(string, ...any)  {}
+func (l fatalLogger) Fatalf(format string, v ...any) {
+	select {
+	case l.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
 }
 
 // stop shuts n down (its raft leaderships are handed over first, as

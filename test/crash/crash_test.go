@@ -50,7 +50,7 @@ func TestKillRestart(t *testing.T) {
 	t.Logf("seed %d (RUNLOG_SEED), %d kill cycles, %d writers", sd, cycles, workers)
 	sched := rand.New(rand.NewPCG(sd, 0x6b696c6c))
 
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), faulttest.Port(t)
 	srv := startChild(t, dir, port)
 
 	ctx := t.Context()

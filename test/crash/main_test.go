@@ -92,17 +92,6 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startChild starts the server child on dir and port and waits until it
 // accepts clients. The child is killed when the test ends, if still
 // running.
