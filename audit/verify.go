@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,7 +51,12 @@ type Report struct {
 	Messages  int `json:"messages"`  // messages read
 	Events    int `json:"events"`    // events in the commits that decoded
 	Bytes     int `json:"bytes"`     // payload bytes read
-	Damaged   int `json:"damaged"`   // instances with at least one problem
+	// Skipped counts the messages that belong to no instance (on
+	// JetStream: on a subject under the stream's prefix that is not an
+	// instance subject, published by another program). They are not part
+	// of any history; a whole-log verification reads and skips them.
+	Skipped int `json:"skipped,omitempty"`
+	Damaged int `json:"damaged"` // instances with at least one problem
 	// Problems lists every problem found, by instance (in the order the
 	// instances were verified) and by sequence.
 	Problems []Problem `json:"problems"`
@@ -59,8 +66,12 @@ type Report struct {
 	// Incomplete is set when verification stopped because
 	// VerifyOptions.MaxProblems problems were found: the rest of the
 	// instance where it stopped, and the instances after it, if any,
-	// were not verified.
+	// were not verified; or, when every instance was verified in one pass
+	// over the log, the messages after ReadThrough.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// ReadThrough is, for an incomplete verification in one pass over
+	// the log, the sequence of the last message read.
+	ReadThrough uint64 `json:"read_through,omitempty"`
 }
 
 // OK reports whether the verification was complete and found nothing.
@@ -93,47 +104,41 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 		}
 	}
 	errFull := errors.New("audit: problem limit reached")
-	err := instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
-		if _, ok := anchors[id]; ok {
-			anchorSeen[id] = true
-		}
-		v := newInstVerifier(id)
-		room := -1
-		if opts.MaxProblems > 0 {
-			room = opts.MaxProblems - len(rep.Problems)
-		}
-		stopped := false
-		for m, err := range src.Read(ctx, id, 0) {
-			if err != nil {
-				return fmt.Errorf("read %q: %w", id, err)
+	var err error
+	if sc, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
+		err = verifyScan(ctx, sc, opts, anchors, anchorSeen, rep, progress, errFull)
+	} else {
+		err = instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
+			if _, ok := anchors[id]; ok {
+				anchorSeen[id] = true
 			}
-			v.add(m)
-			if v.messages%progressEvery == 0 {
-				progress(id)
+			v := newInstVerifier(id)
+			room := -1
+			if opts.MaxProblems > 0 {
+				room = opts.MaxProblems - len(rep.Problems)
 			}
-			if room >= 0 && len(v.ps.ps) >= room {
-				stopped = true
-				break
+			stopped := false
+			for m, err := range src.Read(ctx, id, 0) {
+				if err != nil {
+					return fmt.Errorf("read %q: %w", id, err)
+				}
+				v.add(m)
+				if v.messages%progressEvery == 0 {
+					progress(id)
+				}
+				if room >= 0 && len(v.ps.ps) >= room {
+					stopped = true
+					break
+				}
 			}
-		}
-		v.finish(anchors[id])
-		rep.Instances++
-		rep.Messages += v.messages
-		rep.Events += v.events
-		rep.Bytes += v.bytes
-		if len(v.ps.ps) > 0 {
-			rep.Damaged++
-			rep.Problems = append(rep.Problems, v.ps.ps...)
-		}
-		if opts.Heads && v.messages > 0 {
-			rep.Heads = append(rep.Heads, Head{Instance: id, Seq: v.lastSeq, Hash: v.lastHash, Messages: v.messages, Time: v.lastTime})
-		}
-		progress(id)
-		if stopped || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
-			return errFull
-		}
-		return nil
-	})
+			rep.addInstance(v, anchors[id], opts.Heads)
+			progress(id)
+			if stopped || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
+				return errFull
+			}
+			return nil
+		})
+	}
 	if err == errFull {
 		rep.Incomplete = true
 		if len(rep.Problems) > opts.MaxProblems {
@@ -156,6 +161,73 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 		}
 	}
 	return rep, nil
+}
+
+// addInstance finishes v (anchors are the instance's) and adds its
+// figures and problems to r, and its head if heads is set.
+func (r *Report) addInstance(v *instVerifier, anchors []Head, heads bool) {
+	v.finish(anchors)
+	r.Instances++
+	r.Messages += v.messages
+	r.Events += v.events
+	r.Bytes += v.bytes
+	if len(v.ps.ps) > 0 {
+		r.Damaged++
+		r.Problems = append(r.Problems, v.ps.ps...)
+	}
+	if heads && v.messages > 0 {
+		r.Heads = append(r.Heads, Head{Instance: v.id, Seq: v.lastSeq, Hash: v.lastHash, Messages: v.messages, Time: v.lastTime})
+	}
+}
+
+// verifyScan verifies every instance of sc in one pass over the log: each
+// message goes to its instance's verifier as it arrives; at the end the
+// instances are finished in the order of their ids, as the instance by
+// instance path would have listed them. Messages that belong to no
+// instance are counted in Report.Skipped.
+func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, progress func(string), errFull error) error {
+	vs := make(map[string]*instVerifier)
+	var messages, bytes, problems int
+	full := false
+	for m, err := range sc.Scan(ctx, 0) {
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		if m.InstanceErr != nil {
+			rep.Skipped++
+			continue
+		}
+		v := vs[m.Instance]
+		if v == nil {
+			v = newInstVerifier(m.Instance)
+			vs[m.Instance] = v
+		}
+		before := len(v.ps.ps)
+		v.add(m.Message)
+		problems += len(v.ps.ps) - before
+		messages++
+		bytes += len(m.Data)
+		if messages%progressEvery == 0 && opts.Progress != nil {
+			opts.Progress(Progress{Phase: "verify", Instances: len(vs), Messages: messages, Bytes: bytes, Problems: problems, Instance: m.Instance})
+		}
+		if opts.MaxProblems > 0 && problems >= opts.MaxProblems {
+			full = true
+			rep.ReadThrough = m.Seq
+			break
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(vs)) {
+		if _, ok := anchors[id]; ok {
+			anchorSeen[id] = true
+		}
+		rep.addInstance(vs[id], anchors[id], opts.Heads)
+		delete(vs, id)
+		progress(id)
+	}
+	if full || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
+		return errFull
+	}
+	return nil
 }
 
 // anchorMissing reports an anchored head the history lacks, at seq, the

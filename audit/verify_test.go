@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,10 @@ import (
 
 var order = []string{"a", "b", "c"}
 
+// verify runs Verify. When that verifies every instance of a Scanner
+// (one pass over the log), it runs it again instance by instance (the
+// source's Scan hidden) and requires the same report: the two paths are
+// held to each other on every history the tests build.
 func verify(t *testing.T, src Source, opts VerifyOptions) *Report {
 	t.Helper()
 	rep, err := Verify(t.Context(), src, opts)
@@ -25,8 +30,21 @@ func verify(t *testing.T, src Source, opts VerifyOptions) *Report {
 	for _, p := range rep.Problems {
 		t.Logf("problem: %s", p)
 	}
+	if _, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
+		opts.Progress = nil
+		byInstance, err := Verify(t.Context(), instancesOnly{src}, opts)
+		if err != nil {
+			t.Fatalf("Verify instance by instance: %v", err)
+		}
+		if !reflect.DeepEqual(rep, byInstance) {
+			t.Fatalf("one pass over the log and instance by instance differ:\n scan:     %+v\n instances: %+v", rep, byInstance)
+		}
+	}
 	return rep
 }
+
+// instancesOnly hides a source's Scan method.
+type instancesOnly struct{ Source }
 
 func TestVerifyClean(t *testing.T) {
 	l := cleanLog(t)

@@ -26,3 +26,19 @@ const (
 	// (the sequence the decision was made on) and kept with the message.
 	HeaderExpectedLastSeq = "Nats-Expected-Last-Subject-Sequence"
 )
+
+// Scanned is a message read by a scan of a whole log (all instances, in
+// log order), with the instance it was stored for.
+type Scanned struct {
+	Message
+	// Instance is the id of the instance the message was stored for; ""
+	// when InstanceErr is set.
+	Instance string
+	// Subject is the message's subject, where the log has subjects
+	// (JetStream); "" otherwise.
+	Subject string
+	// InstanceErr is set when the message is not stored for an instance
+	// (on JetStream: its subject is under the log's prefix but is not a
+	// canonical instance subject, as when another program published it).
+	InstanceErr error
+}

@@ -175,8 +175,8 @@ func (l *Log) Instances(ctx context.Context, after string, limit int) ([]string,
 	return ids, nil
 }
 
-// Scan yields every message after the given sequence with its instance,
-// in sequence order.
+// Scan yields every message stored when it starts with a sequence greater
+// than after, with its instance, in sequence order.
 func (l *Log) Scan(ctx context.Context, after uint64) iter.Seq2[Scanned, error] {
 	return func(yield func(Scanned, error) bool) {
 		l.mu.RLock()
@@ -196,10 +196,7 @@ func (l *Log) Scan(ctx context.Context, after uint64) iter.Seq2[Scanned, error] 
 }
 
 // Scanned is a message with the instance it was stored for.
-type Scanned struct {
-	Instance string
-	events.Message
-}
+type Scanned = events.Scanned
 
 func copyMsg(m events.Message) events.Message {
 	m.Header = cloneHeader(m.Header)

@@ -350,6 +350,11 @@ func TestVerifyForeignMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// And one on a subject under the stream's prefix that is no
+	// instance's: part of no history, skipped and counted.
+	if _, err := st.JetStream().Publish(ctx, "runlog.wf.not.an-instance", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
 
 	r := replay(t, "verify", "--dir", dir)
@@ -362,6 +367,9 @@ func TestVerifyForeignMessage(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "problem") {
 		t.Errorf("stderr does not say problems were found:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "1 message skipped") || !strings.Contains(r.stdout, ": 1 problem in 1 instance") {
+		t.Errorf("the summary does not count the skipped message and the one problem:\n%s", r.stdout)
 	}
 	// JSON says the same.
 	r = replay(t, "verify", "order-s1-2", "--dir", dir, "-o", "json")

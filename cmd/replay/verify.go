@@ -81,7 +81,12 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s before the verification failed: %w (the problems above were found until then)", summary, err)
 	}
+	if rep.Skipped > 0 {
+		summary += fmt.Sprintf(", %d message%s skipped (on subjects that are not instance subjects: not runlog's)", rep.Skipped, plural(rep.Skipped))
+	}
 	switch {
+	case rep.Incomplete && rep.ReadThrough > 0:
+		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the log was read through seq %d only", len(rep.Problems), plural(len(rep.Problems)), rep.ReadThrough)
 	case rep.Incomplete:
 		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the instances after %q were not verified", len(rep.Problems), plural(len(rep.Problems)), lastInstance(rep))
 	case len(rep.Problems) > 0:
