@@ -16,6 +16,7 @@ import (
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
 	"github.com/runlog/runlog/workflow"
@@ -366,6 +367,45 @@ func benchVerify(b *testing.B, instances int) {
 	}
 	cpu.report(b)
 	b.ReportMetric(float64(rep.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestSeedVerifyStore writes the store `replay verify` is measured on
+// (BENCHMARKS.md §5.6): 100 instances of 10,000 events, the histories of
+// BenchmarkVerify1M, into the embedded store directory
+// $RUNLOG_BENCH_SEED_DIR (the stream runlog creates by default). Groups
+// of ten instances are written interleaved, commit by commit, as
+// concurrent runs would. Skipped unless the variable is set:
+//
+//	RUNLOG_BENCH_SEED_DIR=/tmp/v1m go test -run TestSeedVerifyStore -timeout 30m ./test/bench/
+//	go build -o /tmp/replay ./cmd/replay && /usr/bin/time -v /tmp/replay verify --dir /tmp/v1m
+func TestSeedVerifyStore(t *testing.T) {
+	dir := os.Getenv("RUNLOG_BENCH_SEED_DIR")
+	if dir == "" {
+		t.Skip("set RUNLOG_BENCH_SEED_DIR to a new directory to write the one-million-event store")
+	}
+	const instances, group = 100, 10
+	ctx := context.Background()
+	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
+	if err != nil {
+		t.Fatalf("open embedded: %v", err)
+	}
+	defer s.Close()
+	e := &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+	gen := events.NewIDSource(nil, nil)
+	for g := 0; g < instances; g += group {
+		hs := make([][]events.Message, group)
+		for i := range hs {
+			id := "v" + strconv.Itoa(g+i)
+			hs[i] = genHistory(t, gen, id, longEvents)
+		}
+		for n := range longEvents {
+			for i, h := range hs {
+				e.publishBulk(t, "v"+strconv.Itoa(g+i), h[n:n+1])
+			}
+		}
+		e.flush(t)
+	}
+	t.Logf("%d instances of %d events written to %s", instances, longEvents, dir)
 }
 
 // ---- Server memory per idle instance ----------------------------------
