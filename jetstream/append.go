@@ -81,52 +81,47 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 	if id == "" && len(msg.Header[events.HeaderMsgID]) > 0 {
 		id = msg.Header[events.HeaderMsgID][0]
 	}
-	m := nats.NewMsg(s.SubjectFor(instance))
+	// The message's own headers (shared, not copied: nothing below or in
+	// nats.go writes to them), then the Msg-Id and the two expectations.
+	h := make(nats.Header, len(msg.Header)+3)
 	for k, vs := range msg.Header {
-		m.Header[k] = append([]string(nil), vs...)
+		h[k] = vs
 	}
-	m.Data = msg.Data
-	// Set what the publish options set, so that the size below is the
-	// size on the wire; the options then overwrite with the same values.
 	if id != "" {
-		m.Header.Set(natsjs.MsgIDHeader, id)
+		h[natsjs.MsgIDHeader] = []string{id}
 	}
-	m.Header.Set(natsjs.ExpectedStreamHeader, s.cfg.Stream)
-	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+	h[natsjs.ExpectedStreamHeader] = []string{s.cfg.Stream}
+	h[natsjs.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expect, 10)}
+	m := &nats.Msg{Subject: s.SubjectFor(instance), Header: h, Data: msg.Data}
 	if max := s.nc.MaxPayload(); max > 0 {
-		if size := int64(m.Size() - len(m.Subject)); size > max {
+		if size := int64(wireSize(h, m.Data)); size > max {
 			return 0, fmt.Errorf("%w: append %q: the message is %d bytes (%d of data, %d of headers), over the server's max payload of %d bytes; "+
 				"keep commits smaller (large inputs belong outside the event log) or raise the server's max_payload",
 				ErrTooLarge, instance, size, len(m.Data), size-int64(len(m.Data)), max)
 		}
-	}
-	opts := []natsjs.PublishOpt{
-		natsjs.WithMsgID(id),
-		natsjs.WithExpectStream(s.cfg.Stream),
-		natsjs.WithExpectLastSequencePerSubject(expect),
 	}
 	log := lazyLog{s.log, instance}
 
 	backoff := appendBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, appendAttemptWait)
-		ack, err := s.js.PublishMsg(actx, m, opts...)
+		ack, err := s.publish(actx, m)
 		cancel()
 		if err == nil {
 			if !ack.Duplicate {
-				return ack.Sequence, nil
+				return ack.Seq, nil
 			}
 			// De-duplication is stream-wide: make sure the message with
 			// this Msg-Id is this instance's.
-			_, subj, found, gerr := s.leaderGet(ctx, ack.Sequence, "")
+			_, subj, found, gerr := s.leaderGet(ctx, ack.Seq, "")
 			switch {
 			case gerr != nil:
-				return 0, fmt.Errorf("jetstream: append %q: acknowledged as a duplicate of message %d, which could not be read: %w", instance, ack.Sequence, gerr)
+				return 0, fmt.Errorf("jetstream: append %q: acknowledged as a duplicate of message %d, which could not be read: %w", instance, ack.Seq, gerr)
 			case !found || subj != m.Subject:
-				return 0, fmt.Errorf("jetstream: append %q: Msg-Id %q is already used by message %d of another instance (subject %q); nothing was stored", instance, id, ack.Sequence, subj)
+				return 0, fmt.Errorf("jetstream: append %q: Msg-Id %q is already used by message %d of another instance (subject %q); nothing was stored", instance, id, ack.Seq, subj)
 			}
-			log.Debug("jetstream: append acknowledged as a duplicate", slog.Uint64(logKeySeq, ack.Sequence), slog.Int(logKeyAttempt, attempt))
-			return ack.Sequence, nil
+			log.Debug("jetstream: append acknowledged as a duplicate", slog.Uint64(logKeySeq, ack.Seq), slog.Int(logKeyAttempt, attempt))
+			return ack.Seq, nil
 		}
 
 		if apiErr, ok := wrongSequence(err); ok {
@@ -180,6 +175,28 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 		}
 		backoff = min(2*backoff, appendBackoffMax)
 	}
+}
+
+// publish sends m as a request and reads the server's acknowledgement.
+// It is nats.go's JetStream PublishMsg without its option processing (the
+// headers are already set) and with a hand-read answer (parsePubAck).
+// Like PublishMsg, it asks again a few times while nobody answers (a
+// stream leader being elected), then reports natsjs.ErrNoStreamResponse.
+func (s *Store) publish(ctx context.Context, m *nats.Msg) (pubAck, error) {
+	resp, err := s.request(ctx, m)
+	for r := 0; errors.Is(err, nats.ErrNoResponders) && r < natsjs.DefaultPubRetryAttempts; r++ {
+		if serr := sleep(ctx, natsjs.DefaultPubRetryWait); serr != nil {
+			break
+		}
+		resp, err = s.request(ctx, m)
+	}
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return pubAck{}, fmt.Errorf("%w: %w", natsjs.ErrNoStreamResponse, err)
+		}
+		return pubAck{}, err
+	}
+	return parsePubAck(resp.Data)
 }
 
 // wrongSequence reports whether err is a failed sequence check: API error

@@ -41,6 +41,9 @@ type Store struct {
 	nc     *nats.Conn
 	js     natsjs.JetStream
 	stream natsjs.Stream
+	// request sends an append's publish and waits for the answer:
+	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
+	request func(context.Context, *nats.Msg) (*nats.Msg, error)
 
 	ownConn bool      // Close closes nc
 	emb     *Embedded // Close closes it, if not nil
@@ -78,11 +81,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		cfg:    cfg,
-		log:    cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
-		nc:     nc,
-		js:     js,
-		stream: stream,
+		cfg:     cfg,
+		log:     cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
+		nc:      nc,
+		js:      js,
+		stream:  stream,
+		request: nc.RequestMsgWithContext,
 	}, nil
 }
 

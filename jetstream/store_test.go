@@ -714,26 +714,37 @@ func TestEmbeddedInvalidConfig(t *testing.T) {
 	}
 }
 
-// lossyJS is the real JetStream context with publish faults: the first
+// lossyJS puts publish faults on a store's real connection: the first
 // publishes land (or not) and their acks are lost.
 type lossyJS struct {
-	natsjs.JetStream
-	lose  int  // number of publishes whose ack is lost
-	land  bool // whether a publish whose ack is lost still reaches the server
-	calls int
+	request func(context.Context, *nats.Msg) (*nats.Msg, error)
+	lose    int  // number of publishes whose ack is lost
+	land    bool // whether a publish whose ack is lost still reaches the server
+	calls   int
 }
 
-func (j *lossyJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...natsjs.PublishOpt) (*natsjs.PubAck, error) {
+// lossy installs a lossyJS on s.
+func lossy(s *Store, lose int, land bool) *lossyJS {
+	j := &lossyJS{request: s.request, lose: lose, land: land}
+	s.request = j.publish
+	return j
+}
+
+func (j *lossyJS) publish(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
 	j.calls++
 	if j.calls <= j.lose {
 		if j.land {
-			if _, err := j.JetStream.PublishMsg(ctx, m, opts...); err != nil {
+			resp, err := j.request(ctx, m)
+			if err != nil {
 				return nil, err
+			}
+			if _, err := parsePubAck(resp.Data); err != nil {
+				return resp, nil // a refusal is not lost: only acks are
 			}
 		}
 		return nil, nats.ErrTimeout
 	}
-	return j.JetStream.PublishMsg(ctx, m, opts...)
+	return j.request(ctx, m)
 }
 
 func TestAppendRetryAfterLostAck(t *testing.T) {
@@ -753,8 +764,7 @@ func TestAppendRetryAfterLostAck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _, _ := newStore(t, Config{})
 			s0 := mustAppend(t, s, "r", testMsg("m0", "zero"), 0)
-			lossy := &lossyJS{JetStream: s.js, lose: tt.lose, land: tt.land}
-			s.js = lossy
+			lossy := lossy(s, tt.lose, tt.land)
 			seq, err := s.Append(t.Context(), "r", testMsg("m1", "one"), s0)
 			if err != nil {
 				t.Fatalf("Append = %v", err)
@@ -772,8 +782,7 @@ func TestAppendRetryAfterLostAck(t *testing.T) {
 
 func TestAppendGivesUp(t *testing.T) {
 	s, _, _ := newStore(t, Config{})
-	lossy := &lossyJS{JetStream: s.js, lose: 100}
-	s.js = lossy
+	lossy := lossy(s, 100, false)
 	_, err := s.Append(t.Context(), "r", testMsg("m1", "one"), 0)
 	if !errors.Is(err, nats.ErrTimeout) || errors.Is(err, lifecycle.ErrWrongSequence) {
 		t.Fatalf("Append = %v, want a timeout", err)
