@@ -33,6 +33,16 @@ type Scanner interface {
 	Scan(ctx context.Context, after uint64) iter.Seq2[events.Scanned, error]
 }
 
+// A Counter is a [Scanner] that can say how many messages each instance
+// has. A one-pass [Verify] asks once its scan has begun, and finishes
+// each instance as soon as its last message is read, so that its memory
+// holds only the instances whose messages are still coming (plus the
+// counts: an id and a number per instance), not the whole log. Both
+// jetstream.Store and memlog.Log are Counters.
+type Counter interface {
+	InstanceCounts(ctx context.Context) (map[string]uint64, error)
+}
+
 // ProblemKind classifies a [Problem]. The values are stable strings, fit
 // for JSON output and for filtering.
 type ProblemKind string

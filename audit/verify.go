@@ -107,38 +107,14 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 	errFull := errors.New("audit: problem limit reached")
 	var err error
 	if sc, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
-		err = verifyScan(ctx, sc, opts, anchors, anchorSeen, rep, progress, errFull)
+		err = verifyScan(ctx, sc, opts, anchors, anchorSeen, rep, errFull)
+		if err == errRescan {
+			*rep = Report{Problems: []Problem{}}
+			clear(anchorSeen)
+			err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull)
+		}
 	} else {
-		err = instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
-			if _, ok := anchors[id]; ok {
-				anchorSeen[id] = true
-			}
-			v := newInstVerifier(id, anchors[id])
-			room := -1
-			if opts.MaxProblems > 0 {
-				room = opts.MaxProblems - len(rep.Problems)
-			}
-			stopped := false
-			for m, err := range src.Read(ctx, id, 0) {
-				if err != nil {
-					return fmt.Errorf("read %q: %w", id, err)
-				}
-				v.add(m)
-				if v.messages%progressEvery == 0 {
-					progress(id)
-				}
-				if room >= 0 && len(v.ps.ps) >= room {
-					stopped = true
-					break
-				}
-			}
-			rep.addInstance(v, opts.Heads)
-			progress(id)
-			if stopped || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
-				return errFull
-			}
-			return nil
-		})
+		err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull)
 	}
 	if err == errFull {
 		rep.Incomplete = true
@@ -164,8 +140,43 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 	return rep, nil
 }
 
-// addInstance finishes v and adds its
-// figures and problems to r, and its head if heads is set.
+// verifyInstances verifies the instances of opts.IDs, or every instance
+// of src, one after the other, each with one read.
+func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, progress func(string), errFull error) error {
+	return instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
+		if _, ok := anchors[id]; ok {
+			anchorSeen[id] = true
+		}
+		v := newInstVerifier(id, anchors[id])
+		room := -1
+		if opts.MaxProblems > 0 {
+			room = opts.MaxProblems - len(rep.Problems)
+		}
+		stopped := false
+		for m, err := range src.Read(ctx, id, 0) {
+			if err != nil {
+				return fmt.Errorf("read %q: %w", id, err)
+			}
+			v.add(m)
+			if v.messages%progressEvery == 0 {
+				progress(id)
+			}
+			if room >= 0 && len(v.ps.ps) >= room {
+				stopped = true
+				break
+			}
+		}
+		rep.addInstance(v, opts.Heads)
+		progress(id)
+		if stopped || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
+			return errFull
+		}
+		return nil
+	})
+}
+
+// addInstance finishes v and adds its figures and problems to r, and its
+// head if heads is set.
 func (r *Report) addInstance(v *instVerifier, heads bool) {
 	v.finish()
 	r.Instances++
@@ -181,18 +192,54 @@ func (r *Report) addInstance(v *instVerifier, heads bool) {
 	}
 }
 
+// errRescan asks Verify to start again instance by instance: a one-pass
+// verification found an instance with more messages than it was told.
+var errRescan = errors.New("audit: verify again instance by instance")
+
+// finishedCount marks, in verifyScan's counts, an instance already
+// finished.
+const finishedCount = ^uint64(0)
+
 // verifyScan verifies every instance of sc in one pass over the log: each
-// message goes to its instance's verifier as it arrives; at the end the
-// instances are finished in the order of their ids, as the instance by
-// instance path would have listed them. Messages that belong to no
-// instance are counted in Report.Skipped.
-func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, progress func(string), errFull error) error {
+// message goes to its instance's verifier as it arrives. If sc is also a
+// [Counter], the messages each instance has are asked for once the scan
+// has begun, and an instance is finished as soon as its last message is
+// read: memory then holds only the instances whose histories are still
+// being read. Otherwise every instance is finished at the end. Problems
+// and heads are put in the order of the instance ids, as the instance by
+// instance path lists them. Messages that belong to no instance are
+// counted in Report.Skipped.
+func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, errFull error) error {
+	counter, _ := sc.(Counter)
+	var counts map[string]uint64 // nil until asked, or without a Counter
 	vs := make(map[string]*instVerifier)
 	var messages, bytes, problems int
+	progress := func(current string) {
+		if opts.Progress != nil {
+			opts.Progress(Progress{Phase: "verify", Instances: rep.Instances, Total: len(counts), Messages: messages, Bytes: bytes, Problems: problems, Instance: current})
+		}
+	}
+	finish := func(v *instVerifier) {
+		if _, ok := anchors[v.id]; ok {
+			anchorSeen[v.id] = true
+		}
+		before := len(v.ps.ps)
+		rep.addInstance(v, opts.Heads)
+		problems += len(v.ps.ps) - before
+		delete(vs, v.id)
+		progress(v.id)
+	}
 	full := false
 	for m, err := range sc.Scan(ctx, 0) {
 		if err != nil {
 			return fmt.Errorf("scan: %w", err)
+		}
+		if counter != nil && counts == nil {
+			// Asked once the scan has begun, the counts include every
+			// message the scan will read (and perhaps later ones).
+			if counts, err = counter.InstanceCounts(ctx); err != nil {
+				return fmt.Errorf("count the messages of each instance: %w", err)
+			}
 		}
 		if m.InstanceErr != nil {
 			rep.Skipped++
@@ -200,6 +247,11 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		}
 		v := vs[m.Instance]
 		if v == nil {
+			if counts != nil && counts[m.Instance] == finishedCount {
+				// More messages than counted (some were deleted while
+				// counting): the finished report may be wrong.
+				return errRescan
+			}
 			v = newInstVerifier(m.Instance, anchors[m.Instance])
 			vs[m.Instance] = v
 		}
@@ -208,8 +260,12 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		problems += len(v.ps.ps) - before
 		messages++
 		bytes += len(m.Data)
-		if messages%progressEvery == 0 && opts.Progress != nil {
-			opts.Progress(Progress{Phase: "verify", Instances: len(vs), Messages: messages, Bytes: bytes, Problems: problems, Instance: m.Instance})
+		if counts != nil && uint64(v.messages) == counts[m.Instance] {
+			counts[m.Instance] = finishedCount
+			finish(v)
+		}
+		if messages%progressEvery == 0 {
+			progress(m.Instance)
 		}
 		if opts.MaxProblems > 0 && problems >= opts.MaxProblems {
 			full = true
@@ -218,13 +274,11 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(vs)) {
-		if _, ok := anchors[id]; ok {
-			anchorSeen[id] = true
-		}
-		rep.addInstance(vs[id], opts.Heads)
-		delete(vs, id)
-		progress(id)
+		finish(vs[id])
 	}
+	// Instances finished early came in the order of their last messages.
+	slices.SortStableFunc(rep.Problems, func(a, b Problem) int { return strings.Compare(a.Instance, b.Instance) })
+	slices.SortFunc(rep.Heads, func(a, b Head) int { return strings.Compare(a.Instance, b.Instance) })
 	if full || opts.MaxProblems > 0 && len(rep.Problems) >= opts.MaxProblems {
 		return errFull
 	}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"reflect"
 	"slices"
@@ -30,7 +31,7 @@ func verify(t *testing.T, src Source, opts VerifyOptions) *Report {
 	for _, p := range rep.Problems {
 		t.Logf("problem: %s", p)
 	}
-	if _, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
+	if sc, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
 		opts.Progress = nil
 		byInstance, err := Verify(t.Context(), instancesOnly{src}, opts)
 		if err != nil {
@@ -41,12 +42,78 @@ func verify(t *testing.T, src Source, opts VerifyOptions) *Report {
 		if !reflect.DeepEqual(&scan, byInstance) {
 			t.Fatalf("one pass over the log and instance by instance differ:\n scan:     %+v\n instances: %+v", &scan, byInstance)
 		}
+		if _, ok := src.(Counter); ok {
+			uncounted, err := Verify(t.Context(), scanOnly{sc}, opts)
+			if err != nil {
+				t.Fatalf("Verify in one pass without counts: %v", err)
+			}
+			if !reflect.DeepEqual(rep, uncounted) {
+				t.Fatalf("one pass with and without counts differ:\n counted:   %+v\n uncounted: %+v", rep, uncounted)
+			}
+		}
 	}
 	return rep
 }
 
 // instancesOnly hides a source's Scan method.
 type instancesOnly struct{ Source }
+
+// scanOnly hides a source's InstanceCounts method.
+type scanOnly struct{ Scanner }
+
+// miscounted is a Counter that tells one instance has fewer messages
+// than it has (as if some were deleted while the scan ran).
+type miscounted struct {
+	*memlog.Log
+	id string
+}
+
+func (m miscounted) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
+	c, err := m.Log.InstanceCounts(ctx)
+	if err == nil && c[m.id] > 1 {
+		c[m.id]--
+	}
+	return c, err
+}
+
+// A one-pass verification with counts finishes each instance when its
+// last message is read (memory holds only the instances still being
+// read); without counts, at the end. Told fewer messages than an instance
+// has, it starts again instance by instance and reports the same.
+func TestVerifyOnePassFinishesEarly(t *testing.T) {
+	l := cleanLog(t)
+	total := 0
+	for _, ms := range all(t, l) {
+		total += len(ms)
+	}
+	early := func(src Source) (bool, *Report) {
+		t.Helper()
+		var calls []Progress
+		rep, err := Verify(t.Context(), src, VerifyOptions{Heads: true, Progress: func(p Progress) { calls = append(calls, p) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range calls {
+			if p.Instances > 0 && p.Messages < total {
+				return true, rep
+			}
+		}
+		return false, rep
+	}
+	if ok, _ := early(l); !ok {
+		t.Error("with counts, no instance was finished before the last message was read")
+	}
+	if ok, _ := early(scanOnly{l}); ok {
+		t.Error("without counts, an instance was finished before the end")
+	}
+	want := verify(t, instancesOnly{l}, VerifyOptions{Heads: true})
+	for _, id := range order {
+		_, got := early(miscounted{l, id})
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("count of %q one short: %+v, want %+v", id, got, want)
+		}
+	}
+}
 
 func TestVerifyClean(t *testing.T) {
 	l := cleanLog(t)

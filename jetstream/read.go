@@ -411,10 +411,49 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 	return ids, nil
 }
 
+// InstanceCounts returns the number of messages of every instance that
+// has any, from the stream's subject counts (stream info with a subject
+// filter, paged by the server at 100,000 subjects): memory is one entry
+// per instance. Subjects under the prefix that are not canonical instance
+// subjects are left out. Errors are wrapped as "jetstream: instance
+// counts: ...".
+func (s *Store) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
+	counts := make(map[string]uint64)
+	for offset := 0; ; {
+		page, total, err := s.subjectCounts(ctx, s.cfg.Subject+".*", offset)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: instance counts: %w", err)
+		}
+		for subj, n := range page {
+			if id, err := s.InstanceFromSubject(subj); err == nil {
+				counts[id] = n
+			}
+		}
+		offset += len(page)
+		if len(page) == 0 || offset >= total {
+			return counts, nil
+		}
+	}
+}
+
 // subjectsPage returns one page of the stream's subjects matching filter,
 // starting at offset in the server's sorted list, and the total number of
 // matching subjects.
 func (s *Store) subjectsPage(ctx context.Context, filter string, offset int) ([]string, int, error) {
+	counts, total, err := s.subjectCounts(ctx, filter, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	subjects := make([]string, 0, len(counts))
+	for subj := range counts {
+		subjects = append(subjects, subj)
+	}
+	return subjects, total, nil
+}
+
+// subjectCounts is subjectsPage with the number of messages of each
+// subject.
+func (s *Store) subjectCounts(ctx context.Context, filter string, offset int) (map[string]uint64, int, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
@@ -444,11 +483,7 @@ func (s *Store) subjectsPage(ctx context.Context, filter string, offset int) ([]
 	if r.Error != nil {
 		return nil, 0, r.Error
 	}
-	subjects := make([]string, 0, len(r.State.Subjects))
-	for subj := range r.State.Subjects {
-		subjects = append(subjects, subj)
-	}
-	return subjects, r.Total, nil
+	return r.State.Subjects, r.Total, nil
 }
 
 // Follow returns the messages of instance with a sequence greater than

@@ -175,6 +175,23 @@ func (l *Log) Instances(ctx context.Context, after string, limit int) ([]string,
 	return ids, nil
 }
 
+// InstanceCounts returns the number of messages of every instance.
+func (l *Log) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	counts := make(map[string]uint64, len(l.instances))
+	for id, msgs := range l.instances {
+		counts[id] = uint64(len(msgs))
+	}
+	return counts, nil
+}
+
 // Scan yields every message stored when it starts with a sequence greater
 // than after, with its instance, in sequence order.
 func (l *Log) Scan(ctx context.Context, after uint64) iter.Seq2[Scanned, error] {
