@@ -107,15 +107,24 @@
 //
 // # Memory
 //
-// Verify and Export hold one instance at a time: Verify about 150 bytes
-// per message of the instance being checked plus its projected state;
-// Export one message. Neither loads the list of instances: ids are paged
-// through Source.Instances. Import keeps, until its second pass ends, the
+// Verify of named instances, and of every instance of a source that is
+// not a [Scanner], reads one instance at a time, paging the ids through
+// Source.Instances: memory is about 90 bytes per message of the instance
+// being checked plus its projected state. Verify of every instance of a
+// Scanner reads the whole log once, in log order, and checks each
+// message as it arrives: memory is about 90 bytes per message of each
+// instance whose messages are still coming, plus its projected state.
+// With a [Counter] (jetstream.Store, memlog.Log) an instance is finished
+// as soon as its last message is read, so that this is the instances
+// being written concurrently, plus the counts (an id and a number per
+// instance); without one, every instance of the log is held to the end.
+// Export holds one message. Import keeps, until its second pass ends, the
 // projected state of every instance of the file and about 50 bytes per
 // commit (to find commit ids used twice).
 //
 // # Concurrency
 //
 // The functions keep no global state and may be called concurrently.
-// They read a live log as it is when each instance is read.
+// They read a live log as it is when each instance is read (a one-pass
+// Verify: as it is when its scan begins).
 package audit

@@ -85,9 +85,12 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 && !r.Incomplete }
 // was verified until then. Ids in opts.IDs are validated first
 // ([workflow.ErrInvalidInstanceID]).
 //
-// Memory is bounded by the largest instance (about 150 bytes per message
-// of the instance being verified, plus its projected state), the problems
-// found, and the heads when asked for; never by the number of instances.
+// Every instance of a [Scanner] is verified in one pass over the log
+// (with a [Counter], each instance finished when its last message is
+// read); named instances, and every instance of other sources, one read
+// per instance. Both give the same report, except
+// [Report.ReadThrough]. Memory: see the package documentation; problems
+// found and heads asked for are kept too.
 func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error) {
 	if err := validateIDs(opts.IDs); err != nil {
 		return &Report{}, fmt.Errorf("audit: verify: %w", err)

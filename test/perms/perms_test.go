@@ -46,12 +46,13 @@ var (
 	// readerPublish lets jetstream.Store read (Read, Instances, Scan,
 	// LastMessage, Follow; lifecycle.Store.Load; audit.Verify) and
 	// nothing else: no publish on runlog.wf.>.
-	//   - $JS.API.STREAM.INFO.RUNLOG         Open (NoCreate) and Instances
-	//   - $JS.API.DIRECT.GET.RUNLOG          Read, Scan: batched direct gets
+	//   - $JS.API.STREAM.INFO.RUNLOG         Open (NoCreate), Instances, InstanceCounts,
+	//                                        Scan (the stream's last sequence)
+	//   - $JS.API.DIRECT.GET.RUNLOG          Read: batched direct gets
 	//   - $JS.API.DIRECT.GET.RUNLOG.>        LastMessage: direct get by subject
-	//   - $JS.API.CONSUMER.CREATE.RUNLOG.>   Follow: its ordered consumer
-	//   - $JS.API.CONSUMER.MSG.NEXT.RUNLOG.> Follow: pulls
-	//   - $JS.API.CONSUMER.DELETE.RUNLOG.>   Follow: deletes its consumer at the end
+	//   - $JS.API.CONSUMER.CREATE.RUNLOG.>   Follow, Scan: their ordered consumers
+	//   - $JS.API.CONSUMER.MSG.NEXT.RUNLOG.> Follow, Scan: pulls
+	//   - $JS.API.CONSUMER.DELETE.RUNLOG.>   Follow, Scan: delete their consumer at the end
 	readerPublish = []string{
 		"$JS.API.STREAM.INFO.RUNLOG",
 		"$JS.API.DIRECT.GET.RUNLOG",
