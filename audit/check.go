@@ -17,12 +17,12 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
-// decodeFor decodes m as a commit of instance. A message that does not
-// decode gets KindDecode (KindSchema when it announces a newer schema
-// version); one that decodes but names another instance gets KindForeign.
-// The detail does not repeat the sequence.
-func decodeFor(m events.Message, instance string) (events.Record, ProblemKind, string) {
-	rec, err := events.Decode(m, "")
+// decodeFor decodes m, whose hash is hash, as a commit of instance. A
+// message that does not decode gets KindDecode (KindSchema when it
+// announces a newer schema version); one that decodes but names another
+// instance gets KindForeign. The detail does not repeat the sequence.
+func decodeFor(m events.Message, hash workflow.Hash32, instance string) (events.Record, ProblemKind, string) {
+	rec, err := events.DecodeHashed(m, "", hash)
 	if err != nil {
 		kind := KindDecode
 		var probe struct {

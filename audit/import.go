@@ -356,7 +356,7 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		// increases, whatever the source stream's sequences were.
 		m := events.Message{Seq: uint64(line), Time: ln.Time, MsgID: ln.MsgID, Header: ln.Headers, Data: data}
 		h := workflow.Sha256(data)
-		rec, kind, detail := decodeFor(m, ln.Instance)
+		rec, kind, detail := decodeFor(m, h, ln.Instance)
 		if kind == "" {
 			if at, dup := commitIDs[rec.Commit.ID]; dup && at.hash == prefix(h) {
 				// An exact copy: one problem, and the copy is not part of

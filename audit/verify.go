@@ -381,7 +381,7 @@ func (v *instVerifier) add(m events.Message) {
 		return
 	}
 	v.hashes[hashKey(h)] = m.Seq
-	rec, kind, detail := decodeFor(m, v.id)
+	rec, kind, detail := decodeFor(m, h, v.id)
 	if kind != "" {
 		v.garbage.add(&v.ps, v.problem(m.Seq, kind, detail), "have the same kind of problem")
 		v.pushWindow(h)

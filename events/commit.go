@@ -174,6 +174,18 @@ func (e *DecodeError) Is(target error) bool { return target == ErrCorrupt }
 // instance the message was read for: a commit naming another instance is
 // refused. Errors are [*DecodeError]s naming the sequence.
 func Decode(m Message, instance string) (Record, error) {
+	return decode(m, instance, nil)
+}
+
+// DecodeHashed is [Decode] for a caller that has already computed the
+// message's hash (workflow.Sha256 of m.Data), which becomes the record's
+// Hash without being computed again. A wrong hash gives a wrong record:
+// pass only the hash of m.Data.
+func DecodeHashed(m Message, instance string, hash workflow.Hash32) (Record, error) {
+	return decode(m, instance, &hash)
+}
+
+func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 	fail := func(idx int, t Type, format string, args ...any) (Record, error) {
 		return Record{}, &DecodeError{Seq: m.Seq, Event: idx, Type: t, Err: fmt.Errorf(format, args...)}
 	}
@@ -201,7 +213,12 @@ func Decode(m Message, instance string) (Record, error) {
 	case m.MsgID != "" && m.MsgID != w.ID.String():
 		return fail(-1, "", "Nats-Msg-Id %q does not match commit id %s", m.MsgID, w.ID)
 	}
-	rec := Record{Seq: m.Seq, Stored: m.Time, Hash: workflow.Sha256(m.Data), Size: len(m.Data)}
+	rec := Record{Seq: m.Seq, Stored: m.Time, Size: len(m.Data)}
+	if hash != nil {
+		rec.Hash = *hash
+	} else {
+		rec.Hash = workflow.Sha256(m.Data)
+	}
 	c := &rec.Commit
 	c.ID, c.Instance, c.Time, c.Command, c.Actor = w.ID, w.Instance, w.Time, w.Command, w.Actor
 	if w.Prev != "" {

@@ -429,6 +429,15 @@ func TestDecodeAccepts(t *testing.T) {
 		if rec.Commit.Prev != prevHash || rec.Commit.Instance != "order-42" || len(rec.Commit.Events) != 4 {
 			t.Errorf("%s: decoded %+v", tt.name, rec.Commit)
 		}
+		if rec.Hash != workflow.Sha256(tt.msg.Data) {
+			t.Errorf("%s: record hash %s, want the payload's", tt.name, rec.Hash)
+		}
+		// DecodeHashed takes the hash instead of computing it, and
+		// decodes the same.
+		hashed, err := events.DecodeHashed(tt.msg, tt.instance, rec.Hash)
+		if err != nil || !reflect.DeepEqual(hashed, rec) {
+			t.Errorf("%s: DecodeHashed = %+v, %v; want %+v", tt.name, hashed, err, rec)
+		}
 	}
 }
 
