@@ -411,6 +411,58 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 	return ids, nil
 }
 
+// AllInstances yields the id of every instance that has messages, in the
+// byte order of their subjects, starting after the instance after ("" for
+// the first). It reads the stream's subject list once, one server page of
+// up to 100,000 subjects at a time: memory is one page, and listing every
+// instance costs about as much as one call of [Store.Instances] (which
+// reads the whole list to return one page in id order). Stop the loop to
+// stop early. The order of the subjects is the order of the ids for ids
+// made of [A-Za-z0-9_-] only (see [EncodeID]). An instance created while
+// the list is read may be missed; none is yielded twice. Subjects under
+// the prefix that are not canonical instance subjects are skipped. Errors
+// are wrapped as "jetstream: all instances: ...".
+func (s *Store) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		last := "" // the subject yielded last, or the cursor's
+		if after != "" {
+			if err := workflow.ValidateInstanceID(after); err != nil {
+				yield("", fmt.Errorf("jetstream: all instances: cursor: %w", err))
+				return
+			}
+			last = s.SubjectFor(after)
+		}
+		for offset := 0; ; {
+			page, total, err := s.subjectsPage(ctx, s.cfg.Subject+".*", offset)
+			if err != nil {
+				yield("", fmt.Errorf("jetstream: all instances: %w", err))
+				return
+			}
+			// The server sorts the whole list to page it; a page comes
+			// as a JSON object, so it is sorted again here.
+			slices.Sort(page)
+			for _, subj := range page {
+				if subj <= last {
+					continue
+				}
+				last = subj
+				id, err := s.InstanceFromSubject(subj)
+				if err != nil {
+					s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
+					continue
+				}
+				if !yield(id, nil) {
+					return
+				}
+			}
+			offset += len(page)
+			if len(page) == 0 || offset >= total {
+				return
+			}
+		}
+	}
+}
+
 // InstanceCounts returns the number of messages of every instance that
 // has any, from the stream's subject counts (stream info with a subject
 // filter, paged by the server at 100,000 subjects): memory is one entry

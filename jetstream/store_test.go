@@ -301,6 +301,55 @@ func TestInstancesDoNotCollide(t *testing.T) {
 	}
 }
 
+// AllInstances lists every instance once, in the order of the subjects,
+// from a cursor, and stops when asked; a foreign subject is skipped.
+func TestAllInstances(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	ids := []string{"b", "a.b", "a", "é", "z-1", "Z", "a_b"}
+	seq := map[string]uint64{}
+	for i, id := range ids {
+		seq[id] = mustAppend(t, s, id, testMsg(fmt.Sprintf("m%d", i), id), 0)
+	}
+	mustAppend(t, s, "a", testMsg("m-a2", "again"), seq["a"]) // a second message: still one instance
+	if _, err := s.JetStream().Publish(ctx, "runlog.wf.not=ZZcanonical", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	all := func(after string) []string {
+		t.Helper()
+		var got []string
+		for id, err := range s.AllInstances(ctx, after) {
+			if err != nil {
+				t.Fatalf("AllInstances(%q): %v", after, err)
+			}
+			got = append(got, id)
+		}
+		return got
+	}
+	// The order of the encoded subjects: "a.b" is "a=2Eb", "é" is "=C3=A9".
+	want := []string{"é", "Z", "a", "a.b", "a_b", "b", "z-1"}
+	if got := all(""); !slices.Equal(got, want) {
+		t.Fatalf("AllInstances = %q, want %q", got, want)
+	}
+	if got := all("a.b"); !slices.Equal(got, want[4:]) {
+		t.Errorf("AllInstances after %q = %q, want %q", "a.b", got, want[4:])
+	}
+	if got := all("zz"); len(got) != 0 {
+		t.Errorf("AllInstances after the last = %q", got)
+	}
+	n := 0
+	for range s.AllInstances(ctx, "") {
+		if n++; n == 2 {
+			break
+		}
+	}
+	for _, err := range s.AllInstances(ctx, strings.Repeat("x", 300)) {
+		if !errors.Is(err, workflow.ErrInvalidInstanceID) {
+			t.Errorf("AllInstances with a 300-byte cursor: %v, want ErrInvalidInstanceID", err)
+		}
+	}
+}
+
 func TestAppendSameMsgIDTwice(t *testing.T) {
 	s, _, _ := newStore(t, Config{})
 	ctx := t.Context()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -82,8 +83,8 @@ func rowOf(ctx context.Context, st *store, id string) (listRow, error) {
 	return r, nil
 }
 
-// listPage is the number of ids asked for per call to Instances.
-const listPage = 500
+// listFlush is the number of rows of an unsorted list written at a time.
+const listFlush = 500
 
 func runList(ctx context.Context, e *env, args []string) error {
 	o := &e.o
@@ -146,48 +147,36 @@ func runList(ctx context.Context, e *env, args []string) error {
 	n := 0
 	cursor := o.after
 	more := false
-pages:
+	next, stop := iter.Pull2(st.AllInstances(ctx, o.after))
+	defer stop()
 	for {
-		size := listPage
-		if o.sortBy == "" && o.limit > 0 && len(want) == 0 && since.IsZero() && until.IsZero() {
-			size = min(size, o.limit-n)
+		id, err, ok := next()
+		if !ok {
+			break
 		}
-		ids, err := st.Instances(ctx, cursor, size)
 		if err != nil {
 			return fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
-		for i, id := range ids {
-			r, err := rowOf(ctx, st, id)
-			if err != nil {
-				return fmt.Errorf("read %q: %w", id, err)
-			}
-			cursor = id
-			if !match(r) {
-				continue
-			}
-			if o.sortBy != "" {
-				sorted = append(sorted, r)
-				continue
-			}
-			emit(r)
-			n++
-			if o.limit > 0 && n == o.limit {
-				more = i+1 < len(ids)
-				if !more {
-					next, err := st.Instances(ctx, cursor, 1)
-					if err != nil {
-						return fmt.Errorf("list instances of %s: %w", e.source(), err)
-					}
-					more = len(next) > 0
-				}
-				break pages
-			}
-		}
-		if o.sortBy == "" {
-			out.flush()
-		}
-		if len(ids) < size {
+		if o.limit > 0 && n == o.limit {
+			more = true // another instance follows the last one shown
 			break
+		}
+		r, err := rowOf(ctx, st, id)
+		if err != nil {
+			return fmt.Errorf("read %q: %w", id, err)
+		}
+		cursor = id
+		if !match(r) {
+			continue
+		}
+		if o.sortBy != "" {
+			sorted = append(sorted, r)
+			continue
+		}
+		emit(r)
+		n++
+		if n%listFlush == 0 {
+			out.flush()
 		}
 	}
 	if o.sortBy != "" {

@@ -38,54 +38,46 @@ func runStats(ctx context.Context, e *env, args []string) error {
 
 	v := statsView{ByType: map[string]int{}, ByStatus: map[string]int{}}
 	var oldest, newest time.Time
-	after := ""
-	for {
-		ids, err := st.Instances(ctx, after, listPage)
+	for id, err := range st.AllInstances(ctx, "") {
 		if err != nil {
 			return fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
-		for _, id := range ids {
-			v.Instances++
-			s := projection.New(id)
-			var ferr error
-			for m, err := range st.Read(ctx, id, 0) {
-				if err != nil {
-					return fmt.Errorf("read %q: %w", id, err)
-				}
-				v.Messages++
-				v.Bytes += int64(len(m.Data))
-				rec, err := events.Decode(m, id)
-				if err != nil {
-					ferr = cmpErr(ferr, err)
-					continue
-				}
-				v.Commits++
-				t := rec.Commit.Time
-				if oldest.IsZero() || t.Before(oldest) {
-					oldest = t
-				}
-				if t.After(newest) {
-					newest = t
-				}
-				for _, ev := range rec.Commit.Events {
-					v.Events++
-					v.ByType[string(ev.Type)]++
-				}
-				if ferr == nil {
-					ferr = s.Apply(rec)
-				}
+		v.Instances++
+		s := projection.New(id)
+		var ferr error
+		for m, err := range st.Read(ctx, id, 0) {
+			if err != nil {
+				return fmt.Errorf("read %q: %w", id, err)
 			}
-			if ferr != nil {
-				v.ByStatus[statusCorrupt]++
-				v.Corrupt = append(v.Corrupt, id)
-			} else {
-				v.ByStatus[statusOf(&s)]++
+			v.Messages++
+			v.Bytes += int64(len(m.Data))
+			rec, err := events.Decode(m, id)
+			if err != nil {
+				ferr = cmpErr(ferr, err)
+				continue
+			}
+			v.Commits++
+			t := rec.Commit.Time
+			if oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+			if t.After(newest) {
+				newest = t
+			}
+			for _, ev := range rec.Commit.Events {
+				v.Events++
+				v.ByType[string(ev.Type)]++
+			}
+			if ferr == nil {
+				ferr = s.Apply(rec)
 			}
 		}
-		if len(ids) < listPage {
-			break
+		if ferr != nil {
+			v.ByStatus[statusCorrupt]++
+			v.Corrupt = append(v.Corrupt, id)
+		} else {
+			v.ByStatus[statusOf(&s)]++
 		}
-		after = ids[len(ids)-1]
 	}
 	if !oldest.IsZero() {
 		o, n := oldest.UTC(), newest.UTC()

@@ -408,6 +408,30 @@ func TestSeedVerifyStore(t *testing.T) {
 	t.Logf("%d instances of %d events written to %s", instances, longEvents, dir)
 }
 
+// TestSeedInstancesStore writes the store `replay list` and `replay
+// stats` are measured on (BENCHMARKS.md §5.7): 1,000,000 instances of one
+// PrepareRun commit each, into the embedded store directory
+// $RUNLOG_BENCH_SEED_INSTANCES_DIR. Skipped unless the variable is set:
+//
+//	RUNLOG_BENCH_SEED_INSTANCES_DIR=/tmp/i1m go test -run TestSeedInstancesStore -timeout 30m ./test/bench/
+//	go build -o /tmp/replay ./cmd/replay && time /tmp/replay list --dir /tmp/i1m --limit 50
+func TestSeedInstancesStore(t *testing.T) {
+	dir := os.Getenv("RUNLOG_BENCH_SEED_INSTANCES_DIR")
+	if dir == "" {
+		t.Skip("set RUNLOG_BENCH_SEED_INSTANCES_DIR to a new directory to write the one-million-instance store")
+	}
+	ctx := context.Background()
+	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
+	if err != nil {
+		t.Fatalf("open embedded: %v", err)
+	}
+	defer s.Close()
+	e := &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+	const instances = 1_000_000
+	e.bulkCreate(t, "i", instances)
+	t.Logf("%d instances written to %s", instances, dir)
+}
+
 // ---- Server memory per idle instance ----------------------------------
 
 // TestServerMemoryPerIdleInstance creates 100,000 instances of one commit
