@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,6 +86,11 @@ func (l *lexer) rawString() (raw []byte, plain bool, err error) {
 	}
 	start := l.pos
 	plain = true
+	// Eight bytes at a time while none is a quote, a backslash, a control
+	// character or non-ASCII (base64 payloads are long runs of such).
+	for l.pos+8 <= len(l.data) && plainWord(binary.LittleEndian.Uint64(l.data[l.pos:])) {
+		l.pos += 8
+	}
 	for l.pos < len(l.data) {
 		c := l.data[l.pos]
 		if strPlain[c] {
@@ -107,6 +113,24 @@ func (l *lexer) rawString() (raw []byte, plain bool, err error) {
 		l.pos++
 	}
 	return nil, false, errEOF
+}
+
+// plainWord reports whether none of the eight bytes of w is '"', '\\', a
+// control character (< 0x20) or non-ASCII (>= 0x80): the bytes strPlain
+// marks, eight at a time. A byte b is zero in w^(b*ones) exactly when it
+// equals b; hasZero finds a zero byte without carries between bytes that
+// could report one falsely, since every byte is below 0x80 when it runs.
+func plainWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if w&highs != 0 {
+		return false // non-ASCII
+	}
+	hasZero := func(x uint64) bool { return (x-ones)&^x&highs != 0 }
+	// Bytes < 0x20: adding 0x60 sets the high bit exactly for bytes >= 0x20.
+	if ^(w+0x6060606060606060)&highs != 0 {
+		return false
+	}
+	return !hasZero(w^('"'*ones)) && !hasZero(w^('\\'*ones))
 }
 
 // str returns the next string, unescaped; null gives "".
