@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,8 @@ const (
 	size            = 3
 	clients         = 4
 	roundsCI        = 1
-	roundsSoak      = 5
+	roundsSoak      = 6
+	gracefulEvery   = 3 // soak: every third round shuts the nodes down gracefully instead of killing them
 	stream          = "RUNLOG_CLUSTER"
 	electionWait    = time.Minute     // for a leader (meta or stream) to be elected
 	catchUpWait     = 2 * time.Minute // for a restarted node to be current
@@ -33,10 +35,12 @@ const (
 	verifyRetryWait = time.Second
 )
 
+// quietLogger returns a logger of warnings and errors to the test output.
 func quietLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// sleep waits for d, or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
@@ -45,18 +49,22 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // TestNodeLoss runs write load from several clients against a three-node
-// cluster and a stream with three replicas, and in each round:
+// cluster (each node a child process) and a stream with three replicas,
+// and in each round:
 //
-//  1. shuts the stream's leader down; waits for a new leader; the clients
-//     carry on (two of three nodes: quorum);
+//  1. kills the stream's leader with SIGKILL; waits for the remaining
+//     nodes to elect a new leader; the clients carry on (two of three
+//     nodes: quorum);
 //  2. restarts it on its directory and ports; waits until every replica
 //     is current;
-//  3. shuts a follower down (seeded choice); the clients carry on;
+//  3. kills a follower with SIGKILL (seeded choice); the clients carry on;
 //  4. restarts it; waits until every replica is current.
 //
-// At most one node is down at any time, so the stream always has a
-// quorum. Then the load stops and the ledger is verified against each
-// node's replica (see verifyNode).
+// In soak mode every gracefulEvery-th round shuts the nodes down
+// gracefully instead (the leader hands its leaderships over). At most one
+// node is down at any time, so the stream always has a quorum. Then the
+// load stops and the ledger is verified against each node's replica (see
+// verifyNode).
 func TestNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("node-loss test: runs a three-node cluster through elections; skipped with -short")
@@ -71,7 +79,7 @@ func TestNodeLoss(t *testing.T) {
 	ctx := t.Context()
 	began := time.Now()
 
-	c := startCluster(t, size)
+	c := startCluster(t, size, stream)
 	mon := newMonitor(t, c, stream)
 	if err := mon.waitMeta(ctx, electionWait); err != nil {
 		t.Fatalf("no JetStream meta leader: %v", err)
@@ -111,8 +119,10 @@ func TestNodeLoss(t *testing.T) {
 		cs[i] = &client{n: i, rng: rand.New(rand.NewPCG(sd, uint64(i+1))), ls: ls, led: led, trace: tr}
 	}
 
-	w := startWatch(ctx, c, mon)
+	w := startWatch(ctx, c)
 	l := faulttest.Start(ctx, cs)
+	// progress waits until the clients have acknowledged opsPerStep more
+	// decisions: they carry on.
 	progress := func(what string) {
 		t.Helper()
 		target := led.acked.Load() + opsPerStep
@@ -137,32 +147,56 @@ func TestNodeLoss(t *testing.T) {
 		w.stop()
 		t.Fatalf(format, args...)
 	}
+	var kills, shutdowns int
+	// takeDown kills the node named name, or shuts it down gracefully.
+	takeDown := func(round int, name string, graceful bool) {
+		t.Helper()
+		if !graceful {
+			c.kill(c.node(name))
+			kills++
+			return
+		}
+		if err := c.shutdown(c.node(name)); err != nil {
+			fatal("round %d: shut %s down: %v", round, name, err)
+		}
+		shutdowns++
+	}
+	how := func(graceful bool) string {
+		if graceful {
+			return "shut down gracefully"
+		}
+		return "killed with SIGKILL"
+	}
 	progress("before the first fault")
 
-	kills := 0
+	var elections []time.Duration // from each stream leader's loss to its successor
 	for round := 1; round <= rounds; round++ {
+		graceful := faulttest.Soak() && round%gracefulEvery == 0
+
 		// 1. The stream leader goes away.
-		ci, err := mon.info(ctx)
-		if err != nil || ci.Leader == "" {
-			fatal("round %d: stream leader: %v", round, err)
+		ci, err := mon.waitCurrent(ctx, size, catchUpWait)
+		if err != nil {
+			fatal("round %d: stream not ready for the next fault: %v", round, err)
 		}
 		old := ci.Leader
-		step("round %d: shutting down the stream leader %s (meta leader %s)", round, old, c.metaLeader())
-		c.stop(c.node(old))
-		kills++
-		at := time.Now()
-		leader, err := mon.waitLeader(ctx, old, electionWait)
+		meta := c.metaLeader()
+		at := time.Now() // for a graceful shutdown, the handover is part of the election
+		takeDown(round, old, graceful)
+		step("round %d: the stream leader %s %s (meta leader %s)", round, old, how(graceful), meta)
+		leader, err := c.waitStreamLeader(ctx, old, electionWait)
 		if err != nil {
 			fatal("round %d: no new stream leader after %s went down: %v", round, old, err)
 		}
-		step("round %d: new stream leader %s after %v", round, leader, time.Since(at).Round(time.Millisecond))
+		elections = append(elections, time.Since(at))
+		step("round %d: %s leads the stream %v after the loss of %s", round, leader, time.Since(at).Round(time.Millisecond), old)
 		progress("after the leader went down")
+		step("round %d: the clients carry on without %s", round, old)
 
 		// 2. It comes back.
+		at = time.Now()
 		if err := c.start(c.node(old)); err != nil {
 			fatal("round %d: restart %s: %v", round, old, err)
 		}
-		at = time.Now()
 		if _, err := mon.waitCurrent(ctx, size, catchUpWait); err != nil {
 			fatal("round %d: %s did not catch up: %v", round, old, err)
 		}
@@ -170,9 +204,9 @@ func TestNodeLoss(t *testing.T) {
 		progress("after the old leader came back")
 
 		// 3. A follower goes away.
-		ci, err = mon.info(ctx)
-		if err != nil || len(ci.Replicas) == 0 {
-			fatal("round %d: stream replicas: %v", round, err)
+		ci, err = mon.waitCurrent(ctx, size, catchUpWait)
+		if err != nil {
+			fatal("round %d: stream not ready for the next fault: %v", round, err)
 		}
 		followers := make([]string, 0, len(ci.Replicas))
 		for _, r := range ci.Replicas {
@@ -180,16 +214,17 @@ func TestNodeLoss(t *testing.T) {
 		}
 		slices.Sort(followers)
 		f := followers[sched.IntN(len(followers))]
-		step("round %d: shutting down follower %s (stream leader %s, meta leader %s)", round, f, ci.Leader, c.metaLeader())
-		c.stop(c.node(f))
-		kills++
+		meta = c.metaLeader()
+		takeDown(round, f, graceful)
+		step("round %d: follower %s %s (stream leader %s, meta leader %s)", round, f, how(graceful), ci.Leader, meta)
 		progress("after a follower went down")
+		step("round %d: the clients carry on without %s", round, f)
 
 		// 4. It comes back.
+		at = time.Now()
 		if err := c.start(c.node(f)); err != nil {
 			fatal("round %d: restart %s: %v", round, f, err)
 		}
-		at = time.Now()
 		if _, err := mon.waitCurrent(ctx, size, catchUpWait); err != nil {
 			fatal("round %d: %s did not catch up: %v", round, f, err)
 		}
@@ -197,41 +232,71 @@ func TestNodeLoss(t *testing.T) {
 		progress("after the follower came back")
 	}
 	l.Stop()
+	stopped := time.Now()
 	streamElections, metaElections := w.stop()
 	step("load stopped")
+
+	// Each client carried on, not only the clients together: none went
+	// longer than progressWait without a decision acknowledged.
+	var deadlines int
+	gaps := make([]time.Duration, len(cs))
+	acks := make([]int64, len(cs))
+	for i, cl := range cs {
+		gaps[i], acks[i] = cl.gap(stopped), cl.acks.Load()
+		deadlines += len(cl.deadlines)
+		for _, d := range cl.deadlines {
+			t.Logf("client %d: operation ran into its %v deadline at %s", i, opTimeout, d)
+		}
+		if gaps[i] > progressWait {
+			t.Errorf("client %d went %v without a decision acknowledged (more than %v): it did not carry on", i, gaps[i].Round(time.Millisecond), progressWait)
+		}
+	}
+
 	if _, err := mon.waitCurrent(ctx, size, catchUpWait); err != nil {
 		t.Fatalf("cluster did not settle: %v", err)
 	}
-
 	checkCallers(t, led)
 	fig := verifyEveryNode(t, c, stream, led)
-	var deadlines int64
-	for _, cl := range cs {
-		deadlines += cl.deadlines.Load()
-	}
-	t.Logf("FIGURES: seed %d: %d node shutdowns (%d stream leaders, %d followers), %d stream leader changes and %d meta leader changes observed; "+
-		"%s; conflicts returned by the log: %d with code 10164, %d with code 10071, %d other; client: %s; %d operations ran into their %v deadline; verified on each of the %d nodes; %v in all",
-		sd, kills, rounds, rounds, streamElections, metaElections, fig,
-		confl.n10164.Load(), confl.n10071.Load(), confl.other.Load(), counts, deadlines, opTimeout, size, time.Since(began).Round(time.Second))
+	t.Logf("FIGURES: seed %d: %d nodes killed with SIGKILL and %d shut down gracefully (%d stream leaders, %d followers), new stream leader after %v; "+
+		"%d stream leader changes and %d meta leader changes observed; "+
+		"%s; conflicts returned by the log: %d with code 10164, %d with code 10071, %d other; client: %s; "+
+		"decisions acknowledged per client %v, longest time a client went without one %v; %d operations ran into their %v deadline; verified on each of the %d nodes; %v in all",
+		sd, kills, shutdowns, rounds, rounds, roundDurations(elections), streamElections, metaElections, fig,
+		confl.n10164.Load(), confl.n10071.Load(), confl.other.Load(), counts,
+		acks, roundDurations(gaps), deadlines, opTimeout, size, time.Since(began).Round(time.Second))
 }
 
-// watch polls the stream and meta leaders and counts their changes.
+// roundDurations formats ds rounded to 100 ms: "[6.1s 4.8s]".
+func roundDurations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.Round(100 * time.Millisecond).String()
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// watch polls the stream and meta leaders the nodes report and counts
+// their changes.
 type watch struct {
 	halt         atomic.Bool
 	wg           sync.WaitGroup
 	stream, meta int
 }
 
-func startWatch(ctx context.Context, c *cluster, mon *monitor) *watch {
+// startWatch starts polling the stream and meta leaders of c, every
+// leaderPoll, until stop.
+func startWatch(ctx context.Context, c *cluster) *watch {
 	w := &watch{}
 	w.wg.Go(func() {
 		var lastStream, lastMeta string
+		tick := time.NewTicker(leaderPoll)
+		defer tick.Stop()
 		for !w.halt.Load() && ctx.Err() == nil {
-			if ci, err := mon.info(ctx); err == nil && ci.Leader != "" {
-				if lastStream != "" && ci.Leader != lastStream {
+			if l := c.streamLeader(); l != "" {
+				if lastStream != "" && l != lastStream {
 					w.stream++
 				}
-				lastStream = ci.Leader
+				lastStream = l
 			}
 			if m := c.metaLeader(); m != "" {
 				if lastMeta != "" && m != lastMeta {
@@ -239,7 +304,10 @@ func startWatch(ctx context.Context, c *cluster, mon *monitor) *watch {
 				}
 				lastMeta = m
 			}
-			sleep(ctx, 50*time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
 		}
 	})
 	return w

@@ -32,7 +32,7 @@ func TestContendedCreate(t *testing.T) {
 		stream     = "RUNLOG_CONTENDED"
 	)
 	ctx := t.Context()
-	c := startCluster(t, size)
+	c := startCluster(t, size, stream)
 	mon := newMonitor(t, c, stream)
 	if err := mon.waitMeta(ctx, electionWait); err != nil {
 		t.Fatalf("no JetStream meta leader: %v", err)

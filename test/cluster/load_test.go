@@ -152,7 +152,7 @@ type write struct {
 
 // ledger records what every client asked and learnt.
 type ledger struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	attempts map[string][]attempt // by pool id
 	writes   []write
 	created  []string // pool ids some client created (targets for signals)
@@ -211,6 +211,8 @@ type owned struct {
 }
 
 // client is one writer: its own connection, store and projection cache.
+// Only its own goroutine touches its fields, but for acks; the test reads
+// the others once the load has stopped.
 type client struct {
 	n     int
 	rng   *rand.Rand
@@ -220,14 +222,24 @@ type client struct {
 	owned []*owned
 	trace *opTrace // conflicts of the current operation
 
-	deadlines atomic.Int64 // operations that ran into their deadline
+	lastAck    time.Time     // when the last decision was acknowledged (or the load started)
+	longestGap time.Duration // the longest time without an acknowledged decision
+	deadlines  []string      // the operations that ran into their deadline, and why
+
+	acks atomic.Int64 // decisions acknowledged to this client
 }
 
-// opTimeout bounds one operation, retries included.
-const opTimeout = 15 * time.Second
+// Bounds of the clients' operations.
+const (
+	opTimeout   = 15 * time.Second      // one operation, retries included
+	unknownWait = 20 * time.Millisecond // pause after an unknown outcome (a node is away): do not spin
+)
 
-// step performs one operation.
+// Step performs one operation, as fast as the cluster allows.
 func (c *client) Step(ctx context.Context) {
+	if c.lastAck.IsZero() {
+		c.lastAck = time.Now()
+	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	r := c.rng.IntN(100)
@@ -241,12 +253,24 @@ func (c *client) Step(ctx context.Context) {
 	default:
 		err = c.signal(ctx)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		c.deadlines.Add(1)
+	now := time.Now()
+	switch {
+	case err == nil:
+		c.acks.Add(1)
+		c.longestGap = max(c.longestGap, now.Sub(c.lastAck))
+		c.lastAck = now
+	case errors.Is(err, context.DeadlineExceeded):
+		c.deadlines = append(c.deadlines, fmt.Sprintf("%s: %v after %s", now.Format("15:04:05.000"), err, c.trace))
 	}
 	if classify(err) == unknown {
-		time.Sleep(20 * time.Millisecond) // a node is away: do not spin
+		time.Sleep(unknownWait)
 	}
+}
+
+// gap returns the longest time the client went without an acknowledged
+// decision, counting the time from its last one to end.
+func (c *client) gap(end time.Time) time.Duration {
+	return max(c.longestGap, end.Sub(c.lastAck))
 }
 
 // race asks PrepareRun under Fail for the next pool id.
@@ -303,7 +327,7 @@ func (c *client) checkpoint(ctx context.Context) error {
 func (c *client) signal(ctx context.Context) error {
 	id, ok := c.led.randomCreated(c.rng)
 	if !ok {
-		return nil
+		return c.race(ctx) // nothing created yet
 	}
 	c.seq++
 	tok := fmt.Sprintf("s%d-%d", c.n, c.seq)
@@ -311,5 +335,3 @@ func (c *client) signal(ctx context.Context) error {
 	c.led.write(write{id: id, kind: "signal", token: tok, outcome: classify(err), err: err})
 	return err
 }
-
-// load runs every client until stop.

@@ -4,69 +4,82 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/internal/faulttest"
 )
 
-// node is one server of the cluster. Its ports and store directory stay
-// the same across restarts.
+// node is one server of the cluster, run as a child process. Its name,
+// ports and store directory stay the same across restarts.
 type node struct {
-	name        string
-	dir         string
-	clientPort  int
-	clusterPort int
+	name string
+	spec nodeSpec
 
-	mu  sync.Mutex
-	srv *server.Server // nil while down
+	mu   sync.Mutex
+	proc *process   // the running process, nil while down
+	runs []*process // every process it ran as, for the failure report
 }
 
-// cluster is three nodes in this process, routed to each other on
+// cluster is three nodes, each a child process, routed to each other on
 // loopback.
 type cluster struct {
-	t      *testing.T
-	nodes  []*node
-	routes string
+	t     *testing.T
+	nodes []*node
 }
 
-// readyTimeout bounds how long a node may take to accept clients.
-const readyTimeout = time.Minute
+// Bounds on a node's life cycle. A node under the race detector on a
+// loaded two-core machine can take a while to recover its store.
+const (
+	readyTimeout    = 2 * time.Minute  // from the start of a node to accepting clients
+	shutdownTimeout = 30 * time.Second // for a graceful shutdown, before it is killed
+)
 
-// startCluster starts three nodes and shuts them down when the test ends.
+// startCluster starts size nodes, which report their leaderships of the
+// meta group and of stream, and kills them when the test ends.
 // Ports are chosen below the ephemeral range (faulttest.Port); if a node
-// cannot start all the same (another process took a port meanwhile), the
-// cluster starts again on new ports, up to three times.
-func startCluster(t *testing.T, size int) *cluster {
+// cannot start all the same (another process took a port meanwhile: the
+// node reports the listen error at once), the cluster starts again on new
+// ports, up to three times.
+func startCluster(t *testing.T, size int, stream string) *cluster {
 	t.Helper()
 	var err error
 	for range 3 {
 		var c *cluster
-		if c, err = tryStartCluster(t, size); err == nil {
+		if c, err = tryStartCluster(t, size, stream); err == nil {
 			return c
 		}
 		t.Logf("start the cluster: %v; again on new ports", err)
 	}
-	t.Fatal(err)
+	t.Fatalf("could not start the cluster: %v", err)
 	return nil
 }
 
-func tryStartCluster(t *testing.T, size int) (*cluster, error) {
+// tryStartCluster starts size nodes on new ports and directories, and
+// waits until each accepts clients. If one does not, it kills them all
+// and returns why.
+func tryStartCluster(t *testing.T, size int, stream string) (*cluster, error) {
 	c := &cluster{t: t}
 	var routes []string
+	ports := distinctPorts(t, 2*size)
 	for i := range size {
-		n := &node{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), clientPort: faulttest.Port(t), clusterPort: faulttest.Port(t)}
-		c.nodes = append(c.nodes, n)
-		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(n.clusterPort))
+		spec := nodeSpec{Name: fmt.Sprintf("n%d", i+1), Dir: t.TempDir(), ClientPort: ports[2*i], ClusterPort: ports[2*i+1], Stream: stream}
+		c.nodes = append(c.nodes, &node{name: spec.Name, spec: spec})
+		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(spec.ClusterPort))
 	}
-	c.routes = strings.Join(routes, ",")
+	for _, n := range c.nodes {
+		n.spec.Routes = routes
+	}
+	// Registered after the directories, so it runs before they are
+	// removed.
+	t.Cleanup(c.cleanup)
 	var wg sync.WaitGroup
 	errs := make([]error, size)
 	for i, n := range c.nodes {
@@ -75,97 +88,115 @@ func tryStartCluster(t *testing.T, size int) (*cluster, error) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		for _, n := range c.nodes {
-			c.stop(n)
+			c.kill(n)
 		}
 		return nil, err
 	}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			c.stop(n)
-		}
-	})
 	return c, nil
 }
 
-// start starts n on its directory and ports.
-func (c *cluster) start(n *node) error {
-	opts := &server.Options{
-		ServerName:         n.name,
-		Host:               "127.0.0.1",
-		Port:               n.clientPort,
-		JetStream:          true,
-		StoreDir:           n.dir,
-		SyncAlways:         true, // runlog's default durability
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  1 << 30,
-		NoLog:              true,
-		NoSigs:             true,
-		Cluster: server.ClusterOpts{
-			Name: "runlog-test",
-			Host: "127.0.0.1",
-			Port: n.clusterPort,
-		},
-		Routes: server.RoutesFromStr(c.routes),
+// distinctPorts returns n different free ports from faulttest.Port (which
+// checks each port alone, so two calls may give the same one).
+func distinctPorts(t *testing.T, n int) []int {
+	var ports []int
+	for len(ports) < n {
+		if p := faulttest.Port(t); !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", n.name, err)
+	return ports
+}
+
+// cleanup kills every node process that is still running, fails the
+// test if the race detector reported a data race in one of them, and, if
+// the test failed, prints the end of every node process's stderr.
+func (c *cluster) cleanup() {
+	for _, n := range c.nodes {
+		n.down()
+		n.mu.Lock()
+		runs := slices.Clone(n.runs)
+		n.mu.Unlock()
+		for _, p := range runs {
+			p.setEnded("killed with SIGKILL at the end of the test")
+			p.kill()
+		}
 	}
-	fatal := make(chan string, 1)
-	srv.SetLoggerV2(fatalLogger{fatal}, false, false, false)
-	go srv.Start()
-	deadline := time.Now().Add(readyTimeout)
-	for !srv.ReadyForConnections(50 * time.Millisecond) {
-		var err error
-		select {
-		case msg := <-fatal:
-			err = fmt.Errorf("node %s: %s", n.name, msg)
-		default:
-			if time.Now().After(deadline) {
-				err = fmt.Errorf("node %s: not ready after %v", n.name, readyTimeout)
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		runs := slices.Clone(n.runs)
+		n.mu.Unlock()
+		for _, p := range runs {
+			if p.stderr.sawRace() {
+				c.t.Errorf("%s: the race detector reported a data race in the server; see its stderr below", p.label)
 			}
 		}
-		if err != nil {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-			return err
+	}
+	if !c.t.Failed() {
+		return
+	}
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		runs := slices.Clone(n.runs)
+		n.mu.Unlock()
+		for _, p := range runs {
+			c.t.Logf("stderr of %s (%s):\n%s", p.label, p.how(), p.stderr.last(stderrKeep))
 		}
 	}
+}
+
+// start starts n on its directory and ports and waits until it accepts
+// clients (readyTimeout). A node that exits first (a port in use) or is
+// not ready in time gives an error quoting the end of its stderr.
+func (c *cluster) start(n *node) error {
 	n.mu.Lock()
-	n.srv = srv
+	if n.proc != nil {
+		n.mu.Unlock()
+		return fmt.Errorf("node %s: started while running", n.name)
+	}
+	p, err := spawn(fmt.Sprintf("node %s (run %d)", n.name, len(n.runs)+1), n.spec)
+	if err == nil {
+		n.runs = append(n.runs, p)
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady(readyTimeout); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.proc = p
 	n.mu.Unlock()
 	return nil
 }
 
-// fatalLogger discards the server's logs but its first fatal message
-// (a port in use), which it hands to start.
-type fatalLogger struct{ fatal chan<- string }
-
-func (fatalLogger) Noticef(string, ...any) {}
-func (fatalLogger) Warnf(string, ...any)   {}
-func (fatalLogger) Errorf(string, ...any)  {}
-func (fatalLogger) Debugf(string, ...any)  {}
-func (fatalLogger) Tracef(string, ...any)  {}
-func (l fatalLogger) Fatalf(format string, v ...any) {
-	select {
-	case l.fatal <- fmt.Sprintf(format, v...):
-	default:
-	}
-}
-
-// stop shuts n down (its raft leaderships are handed over first, as
-// Server.Shutdown does) and waits until it is gone.
-func (c *cluster) stop(n *node) {
+// down marks n as down and returns the process it was running, or nil.
+func (n *node) down() *process {
 	n.mu.Lock()
-	srv := n.srv
-	n.srv = nil
-	n.mu.Unlock()
-	if srv != nil {
-		srv.Shutdown()
-		srv.WaitForShutdown()
+	defer n.mu.Unlock()
+	p := n.proc
+	n.proc = nil
+	return p
+}
+
+// kill kills n with SIGKILL, if it runs, and waits until its process has
+// exited: a crash, with no raft leadership handed over.
+func (c *cluster) kill(n *node) {
+	if p := n.down(); p != nil {
+		p.kill()
 	}
 }
 
+// shutdown shuts n down gracefully, if it runs (nats-server hands its
+// raft leaderships over first), and waits until its process has exited.
+func (c *cluster) shutdown(n *node) error {
+	if p := n.down(); p != nil {
+		return p.shutdown(shutdownTimeout)
+	}
+	return nil
+}
+
+// node returns the node named name; the test fails if there is none.
 func (c *cluster) node(name string) *node {
 	for _, n := range c.nodes {
 		if n.name == name {
@@ -186,20 +217,47 @@ func (c *cluster) urls() string {
 	return strings.Join(us, ",")
 }
 
-func (n *node) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.clientPort) }
+// url returns the client URL of n.
+func (n *node) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.spec.ClientPort) }
 
 // metaLeader returns the name of the node that leads the JetStream meta
-// group, or "".
+// group, as the running nodes last reported it, or "".
 func (c *cluster) metaLeader() string {
+	return c.leader(func(p *process) bool { return p.metaLeader.Load() })
+}
+
+// streamLeader returns the name of the node that leads the stream, as the
+// running nodes last reported it, or "".
+func (c *cluster) streamLeader() string {
+	return c.leader(func(p *process) bool { return p.streamLeader.Load() })
+}
+
+// leader returns the name of the first running node whose process leads,
+// or "".
+func (c *cluster) leader(leads func(*process) bool) string {
 	for _, n := range c.nodes {
 		n.mu.Lock()
-		srv := n.srv
+		p := n.proc
 		n.mu.Unlock()
-		if srv != nil && srv.JetStreamIsLeader() {
+		if p != nil && leads(p) {
 			return n.name
 		}
 	}
 	return ""
+}
+
+// waitStreamLeader waits until a running node other than not reports that
+// it leads the stream, and returns its name.
+func (c *cluster) waitStreamLeader(ctx context.Context, not string, timeout time.Duration) (string, error) {
+	var leader string
+	err := poll(ctx, timeout, func(context.Context) error {
+		leader = c.streamLeader()
+		if leader == "" || leader == not {
+			return fmt.Errorf("no node but %q reports that it leads the stream", not)
+		}
+		return nil
+	})
+	return leader, err
 }
 
 // monitor is a connection to every node that watches the stream.
@@ -233,9 +291,14 @@ func (m *monitor) waitMeta(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
+// infoTimeout bounds one stream info request. The requests are made in
+// polls, so one that times out (the stream is between leaders, the
+// machine is loaded) is simply made again.
+const infoTimeout = 2 * time.Second
+
 // info returns the stream's cluster info.
 func (m *monitor) info(ctx context.Context) (*natsjs.ClusterInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
 	s, err := m.js.Stream(ctx, m.stream)
 	if err != nil {
@@ -246,24 +309,6 @@ func (m *monitor) info(ctx context.Context) (*natsjs.ClusterInfo, error) {
 		return nil, fmt.Errorf("stream %s has no cluster info", m.stream)
 	}
 	return ci, nil
-}
-
-// waitLeader waits until the stream has a leader other than not, and
-// returns it.
-func (m *monitor) waitLeader(ctx context.Context, not string, timeout time.Duration) (string, error) {
-	var leader string
-	err := poll(ctx, timeout, func(ctx context.Context) error {
-		ci, err := m.info(ctx)
-		if err != nil {
-			return err
-		}
-		if ci.Leader == "" || ci.Leader == not {
-			return fmt.Errorf("stream leader is %q", ci.Leader)
-		}
-		leader = ci.Leader
-		return nil
-	})
-	return leader, err
 }
 
 // waitCurrent waits until the stream has a leader and size-1 replicas

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
@@ -46,6 +49,17 @@ func (f figures) String() string {
 		f.refusedWrites, f.cmWrites, f.unknownWrites, f.unknownLanded, f.instances, f.messages)
 }
 
+// messages iterates over msgs, as a Log's Read does.
+func messages(msgs []events.Message) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) {
+		for _, m := range msgs {
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
 // history is what verification reads of one instance.
 type history struct {
 	creates []commitRef // snapshot.created events, in order
@@ -66,8 +80,8 @@ type commitRef struct {
 // lists exactly the instances with a history; audit.Verify is clean. It
 // reports problems through errorf and returns the figures.
 func verifyNode(ctx context.Context, errorf func(format string, args ...any), js *jetstream.Store, led *ledger) (figures, error) {
-	led.mu.Lock()
-	defer led.mu.Unlock()
+	led.mu.RLock()
+	defer led.mu.RUnlock()
 	var f figures
 	hists := make(map[string]*history)
 	read := func(id string) (*history, error) {
@@ -75,11 +89,13 @@ func verifyNode(ctx context.Context, errorf func(format string, args ...any), js
 			return h, nil
 		}
 		h := &history{tokens: make(map[string]uint64)}
+		var msgs []events.Message
 		for m, err := range js.Read(ctx, id, 0) {
 			if err != nil {
 				return nil, err
 			}
 			h.msgs++
+			msgs = append(msgs, m)
 			rec, err := events.Decode(m, id)
 			if err != nil {
 				errorf("instance %q: %v", id, err)
@@ -99,7 +115,7 @@ func verifyNode(ctx context.Context, errorf func(format string, args ...any), js
 			}
 		}
 		if h.msgs > 0 {
-			if _, err := projection.Fold(id, js.Read(ctx, id, 0)); err != nil {
+			if _, err := projection.Fold(id, messages(msgs)); err != nil {
 				errorf("instance %q does not fold: %v", id, err)
 			}
 		}
@@ -271,39 +287,56 @@ func (c *collector) errorf(format string, args ...any) {
 	c.problems = append(c.problems, fmt.Sprintf(format, args...))
 }
 
-// verifyEveryNode runs verifyNode on a connection to each node in turn.
-// A replica may lag its leader for a moment after the load stops, so a
-// node whose verification finds problems is verified again, up to
-// attempts times, and only its last verification's problems are
+// verifyEveryNode runs verifyNode on a connection to each node, the
+// nodes side by side, and returns the figures of the first node. A
+// replica may lag its leader for a moment after the load stops, so a node
+// whose verification finds problems is verified again, up to
+// verifyAttempts times, and only its last verification's problems are
 // reported.
 func verifyEveryNode(t *testing.T, c *cluster, stream string, led *ledger) figures {
 	t.Helper()
-	var f figures
-	for _, n := range c.nodes {
-		js, err := jetstream.Connect(t.Context(), n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-verify-" + n.name},
-			jetstream.Config{Stream: stream, Replicas: 3, NoCreate: true, Logger: quietLogger(t)})
-		if err != nil {
-			t.Fatalf("verify on node %s: connect: %v", n.name, err)
-		}
-		var col collector
-		for attempt := 1; ; attempt++ {
-			col = collector{}
-			f, err = verifyNode(t.Context(), col.errorf, js, led)
-			if err != nil {
-				col.errorf("reading from node %s: %v", n.name, err)
-			}
-			if len(col.problems) == 0 || attempt == verifyAttempts {
-				break
-			}
-			t.Logf("node %s: verification attempt %d found %d problems (first: %s); verifying again", n.name, attempt, len(col.problems), col.problems[0])
-			sleep(t.Context(), verifyRetryWait)
-		}
-		_ = js.Close()
-		for _, p := range col.problems {
+	figs := make([]figures, len(c.nodes))
+	problems := make([][]string, len(c.nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.nodes {
+		wg.Go(func() { figs[i], problems[i] = verifyOnNode(t, n, stream, led) })
+	}
+	wg.Wait()
+	for i, n := range c.nodes {
+		for _, p := range problems[i] {
 			t.Errorf("node %s: %s", n.name, p)
 		}
 	}
-	return f
+	return figs[0]
+}
+
+// verifyOnNode runs verifyNode on a connection to n, again while it finds
+// problems (up to verifyAttempts times), and returns the figures and the
+// problems of the last run.
+func verifyOnNode(t *testing.T, n *node, stream string, led *ledger) (figures, []string) {
+	began := time.Now()
+	js, err := jetstream.Connect(t.Context(), n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-verify-" + n.name},
+		jetstream.Config{Stream: stream, Replicas: 3, NoCreate: true, Logger: quietLogger(t)})
+	if err != nil {
+		return figures{}, []string{fmt.Sprintf("connect to verify: %v", err)}
+	}
+	defer func() { _ = js.Close() }()
+	var f figures
+	var col collector
+	for attempt := 1; ; attempt++ {
+		col = collector{}
+		f, err = verifyNode(t.Context(), col.errorf, js, led)
+		if err != nil {
+			col.errorf("reading from node %s: %v", n.name, err)
+		}
+		if len(col.problems) == 0 || attempt == verifyAttempts {
+			break
+		}
+		t.Logf("node %s: verification attempt %d found %d problems (first: %s); verifying again", n.name, attempt, len(col.problems), col.problems[0])
+		sleep(t.Context(), verifyRetryWait)
+	}
+	t.Logf("node %s: verified in %v, %d problems", n.name, time.Since(began).Round(time.Millisecond), len(col.problems))
+	return f, col.problems
 }
 
 func isAlreadyExists(err error) bool {
