@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -231,4 +234,39 @@ func (t *tailBuffer) sawRace() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.race
+}
+
+// TestNodePortInUse checks that a node whose client port is taken exits
+// at once and says why, instead of leaving its parent to wait out
+// readyTimeout: that is what lets startCluster retry on new ports.
+func TestNodePortInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node process; skipped with -short")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer func() { _ = l.Close() }()
+	taken := l.Addr().(*net.TCPAddr).Port
+	ports := distinctPorts(t, 1)
+	spec := nodeSpec{Name: "n1", Dir: t.TempDir(), ClientPort: taken, ClusterPort: ports[0],
+		Routes: []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0])}}
+	p, err := spawn("node n1 (run 1)", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.kill()
+	began := time.Now()
+	err = p.waitReady(readyTimeout)
+	if err == nil {
+		t.Fatalf("a node on port %d, which is taken, got ready", taken)
+	}
+	if took := time.Since(began); took > readyTimeout/2 {
+		t.Errorf("the node took %v to report that its port is taken", took)
+	}
+	if want := strconv.Itoa(taken); !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q: want the node's exit and its listen error on port %s", err, want)
+	}
+	t.Logf("%v later: %v", time.Since(began).Round(time.Millisecond), err)
 }
