@@ -24,7 +24,7 @@ const (
 	size            = 3
 	clients         = 4
 	roundsCI        = 1
-	roundsSoak      = 6
+	roundsSoak      = 12
 	gracefulEvery   = 3 // soak: every third round shuts the nodes down gracefully instead of killing them
 	stream          = "RUNLOG_CLUSTER"
 	electionWait    = time.Minute     // for a leader (meta or stream) to be elected
@@ -147,7 +147,7 @@ func TestNodeLoss(t *testing.T) {
 		w.stop()
 		t.Fatalf(format, args...)
 	}
-	var kills, shutdowns int
+	var kills, shutdowns int // nodes killed with SIGKILL, shut down gracefully
 	// takeDown kills the node named name, or shuts it down gracefully.
 	takeDown := func(round int, name string, graceful bool) {
 		t.Helper()
@@ -161,6 +161,12 @@ func TestNodeLoss(t *testing.T) {
 		}
 		shutdowns++
 	}
+	metaLeader := func() string {
+		if m := c.metaLeader(); m != "" {
+			return m
+		}
+		return "none reported"
+	}
 	how := func(graceful bool) string {
 		if graceful {
 			return "shut down gracefully"
@@ -169,7 +175,7 @@ func TestNodeLoss(t *testing.T) {
 	}
 	progress("before the first fault")
 
-	var elections []time.Duration // from each stream leader's loss to its successor
+	var elections []string // from each stream leader's loss to its successor
 	for round := 1; round <= rounds; round++ {
 		graceful := faulttest.Soak() && round%gracefulEvery == 0
 
@@ -179,7 +185,7 @@ func TestNodeLoss(t *testing.T) {
 			fatal("round %d: stream not ready for the next fault: %v", round, err)
 		}
 		old := ci.Leader
-		meta := c.metaLeader()
+		meta := metaLeader()
 		at := time.Now() // for a graceful shutdown, the handover is part of the election
 		takeDown(round, old, graceful)
 		step("round %d: the stream leader %s %s (meta leader %s)", round, old, how(graceful), meta)
@@ -187,7 +193,11 @@ func TestNodeLoss(t *testing.T) {
 		if err != nil {
 			fatal("round %d: no new stream leader after %s went down: %v", round, old, err)
 		}
-		elections = append(elections, time.Since(at))
+		election := time.Since(at).Round(100 * time.Millisecond).String()
+		if graceful {
+			election += " (graceful)"
+		}
+		elections = append(elections, election)
 		step("round %d: %s leads the stream %v after the loss of %s", round, leader, time.Since(at).Round(time.Millisecond), old)
 		progress("after the leader went down")
 		step("round %d: the clients carry on without %s", round, old)
@@ -214,7 +224,7 @@ func TestNodeLoss(t *testing.T) {
 		}
 		slices.Sort(followers)
 		f := followers[sched.IntN(len(followers))]
-		meta = c.metaLeader()
+		meta = metaLeader()
 		takeDown(round, f, graceful)
 		step("round %d: follower %s %s (stream leader %s, meta leader %s)", round, f, how(graceful), ci.Leader, meta)
 		progress("after a follower went down")
@@ -261,7 +271,7 @@ func TestNodeLoss(t *testing.T) {
 		"%d stream leader changes and %d meta leader changes observed; "+
 		"%s; conflicts returned by the log: %d with code 10164, %d with code 10071, %d other; client: %s; "+
 		"decisions acknowledged per client %v, longest time a client went without one %v; %d operations ran into their %v deadline; verified on each of the %d nodes; %v in all",
-		sd, kills, shutdowns, rounds, rounds, roundDurations(elections), streamElections, metaElections, fig,
+		sd, kills, shutdowns, rounds, rounds, elections, streamElections, metaElections, fig,
 		confl.n10164.Load(), confl.n10071.Load(), confl.other.Load(), counts,
 		acks, roundDurations(gaps), deadlines, opTimeout, size, time.Since(began).Round(time.Second))
 }
