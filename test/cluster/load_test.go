@@ -40,6 +40,7 @@ type opTrace struct {
 	codes []int
 }
 
+// reset starts the trace of a new operation.
 func (o *opTrace) reset() { o.start, o.codes = time.Now(), o.codes[:0] }
 
 // String summarises the conflicts: "16 conflicts (10164 x16) in 58ms".
@@ -71,10 +72,12 @@ var (
 	_ lifecycle.Lister = countingLog{}
 )
 
+// Read passes through to the store.
 func (l countingLog) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
 	return l.js.Read(ctx, instance, after)
 }
 
+// Append appends through the store and counts a conflict it returns.
 func (l countingLog) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
 	seq, err := l.js.Append(ctx, instance, msg, expect)
 	if errors.Is(err, lifecycle.ErrWrongSequence) {
@@ -98,10 +101,12 @@ func (l countingLog) Append(ctx context.Context, instance string, msg events.Mes
 	return seq, err
 }
 
+// LastMessage passes through to the store.
 func (l countingLog) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
 	return l.js.LastMessage(ctx, instance)
 }
 
+// Instances passes through to the store.
 func (l countingLog) Instances(ctx context.Context, after string, limit int) ([]string, error) {
 	return l.js.Instances(ctx, after, limit)
 }
@@ -115,6 +120,7 @@ const (
 	unknown                    // any other error: may or may not have landed
 )
 
+// classify tells what a caller learnt from err.
 func classify(err error) outcome {
 	switch {
 	case err == nil:
@@ -160,8 +166,10 @@ type ledger struct {
 	frontier atomic.Int64 // len(created)
 }
 
+// newLedger returns an empty ledger.
 func newLedger() *ledger { return &ledger{attempts: make(map[string][]attempt)} }
 
+// attempt records a PrepareRun of pool id id.
 func (l *ledger) attempt(id string, a attempt) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -175,6 +183,7 @@ func (l *ledger) attempt(id string, a attempt) {
 	}
 }
 
+// write records a checkpoint or a signal.
 func (l *ledger) write(w write) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -184,6 +193,7 @@ func (l *ledger) write(w write) {
 	}
 }
 
+// randomCreated returns a pool id some client created, if any.
 func (l *ledger) randomCreated(rng *rand.Rand) (string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -153,6 +153,7 @@ type stderrLogger struct {
 	mu   sync.Mutex
 }
 
+// printf writes one line to stderr.
 func (l *stderrLogger) printf(level, format string, v []any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -267,6 +267,8 @@ type monitor struct {
 	stream string
 }
 
+// newMonitor connects to every node of c to watch stream; the
+// connection is closed when the test ends.
 func newMonitor(t *testing.T, c *cluster, stream string) *monitor {
 	t.Helper()
 	nc, err := nats.Connect(c.urls(), nats.Name("runlog-cluster-monitor"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),

@@ -38,8 +38,10 @@ type figures struct {
 	messages       int
 }
 
+// acked returns the decisions acknowledged.
 func (f figures) acked() int { return f.created + f.checkpoints + f.signals }
 
+// String sums the figures up in one line.
 func (f figures) String() string {
 	return fmt.Sprintf("%d decisions acknowledged (%d creations, %d checkpoints, %d signals), %d lost; "+
 		"%d PrepareRun(Fail) calls on %d pool ids (%d ids raced by several clients): %d Created, %d ErrAlreadyExists, %d other refusals, %d unknown outcomes; "+
@@ -67,6 +69,7 @@ type history struct {
 	msgs    int
 }
 
+// commitRef is a snapshot.created event: its sequence and run.
 type commitRef struct {
 	seq uint64
 	run string
@@ -283,6 +286,7 @@ func checkCallers(t *testing.T, led *ledger) {
 // replicas catch up, and reported once.
 type collector struct{ problems []string }
 
+// errorf records a problem.
 func (c *collector) errorf(format string, args ...any) {
 	c.problems = append(c.problems, fmt.Sprintf(format, args...))
 }
@@ -339,6 +343,7 @@ func verifyOnNode(t *testing.T, n *node, stream string, led *ledger) (figures, [
 	return f, col.problems
 }
 
+// isAlreadyExists reports whether err is lifecycle's AlreadyExistsError.
 func isAlreadyExists(err error) bool {
 	_, ok := errors.AsType[*lifecycle.AlreadyExistsError](err)
 	return ok
