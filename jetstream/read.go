@@ -184,14 +184,30 @@ func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(*n
 // LastMessage returns the last message of instance, with ok false if it
 // has none. It implements [lifecycle.Last]. It uses a direct get, so on a
 // replicated stream it may lag the leader by a few writes (see
-// [Store.Read]). An invalid instance id gives an error matching
+// [Store.Read]). The get has its own deadline of 5 s within ctx and is
+// asked again once if it goes unanswered (a replica that died while
+// answering), so a dead server costs seconds, not the caller's deadline.
+// An invalid instance id gives an error matching
 // [workflow.ErrInvalidInstanceID]; other errors are wrapped as
 // "jetstream: last message <id>: ...".
 func (s *Store) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
 	if err := workflow.ValidateInstanceID(instance); err != nil {
 		return events.Message{}, false, fmt.Errorf("jetstream: last message: %w", err)
 	}
-	raw, err := s.stream.GetLastMsgForSubject(ctx, s.SubjectFor(instance))
+	// Each attempt has its own deadline: a direct get answered by a
+	// replica that dies is lost, and would otherwise hold the caller until
+	// its own deadline. A lost attempt is asked again once (another
+	// replica answers).
+	var raw *natsjs.RawStreamMsg
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, readPageTimeout)
+		raw, err = s.stream.GetLastMsgForSubject(actx, s.SubjectFor(instance))
+		cancel()
+		if attempt == 2 || ctx.Err() != nil || !transient(err) {
+			break
+		}
+	}
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
 		return events.Message{}, false, nil
 	}
@@ -207,10 +223,9 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 // published by another program); it matches [ErrInvalidSubject].
 type ScannedMessage = events.Scanned
 
-// scanWait is how often Scan, while no message arrives, asks the server
-// whether any are left (the last ones may have been deleted since the
-// scan started).
-const scanWait = 5 * time.Second
+// defaultScanWait is how often Scan, while no message arrives, asks the
+// server whether any are left.
+const defaultScanWait = 5 * time.Second
 
 // Scan returns the messages of the stream stored when it starts, with a
 // sequence greater than after, in sequence order, whatever their
@@ -272,9 +287,10 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 			cc.Stop()
 			s.deleteConsumer(ctx, cons)
 		}()
-		tick := time.NewTicker(scanWait)
+		tick := time.NewTicker(s.scanWait)
 		defer tick.Stop()
 		idle := false
+		seen := after // the sequence of the last message read
 		for {
 			var m natsjs.Msg
 			select {
@@ -290,12 +306,16 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 				}
 				// Nothing for a whole tick: are messages left at all (the
 				// last ones may have been deleted since the scan began)?
-				ci, err := cons.Info(ctx)
-				if err != nil {
-					fail(err)
+				// A direct get of the next one says, with the reader's
+				// permissions.
+				gctx, cancel := context.WithTimeout(ctx, readPageTimeout)
+				next, err := s.stream.GetMsg(gctx, seen+1, natsjs.WithGetMsgSubject(s.cfg.Subject+".>"))
+				cancel()
+				switch {
+				case errors.Is(err, natsjs.ErrMsgNotFound), err == nil && next.Sequence > last:
 					return
-				}
-				if ci.NumPending == 0 {
+				case err != nil && !transient(err):
+					fail(err)
 					return
 				}
 				continue
@@ -309,6 +329,7 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 			if seq > last {
 				return
 			}
+			seen = seq
 			sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}, Subject: m.Subject()}
 			if h := m.Headers(); len(h) > 0 {
 				// The header map is this message's own: no copy.

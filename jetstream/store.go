@@ -44,6 +44,10 @@ type Store struct {
 	// request sends an append's publish and waits for the answer:
 	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
 	request func(context.Context, *nats.Msg) (*nats.Msg, error)
+	// scanWait is how often Scan, while no message arrives, asks whether
+	// any are left (the last ones may have been deleted since the scan
+	// began): defaultScanWait (a seam for the tests).
+	scanWait time.Duration
 
 	ownConn bool      // Close closes nc
 	emb     *Embedded // Close closes it, if not nil
@@ -86,7 +90,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		nc:      nc,
 		js:      js,
 		stream:  stream,
-		request: nc.RequestMsgWithContext,
+		request:  nc.RequestMsgWithContext,
+		scanWait: defaultScanWait,
 	}, nil
 }
 

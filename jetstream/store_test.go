@@ -489,6 +489,61 @@ func TestAppendTooLarge(t *testing.T) {
 	mustAppend(t, s, "big", msg, 0)
 }
 
+// A scan whose last messages were deleted ends instead of waiting for
+// them for ever: the stream's last sequence stays that of a deleted
+// message (runlog's streams deny deletes, but a stream made by someone
+// else may not).
+func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := streamConfig(cfg)
+	sc.DenyDelete = false
+	st, err := js.CreateStream(t.Context(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(t.Context(), nc, Config{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Open on a stream that allows deletes: %v", err)
+	}
+	s.scanWait = 50 * time.Millisecond
+	first := mustAppend(t, s, "a", testMsg("m1", "one"), 0)
+	second := mustAppend(t, s, "a", testMsg("m2", "two"), first)
+	third := mustAppend(t, s, "b", testMsg("m3", "three"), 0)
+	for _, seq := range []uint64{second, third} {
+		if err := st.DeleteMsg(t.Context(), seq); err != nil {
+			t.Fatalf("delete %d: %v", seq, err)
+		}
+	}
+	scan := func(after uint64) []uint64 {
+		t.Helper()
+		var got []uint64
+		for m, err := range s.Scan(t.Context(), after) {
+			if err != nil {
+				t.Fatalf("Scan after %d: %v", after, err)
+			}
+			got = append(got, m.Seq)
+		}
+		return got
+	}
+	if got := scan(0); !slices.Equal(got, []uint64{first}) {
+		t.Errorf("Scan from the start = %v, want [%d]", got, first)
+	}
+	// Nothing is left after first, though the stream's last sequence is
+	// third's: the scan finds out and ends.
+	if got := scan(first); len(got) != 0 {
+		t.Errorf("Scan after %d = %v, want nothing", first, got)
+	}
+}
+
 func TestAppendClosedConnection(t *testing.T) {
 	s, _, nc := newStore(t, Config{})
 	nc.Close()
