@@ -369,6 +369,19 @@ func benchVerify(b *testing.B, instances int) {
 	b.ReportMetric(float64(rep.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// seedEnv opens the embedded store in dir (the stream runlog creates by
+// default, the benchmarks' sync setting) for a seeding test, closed when
+// the test ends.
+func seedEnv(t *testing.T, dir string) *env {
+	t.Helper()
+	s, err := jetstream.OpenEmbedded(context.Background(), jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
+	if err != nil {
+		t.Fatalf("open embedded: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+}
+
 // TestSeedVerifyStore writes the store `replay verify` is measured on
 // (BENCHMARKS.md §5.6): 100 instances of 10,000 events, the histories of
 // BenchmarkVerify1M, into the embedded store directory
@@ -384,13 +397,7 @@ func TestSeedVerifyStore(t *testing.T) {
 		t.Skip("set RUNLOG_BENCH_SEED_DIR to a new directory to write the one-million-event store")
 	}
 	const instances, group = 100, 10
-	ctx := context.Background()
-	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
-	if err != nil {
-		t.Fatalf("open embedded: %v", err)
-	}
-	defer s.Close()
-	e := &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+	e := seedEnv(t, dir)
 	gen := events.NewIDSource(nil, nil)
 	for g := 0; g < instances; g += group {
 		hs := make([][]events.Message, group)
@@ -420,13 +427,7 @@ func TestSeedInstancesStore(t *testing.T) {
 	if dir == "" {
 		t.Skip("set RUNLOG_BENCH_SEED_INSTANCES_DIR to a new directory to write the one-million-instance store")
 	}
-	ctx := context.Background()
-	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
-	if err != nil {
-		t.Fatalf("open embedded: %v", err)
-	}
-	defer s.Close()
-	e := &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+	e := seedEnv(t, dir)
 	const instances = 1_000_000
 	e.bulkCreate(t, "i", instances)
 	t.Logf("%d instances written to %s", instances, dir)
