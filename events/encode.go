@@ -455,9 +455,32 @@ func (e *encoder) checkpoint(d *CheckpointSavedData) {
 	}
 }
 
+// sizeHint is a capacity for the encoding of c that is rarely exceeded:
+// the envelope and each event's fixed part, plus the base64 of the byte
+// payloads that make commits large (inputs, outputs), so that the buffer
+// is allocated once.
+func sizeHint(c *Commit) int {
+	n := 256 + len(c.Instance) + len(c.Command) + len(c.Actor)
+	b64 := func(p []byte) int { return base64.StdEncoding.EncodedLen(len(p)) }
+	for _, ev := range c.Events {
+		n += 256
+		switch d := ev.Data.(type) {
+		case *SnapshotCreatedData:
+			n += b64(d.Input)
+		case *CheckpointSavedData:
+			for _, out := range d.Completed {
+				n += 80 + b64(out)
+			}
+		case *TaskCompletedData:
+			n += b64(d.Output)
+		}
+	}
+	return n
+}
+
 // encodeCommit writes the commit's payload.
 func encodeCommit(c *Commit) ([]byte, error) {
-	e := &encoder{b: make([]byte, 0, 512)}
+	e := &encoder{b: make([]byte, 0, sizeHint(c))}
 	e.raw(`{"v":`)
 	e.int(SchemaVersion)
 	e.key("id")
