@@ -376,20 +376,26 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 		dl := *d.Deadline
 		snap.TaskDeadline = &dl
 	}
-	for id, r := range d.Retries { // (ranging over a nil map costs nothing)
+	// The maps below are usually empty: a length check costs less than
+	// starting an iteration.
+	if len(d.Retries) > 0 {
 		if snap.TaskRetries == nil {
-			snap.TaskRetries = make(map[workflow.TaskID]workflow.TaskRetryState)
+			snap.TaskRetries = make(map[workflow.TaskID]workflow.TaskRetryState, len(d.Retries))
 		}
-		snap.TaskRetries[id] = r
+		for id, r := range d.Retries {
+			snap.TaskRetries[id] = r
+		}
 	}
 	for _, id := range d.RemovedRetries {
 		delete(snap.TaskRetries, id)
 	}
-	for id, n := range d.Loops {
+	if len(d.Loops) > 0 {
 		if snap.LoopIterations == nil {
-			snap.LoopIterations = make(map[workflow.TaskID]uint32)
+			snap.LoopIterations = make(map[workflow.TaskID]uint32, len(d.Loops))
 		}
-		snap.LoopIterations[id] = n
+		for id, n := range d.Loops {
+			snap.LoopIterations[id] = n
+		}
 	}
 	for _, id := range d.RemovedLoops {
 		delete(snap.LoopIterations, id)
