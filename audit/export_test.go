@@ -2,11 +2,14 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +72,43 @@ func TestExportFormat(t *testing.T) {
 	ls = lines(out)
 	if len(ls) != 1+len(msgs["c"])+len(msgs["a"]) || !bytes.Contains(ls[1], []byte(`"instance":"c"`)) {
 		t.Fatalf("export of c, a:\n%s", out)
+	}
+}
+
+// reverseLister is an AllLister that lists its instances in reverse id
+// order, in one pass.
+type reverseLister struct{ *memlog.Log }
+
+func (r reverseLister) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		ids, err := r.Instances(ctx, "", 0)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		slices.Reverse(ids)
+		for _, id := range ids {
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}
+}
+
+// A source that lists all its instances in one pass is listed so, in its
+// order, instead of page by page.
+func TestExportAllLister(t *testing.T) {
+	l := cleanLog(t)
+	var got []string
+	for _, ln := range lines(export(t, reverseLister{l}, ExportOptions{}))[1:] {
+		var fl fileLine
+		must(t, json.Unmarshal(ln, &fl))
+		if len(got) == 0 || got[len(got)-1] != fl.Instance {
+			got = append(got, fl.Instance)
+		}
+	}
+	if want := []string{"c", "b", "a"}; !slices.Equal(got, want) {
+		t.Fatalf("exported instances in the order %v, want the lister's %v", got, want)
 	}
 }
 

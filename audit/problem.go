@@ -33,6 +33,15 @@ type Scanner interface {
 	Scan(ctx context.Context, after uint64) iter.Seq2[events.Scanned, error]
 }
 
+// An AllLister is a [Source] that can list all its instances in one pass,
+// in an order of its own, more cheaply than page by page in id order
+// (jetstream.Store: page by page, each page reads the stream's whole
+// subject list). [Export] and [Verify] go through every instance with it
+// when the source has it.
+type AllLister interface {
+	AllInstances(ctx context.Context, after string) iter.Seq2[string, error]
+}
+
 // A Counter is a [Scanner] that can say how many messages each instance
 // has. A one-pass [Verify] asks once its scan has begun, and finishes
 // each instance as soon as its last message is read, so that its memory
@@ -174,7 +183,8 @@ const progressEvery = 4096
 const defaultPageSize = 1000
 
 // instanceIDs calls fn with every instance id: ids (de-duplicated, in
-// order) when given, else every instance of src, paged. It stops at the
+// order) when given, else every instance of src, in one pass if src is an
+// AllLister, else paged. It stops at the
 // first error fn returns.
 func instanceIDs(ctx context.Context, src Source, ids []string, pageSize int, fn func(id string) error) error {
 	if len(ids) > 0 {
@@ -184,6 +194,17 @@ func instanceIDs(ctx context.Context, src Source, ids []string, pageSize int, fn
 				continue
 			}
 			seen[id] = struct{}{}
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if all, ok := src.(AllLister); ok {
+		for id, err := range all.AllInstances(ctx, "") {
+			if err != nil {
+				return fmt.Errorf("list instances: %w", err)
+			}
 			if err := fn(id); err != nil {
 				return err
 			}
