@@ -121,6 +121,11 @@ func runList(ctx context.Context, e *env, args []string) error {
 	if o.limit < 0 {
 		return usagef("--limit must not be negative")
 	}
+	if o.after != "" {
+		if err := workflow.ValidateInstanceID(o.after); err != nil {
+			return usagef("--after: %v", err)
+		}
+	}
 	if o.sortBy != "" && o.after != "" {
 		return usagef("--after pages the unsorted list; with --sort, narrow the list with --status/--since/--until and --limit")
 	}

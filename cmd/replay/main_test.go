@@ -611,6 +611,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"list", "--sort", "size"}, "unknown --sort"},
 		{[]string{"list", "--status", "running"}, `unknown status "running"`},
 		{[]string{"list", "--sort", "id", "--after", "x"}, "--after pages the unsorted list"},
+		{[]string{"list", "--after", strings.Repeat("x", 257)}, "--after: "},
 		{[]string{"list", "-o", "yaml"}, `unknown output format "yaml"`},
 		{[]string{"list", "--bogus"}, "flag provided but not defined"},
 		{[]string{"list", "--dir", dir, "--server", "nats://127.0.0.1:1"}, "exclusive"},
