@@ -390,6 +390,12 @@ func TestVerifyForeignMessage(t *testing.T) {
 	if v.OK || len(v.Problems) == 0 || v.Problems[0].Seq != ack.Sequence || v.Problems[0].Instance != "order-s1-2" {
 		t.Errorf("verify -o json = %+v, want a problem at seq %d", v, ack.Sequence)
 	}
+	// --max-problems 1 stops the one pass over the stream at the problem
+	// and says how far it read.
+	r = replay(t, "verify", "--dir", dir, "--max-problems", "1")
+	if r.code != exitProblems || !strings.Contains(r.stdout, fmt.Sprintf("read through seq %d only", ack.Sequence)) {
+		t.Errorf("verify --max-problems 1: exit %d, want %d and where it stopped:\n%s", r.code, exitProblems, r.stdout)
+	}
 	// The other instances are clean.
 	mustRun(t, "verify", "order-s1-1", "etl-s1", "--dir", dir)
 	// show marks the message and exits 1.
