@@ -85,11 +85,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		cfg:     cfg,
-		log:     cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
-		nc:      nc,
-		js:      js,
-		stream:  stream,
+		cfg:      cfg,
+		log:      cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
+		nc:       nc,
+		js:       js,
+		stream:   stream,
 		request:  nc.RequestMsgWithContext,
 		scanWait: defaultScanWait,
 	}, nil
