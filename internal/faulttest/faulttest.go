@@ -1,14 +1,18 @@
 // Package faulttest holds what the fault tests (test/crash, test/cluster)
-// share: their seed and soak switches, and a runner of concurrent writers.
+// share: their seed and soak switches, a runner of concurrent writers,
+// loopback ports that survive restarts, and what counts as a refusal.
 package faulttest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/runlog/runlog/lifecycle"
 )
 
 // Seed returns $RUNLOG_SEED, or 1: fixed schedules by default.
@@ -54,4 +58,20 @@ func Start[S Stepper](ctx context.Context, writers []S) *Load {
 func (l *Load) Stop() {
 	l.halt.Store(true)
 	l.wg.Wait()
+}
+
+// Refused reports whether err is a refusal by the store: a domain error
+// (already exists, stale, terminal, not found, cannot cancel or pause,
+// definition mismatch, invalid request) or a give-up after conflicts. A
+// refused decision wrote nothing; any other error may or may not have
+// landed.
+func Refused(err error) bool {
+	for _, target := range []error{lifecycle.ErrAlreadyExists, lifecycle.ErrStale, lifecycle.ErrTerminal,
+		lifecycle.ErrNotFound, lifecycle.ErrCannotCancel, lifecycle.ErrCannotPause, lifecycle.ErrDefinitionMismatch,
+		lifecycle.ErrInvalidRequest, lifecycle.ErrConcurrentModification} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/faulttest"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/workflow"
@@ -125,10 +126,7 @@ func classify(err error) outcome {
 	switch {
 	case err == nil:
 		return acked
-	case errors.Is(err, lifecycle.ErrAlreadyExists), errors.Is(err, lifecycle.ErrStale),
-		errors.Is(err, lifecycle.ErrTerminal), errors.Is(err, lifecycle.ErrNotFound),
-		errors.Is(err, lifecycle.ErrCannotPause), errors.Is(err, lifecycle.ErrDefinitionMismatch),
-		errors.Is(err, lifecycle.ErrInvalidRequest), errors.Is(err, lifecycle.ErrConcurrentModification):
+	case faulttest.Refused(err):
 		return refused
 	}
 	return unknown

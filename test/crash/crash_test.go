@@ -315,10 +315,7 @@ func classify(err error) outcome {
 	switch {
 	case err == nil:
 		return acked
-	case errors.Is(err, lifecycle.ErrAlreadyExists), errors.Is(err, lifecycle.ErrStale),
-		errors.Is(err, lifecycle.ErrTerminal), errors.Is(err, lifecycle.ErrNotFound),
-		errors.Is(err, lifecycle.ErrCannotCancel), errors.Is(err, lifecycle.ErrDefinitionMismatch),
-		errors.Is(err, lifecycle.ErrInvalidRequest), errors.Is(err, lifecycle.ErrConcurrentModification):
+	case faulttest.Refused(err):
 		return refused
 	}
 	return unknown
