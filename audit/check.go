@@ -189,6 +189,26 @@ func checkHeaders(m events.Message, rec events.Record) string {
 	return strings.Join(bad, "; ")
 }
 
+// reservedDetail describes the headers of h that only the server may set
+// ([events.ServerHeaders]), "" when there are none. Such a header was
+// stored by whoever published the message, to pass off a sequence, time
+// or subject of its own.
+func reservedDetail(h map[string][]string) string {
+	names := events.ReservedHeaders(h)
+	if len(names) == 0 {
+		return ""
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s: %q", n, strings.Join(h[n], ","))
+	}
+	noun := "header"
+	if len(names) > 1 {
+		noun = "headers"
+	}
+	return fmt.Sprintf("stored with the %s %s, which only the server sets on what it delivers: the publisher tried to pass off a sequence, time or subject of its own (runlog reads those from the server and never writes such a header)", noun, strings.Join(parts, ", "))
+}
+
 // idSet records the commit and event ids of one instance (their idKey),
 // with the sequence of the message that holds each.
 type idSet struct {

@@ -355,6 +355,11 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		// The line number stands for the sequence while checking: it
 		// increases, whatever the source stream's sequences were.
 		m := events.Message{Seq: uint64(line), Time: ln.Time, MsgID: ln.MsgID, Header: ln.Headers, Data: data}
+		if d := reservedDetail(ln.Headers); d != "" {
+			// Refused whatever else the line holds: the destination
+			// would store the forged header.
+			ps.add(problem(KindHeader, d))
+		}
 		h := workflow.Sha256(data)
 		rec, kind, detail := decodeFor(m, h, ln.Instance)
 		if kind == "" {

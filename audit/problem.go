@@ -52,6 +52,17 @@ type Counter interface {
 	InstanceCounts(ctx context.Context) (map[string]uint64, error)
 }
 
+// A StreamChecker is a [Source] that can say which of its log's settings
+// could lose, rewrite or add to its history behind runlog's back (on
+// JetStream: a stream that allows deletes, purges, rollups, TTLs, or has
+// limits that discard messages). [Verify] reports each as a
+// [KindStream] problem: a log that verifies today but may silently lose
+// history tomorrow is not one an auditor can rely on. jetstream.Store is
+// one.
+type StreamChecker interface {
+	StreamProblems(ctx context.Context) ([]string, error)
+}
+
 // ProblemKind classifies a [Problem]. The values are stable strings, fit
 // for JSON output and for filtering.
 type ProblemKind string
@@ -95,13 +106,18 @@ const (
 	// KindHeader: message headers that contradict the payload
 	// (Nats-Msg-Id, Runlog-Events, Runlog-Run, Runlog-Schema,
 	// Runlog-Command; an absent header is not
-	// checked). Headers are not covered by the hash chain, but consumers
+	// checked), or a stored header that only the server sets on what it
+	// delivers ([events.ServerHeaders]: a forged Nats-Sequence,
+	// Nats-Time-Stamp, ...), on any message. Headers are not covered by the hash chain, but consumers
 	// filter on them and JetStream de-duplicates on Nats-Msg-Id.
 	KindHeader ProblemKind = "header"
 	// KindAnchor: a head given in [VerifyOptions.Anchors] that the
 	// instance's history does not contain: it was truncated or rewritten
 	// after the head was recorded.
 	KindAnchor ProblemKind = "anchor"
+	// KindStream: a setting of the log itself under which history can
+	// be lost or rewritten (see [StreamChecker]); Instance is empty.
+	KindStream ProblemKind = "stream"
 	// KindEmpty: an instance asked for by id that has no history.
 	KindEmpty ProblemKind = "empty"
 	// KindFormat: an export line that is not in the export format (import

@@ -119,6 +119,12 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 	} else {
 		err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull)
 	}
+	if err == nil || err == errFull {
+		// The log's own settings, read once its messages are.
+		if serr := streamProblems(ctx, src, rep); serr != nil {
+			return rep, fmt.Errorf("audit: verify: %w", serr)
+		}
+	}
 	if err == errFull {
 		rep.Incomplete = true
 		if len(rep.Problems) > opts.MaxProblems {
@@ -141,6 +147,28 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 		}
 	}
 	return rep, nil
+}
+
+// streamProblems puts the problems of src's own settings, if it is a
+// [StreamChecker], before the instances' problems.
+func streamProblems(ctx context.Context, src Source, rep *Report) error {
+	sc, ok := src.(StreamChecker)
+	if !ok {
+		return nil
+	}
+	ds, err := sc.StreamProblems(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	ps := make([]Problem, 0, len(ds)+len(rep.Problems))
+	for _, d := range ds {
+		ps = append(ps, Problem{Kind: KindStream, Detail: d + ": history can be lost or rewritten behind runlog's back; fix the stream's configuration (runlog never changes an existing stream)"})
+	}
+	rep.Problems = append(ps, rep.Problems...)
+	return nil
 }
 
 // verifyInstances verifies the instances of opts.IDs, or every instance
@@ -370,6 +398,9 @@ func (v *instVerifier) add(m events.Message) {
 	v.bytes += len(m.Data)
 	v.lastSeq, v.lastHash, v.lastTime = m.Seq, h, m.Time
 
+	if d := reservedDetail(m.Header); d != "" {
+		v.ps.add(v.problem(m.Seq, KindHeader, d))
+	}
 	for i := range v.anchors {
 		if v.anchors[i].Hash == h {
 			v.anchored[i] = true

@@ -1,6 +1,12 @@
 package events
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Message is one stored message of an instance's history as the event log
 // holds it: the raw bytes of one commit, before decoding. A log fills Seq
@@ -41,4 +47,66 @@ type Scanned struct {
 	// (on JetStream: its subject is under the log's prefix but is not a
 	// canonical instance subject, as when another program published it).
 	InstanceErr error
+}
+
+// ServerHeaders are the headers a NATS server adds to the messages it
+// delivers (direct gets, batched gets, republished and consumed messages):
+// the stream, subject, sequence and time it stored a message with, and the
+// counts of a batched read. They are never part of a stored commit. A
+// stored message that carries one was published by someone who tried to
+// pass off a sequence or time of their own: readers take these facts only
+// from the server (the JetStream log reads the values the server appends
+// after the stored headers), [Log] implementations refuse to append such a
+// message with [ErrReservedHeader], and audits report one. Names are
+// compared case-insensitively, as NATS header names are by most clients.
+var ServerHeaders = []string{
+	"Nats-Stream",
+	"Nats-Subject",
+	"Nats-Sequence",
+	"Nats-Time-Stamp",
+	"Nats-Num-Pending",
+	"Nats-Last-Sequence",
+	"Nats-UpTo-Sequence",
+	"Nats-Msg-Size",
+	"Nats-Last-Consumer",
+	"Nats-Last-Stream",
+	"Nats-Pending-Messages",
+	"Nats-Pending-Bytes",
+}
+
+// ErrReservedHeader is matched by the error a log returns for a message
+// that carries one of [ServerHeaders]; nothing is stored.
+var ErrReservedHeader = errors.New("events: header reserved for the server")
+
+// IsServerHeader reports whether name is one of [ServerHeaders], in any
+// letter case.
+func IsServerHeader(name string) bool {
+	for _, h := range ServerHeaders {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReservedHeaders returns the names of h that are [ServerHeaders], sorted,
+// or nil.
+func ReservedHeaders(h map[string][]string) []string {
+	var names []string
+	for k := range h {
+		if IsServerHeader(k) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// CheckHeaders returns an error matching [ErrReservedHeader], naming them,
+// when h carries any of [ServerHeaders].
+func CheckHeaders(h map[string][]string) error {
+	if names := ReservedHeaders(h); len(names) > 0 {
+		return fmt.Errorf("%w: %s set by the publisher (the server sets it on what it delivers; a stored copy would pass off a sequence or time of its own)", ErrReservedHeader, strings.Join(names, ", "))
+	}
+	return nil
 }

@@ -46,6 +46,10 @@ const (
 //     nothing more is stored. Within the stream's duplicate window this
 //     also holds for an earlier message of the instance, if expect is
 //     the current last sequence;
+//   - the store was opened with [Config.ReadOnly]: [ErrReadOnly];
+//   - msg carries a header the server sets on what it delivers
+//     ([events.ServerHeaders], such as Nats-Sequence): an error matching
+//     [events.ErrReservedHeader]; nothing was sent;
 //   - data plus headers exceed the server's max payload: [ErrTooLarge],
 //     nothing was sent;
 //   - an invalid instance id: [workflow.ErrInvalidInstanceID];
@@ -69,6 +73,12 @@ const (
 func (s *Store) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
 	if err := workflow.ValidateInstanceID(instance); err != nil {
 		return 0, fmt.Errorf("jetstream: append: %w", err)
+	}
+	if s.cfg.ReadOnly {
+		return 0, fmt.Errorf("jetstream: append %q: %w; nothing was sent", instance, ErrReadOnly)
+	}
+	if err := events.CheckHeaders(msg.Header); err != nil {
+		return 0, fmt.Errorf("jetstream: append %q: %w; nothing was sent", instance, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("jetstream: append %q: %w", instance, err)
@@ -280,7 +290,7 @@ func (s *Store) leaderGet(ctx context.Context, seq uint64, lastBySubj string) (e
 			return events.Message{}, "", false, err
 		}
 	}
-	return toMessage(r.Message.Seq, r.Message.Time, hdr, r.Message.Data), r.Message.Subject, true, nil
+	return storedMessage(r.Message.Seq, r.Message.Time, hdr, r.Message.Data), r.Message.Subject, true, nil
 }
 
 // apiSubject prefixes a JetStream API subject the way the JetStream

@@ -46,6 +46,14 @@ type Config struct {
 	// it, for read-only tools: the error then matches
 	// [natsjs.ErrStreamNotFound].
 	NoCreate bool
+	// ReadOnly opens the store for reading, as audits and the replay
+	// command's read commands do: a missing stream is not created (as
+	// with NoCreate), an existing one is opened even if its settings
+	// could lose history (they are reported by [Store.StreamProblems],
+	// so that an auditor learns of them instead of being shut out) or
+	// its storage and replicas are not Storage and Replicas, and
+	// [Store.Append] refuses every message with [ErrReadOnly].
+	ReadOnly bool
 }
 
 // withDefaults returns c with defaults filled in, or an error matching

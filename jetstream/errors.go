@@ -38,6 +38,10 @@ var (
 	// Nothing was sent.
 	ErrTooLarge = errors.New("jetstream: message too large")
 
+	// ErrReadOnly is matched by errors from [Store.Append] on a store
+	// opened with [Config.ReadOnly]. Nothing was sent.
+	ErrReadOnly = errors.New("jetstream: store opened read-only")
+
 	// ErrInvalidSubject is matched by errors from [DecodeID] and
 	// [Store.InstanceFromSubject] when a token or subject is not the
 	// canonical encoding of an instance id.
@@ -46,9 +50,11 @@ var (
 
 // StreamMismatchError is returned by [Open] when the stream exists but its
 // configuration differs from what the store needs in a way that matters:
-// subjects, retention, storage, replicas, direct gets, limits that would
-// drop history, discard policy, sealing, mirroring or asynchronous
-// persistence. It matches [ErrStreamMismatch]. The store never updates an
+// settings that could lose or rewrite history (deletes, purges, rollups,
+// TTLs, delete markers, schedules, counters, limits, retention, discard
+// policy, sources, asynchronous persistence) and settings the store
+// cannot work with (subjects, storage, replicas, direct gets, sealing,
+// mirroring). [Open] lists every one. It matches [ErrStreamMismatch]. The store never updates an
 // existing stream: fix the stream (nats stream edit) or the [Config].
 type StreamMismatchError struct {
 	Stream      string   // the stream name

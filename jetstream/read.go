@@ -8,44 +8,27 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/workflow"
 )
 
-// Headers the server adds to direct get replies. They are not part of the
-// stored message and are removed from [events.Message.Header].
-var directGetHeaders = []string{
-	natsjs.StreamHeader,
-	natsjs.SubjectHeader,
-	natsjs.SequenceHeader,
-	natsjs.TimeStampHeaer,
-	"Nats-Num-Pending",
-	"Nats-Last-Sequence",
-	"Nats-UpTo-Sequence",
-}
+// toMessage builds an events.Message from a direct get's message: the
+// sequence and time the server gives, the headers as stored.
+func toMessage(d directMsg) events.Message { return storedMessage(d.seq, d.time, d.header, d.data) }
 
-// toMessage builds an events.Message, copying the headers without the
-// ones a direct get adds.
-func toMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events.Message {
+// storedMessage builds an events.Message from a stored message's sequence
+// and time (as the server gives them: a consumer's reply subject, a
+// STREAM.MSG.GET's JSON, a direct get's last header values) and its
+// stored headers, which it keeps (no copy).
+func storedMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events.Message {
 	m := events.Message{Seq: seq, Time: t.UTC(), Data: data}
 	if len(hdr) > 0 {
-		m.Header = make(map[string][]string, len(hdr))
-		for k, vs := range hdr {
-			if slices.Contains(directGetHeaders, k) {
-				continue
-			}
-			m.Header[k] = append([]string(nil), vs...)
-		}
-		if len(m.Header) == 0 {
-			m.Header = nil
-		}
+		m.Header = hdr
 		if v := m.Header[events.HeaderMsgID]; len(v) > 0 {
 			m.MsgID = v[0]
 		}
@@ -81,8 +64,8 @@ func (s *Store) Read(ctx context.Context, instance string, after uint64) iter.Se
 			yield(events.Message{}, fmt.Errorf("jetstream: read: %w", err))
 			return
 		}
-		err := s.batches(ctx, s.SubjectFor(instance), after, func(raw *natsjs.RawStreamMsg) bool {
-			return yield(toMessage(raw.Sequence, raw.Time, raw.Header, raw.Data), nil)
+		err := s.batches(ctx, s.SubjectFor(instance), after, func(d directMsg) bool {
+			return yield(toMessage(d), nil)
 		})
 		if err != nil && err != errStopped {
 			if ctx.Err() != nil {
@@ -98,22 +81,18 @@ func (s *Store) Read(ctx context.Context, instance string, after uint64) iter.Se
 var errStopped = errors.New("stopped")
 
 // batches yields every message on filter with a sequence greater than
-// after, using direct batch gets. It returns nil when the messages are
+// after, using batched direct gets (see direct.go: runlog reads their
+// replies itself, taking the sequence, time and counts from the server,
+// never from the stored headers). It returns nil when the messages are
 // exhausted, errStopped when fn returns false, ctx.Err() when ctx is
 // done, or the error that ended the read.
 //
-// jetstreamext.GetBatch ends a page silently both on the server's
-// end-of-batch marker and on a timeout, so the end of the data is told
-// from the Nats-Num-Pending header instead: the server puts on each
-// message the number of matching messages left after it, 0 on the last
-// one. A page that ends with messages still pending (a timeout, or the
-// server's max bytes per batch) is followed by the next page; a page with
-// no message and no error is a timeout. A filter with no message at all
-// from the start sequence gives jetstreamext.ErrNoMessages (404).
-// readPageTimeout bounds one batched read request.
-const readPageTimeout = 5 * time.Second
-
-func (s *Store) batches(ctx context.Context, filter string, after uint64, fn func(*natsjs.RawStreamMsg) bool) error {
+// The end of the data is told from the Nats-Num-Pending header: the
+// server puts on each message the number of matching messages left after
+// it, 0 on the last one. A page that ends with messages still pending (a
+// timeout, or the server's max bytes per batch) is followed by the next
+// page; a page with no message and no error is a timeout.
+func (s *Store) batches(ctx context.Context, filter string, after uint64, fn func(directMsg) bool) error {
 	next := after + 1
 	for {
 		if err := ctx.Err(); err != nil {
@@ -138,6 +117,9 @@ func (s *Store) batches(ctx context.Context, filter string, after uint64, fn fun
 	}
 }
 
+// readPageTimeout bounds one batched read request.
+const readPageTimeout = 5 * time.Second
+
 // page reads one batch from sequence next, calling fn for each message. It
 // returns how many messages came (-1: the filter has none from next), the
 // number still pending after the last one, and the last one's sequence.
@@ -146,39 +128,22 @@ func (s *Store) batches(ctx context.Context, filter string, after uint64, fn fun
 // that died fails in readPageTimeout, not at the caller's deadline. A page
 // cut short by it while messages were flowing is harmless: paging goes on
 // from the last message received.
-func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(*natsjs.RawStreamMsg) bool) (n int, pending, last uint64, err error) {
+func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
 	pctx, cancel := context.WithTimeout(ctx, readPageTimeout)
 	defer cancel()
-	msgs, err := jetstreamext.GetBatch(pctx, s.js, s.cfg.Stream, s.cfg.ReadBatch,
-		jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(next))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for raw, err := range msgs {
-		if err != nil {
-			if errors.Is(err, jetstreamext.ErrNoMessages) && n == 0 {
-				return -1, 0, 0, nil
-			}
-			if errors.Is(err, jetstreamext.ErrBatchUnsupported) {
-				// Also what a no-responders status becomes: say
-				// whether the stream is gone.
-				if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
-					return 0, 0, 0, fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
-				}
-			}
-			return 0, 0, 0, err
-		}
-		p, perr := strconv.ParseUint(raw.Header.Get("Nats-Num-Pending"), 10, 64)
-		if perr != nil {
-			return 0, 0, 0, fmt.Errorf("%w: bad Nats-Num-Pending header: %v", jetstreamext.ErrInvalidResponse, perr)
-		}
-		n++
-		pending, last = p, raw.Sequence
-		if !fn(raw) {
-			return n, pending, last, errStopped
+	n, pending, last, err = s.directBatch(pctx, filter, next, s.cfg.ReadBatch, fn)
+	switch {
+	case err == nil, err == errStopped:
+		return n, pending, last, err
+	case ctx.Err() == nil && pctx.Err() != nil:
+		return n, pending, last, nil // the page's own deadline
+	case errors.Is(err, nats.ErrNoResponders):
+		// Say whether the stream is gone.
+		if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
+			return 0, 0, 0, fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
 		}
 	}
-	return n, pending, last, nil
+	return n, pending, last, err
 }
 
 // LastMessage returns the last message of instance, with ok false if it
@@ -198,11 +163,11 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 	// replica that dies is lost, and would otherwise hold the caller until
 	// its own deadline. A lost attempt is asked again once (another
 	// replica answers).
-	var raw *natsjs.RawStreamMsg
+	var d directMsg
 	var err error
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, readPageTimeout)
-		raw, err = s.stream.GetLastMsgForSubject(actx, s.SubjectFor(instance))
+		d, err = s.directLast(actx, s.SubjectFor(instance))
 		cancel()
 		if attempt == 2 || ctx.Err() != nil || !transient(err) {
 			break
@@ -214,7 +179,7 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 	if err != nil {
 		return events.Message{}, false, fmt.Errorf("jetstream: last message %q: %w", instance, err)
 	}
-	return toMessage(raw.Sequence, raw.Time, raw.Header, raw.Data), true, nil
+	return toMessage(d), true, nil
 }
 
 // ScannedMessage is a message seen by [Store.Scan]: the message, its
@@ -309,10 +274,10 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 				// A direct get of the next one says, with the reader's
 				// permissions.
 				gctx, cancel := context.WithTimeout(ctx, readPageTimeout)
-				next, err := s.stream.GetMsg(gctx, seen+1, natsjs.WithGetMsgSubject(s.cfg.Subject+".>"))
+				next, err := s.directNext(gctx, seen+1, s.cfg.Subject+".>")
 				cancel()
 				switch {
-				case errors.Is(err, natsjs.ErrMsgNotFound), err == nil && next.Sequence > last:
+				case errors.Is(err, natsjs.ErrMsgNotFound), err == nil && next.seq > last:
 					return
 				case err != nil && !transient(err):
 					fail(err)
@@ -608,7 +573,7 @@ func (s *Store) Follow(ctx context.Context, instance string, after uint64) iter.
 				fail(err)
 				return
 			}
-			if !yield(toMessage(md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data()), nil) {
+			if !yield(storedMessage(md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data()), nil) {
 				return
 			}
 		}

@@ -62,7 +62,14 @@ type Store struct {
 // de-duplication window). If the stream exists, Open verifies it and
 // never modifies it: a configuration that differs in a way that matters
 // gives a [*StreamMismatchError] matching [ErrStreamMismatch], naming
-// every difference. With [Config.NoCreate] a missing stream gives an
+// every difference: deletes or purges allowed, rollups, per-message TTLs,
+// subject delete markers, schedules, counters, any limit or retention
+// that discards messages, sources, asynchronous persistence (history can
+// be lost or rewritten), and subjects, storage, replicas, direct gets,
+// sealing or mirroring (the store cannot work). With [Config.ReadOnly]
+// only the subjects and direct gets must match: the settings that could
+// lose history are reported by [Store.StreamProblems] instead. With
+// [Config.NoCreate] (or ReadOnly) a missing stream gives an
 // error matching [natsjs.ErrStreamNotFound]. An invalid cfg or a nil nc
 // gives an error matching [ErrInvalidConfig]. Other errors come from the
 // server, wrapped.
@@ -120,8 +127,8 @@ func streamConfig(cfg Config) natsjs.StreamConfig {
 // ensureStream creates the stream or verifies the existing one.
 func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.Stream, error) {
 	stream, err := js.Stream(ctx, cfg.Stream)
-	if errors.Is(err, natsjs.ErrStreamNotFound) && cfg.NoCreate {
-		return nil, fmt.Errorf("jetstream: stream %s does not exist (not created: Config.NoCreate is set): %w", cfg.Stream, err)
+	if errors.Is(err, natsjs.ErrStreamNotFound) && (cfg.NoCreate || cfg.ReadOnly) {
+		return nil, fmt.Errorf("jetstream: stream %s does not exist (not created: Config.NoCreate or ReadOnly is set): %w", cfg.Stream, err)
 	}
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		stream, err = js.CreateStream(ctx, streamConfig(cfg))
@@ -137,61 +144,122 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: look up stream %s: %w", cfg.Stream, err)
 	}
-	if diffs := streamDiffs(stream.CachedInfo().Config, cfg); len(diffs) > 0 {
+	unsafe, shape := streamDiffs(stream.CachedInfo().Config, cfg)
+	if cfg.ReadOnly {
+		unsafe = nil // reported by StreamProblems
+	}
+	if diffs := append(shape, unsafe...); len(diffs) > 0 {
 		return nil, &StreamMismatchError{Stream: cfg.Stream, Differences: diffs}
 	}
 	return stream, nil
 }
 
 // streamDiffs lists the differences between an existing stream's
-// configuration and what the store needs, in a fixed order. Differences
-// that cannot lose, hide or reject history (description, metadata,
-// de-duplication window, deny delete/purge, compression) are ignored.
-func streamDiffs(got natsjs.StreamConfig, cfg Config) []string {
-	var d []string
-	add := func(format string, args ...any) { d = append(d, fmt.Sprintf(format, args...)) }
+// configuration and what the store needs, in a fixed order, in two
+// groups: unsafe are the settings under which history can be lost,
+// rewritten or added behind runlog's back (deletes or purges allowed,
+// rollups, per-message TTLs, subject delete markers, message schedules,
+// counters, limits or a retention that drop messages, sources,
+// asynchronous persistence); shape are the ones the store cannot work
+// with (subjects, storage, replicas, direct gets, sealing, mirroring).
+// Differences that cannot lose, hide or reject history (description,
+// metadata, de-duplication window, compression) are ignored. With
+// readOnly, storage, replicas, sealing and mirroring do not matter: a
+// reader needs only the subjects and direct gets.
+func streamDiffs(got natsjs.StreamConfig, cfg Config) (unsafe, shape []string) {
+	bad := func(list *[]string, format string, args ...any) { *list = append(*list, fmt.Sprintf(format, args...)) }
 
 	want := []string{cfg.Subject + ".>"}
 	if g := slices.Sorted(slices.Values(got.Subjects)); !slices.Equal(g, want) {
-		add("subjects are [%s] want [%s]", strings.Join(got.Subjects, " "), want[0])
+		bad(&shape, "subjects are [%s] want [%s]", strings.Join(got.Subjects, " "), want[0])
 	}
-	if got.Retention != natsjs.LimitsPolicy {
-		add("retention is %s want limits", retentionName(got.Retention))
-	}
-	if got.Storage != cfg.Storage {
-		add("storage is %s want %s", storageName(got.Storage), storageName(cfg.Storage))
-	}
-	if got.Replicas != cfg.Replicas {
-		add("replicas is %d want %d", got.Replicas, cfg.Replicas)
+	if !cfg.ReadOnly {
+		if got.Storage != cfg.Storage {
+			bad(&shape, "storage is %s want %s", storageName(got.Storage), storageName(cfg.Storage))
+		}
+		if got.Replicas != cfg.Replicas {
+			bad(&shape, "replicas is %d want %d", got.Replicas, cfg.Replicas)
+		}
 	}
 	if !got.AllowDirect {
-		add("allow_direct is false want true")
+		bad(&shape, "allow_direct is false want true")
+	}
+	if !cfg.ReadOnly {
+		if got.Sealed {
+			bad(&shape, "sealed is true want false")
+		}
+		if got.Mirror != nil {
+			bad(&shape, "mirror is %s want none", got.Mirror.Name)
+		}
+	}
+
+	if got.Retention != natsjs.LimitsPolicy {
+		bad(&unsafe, "retention is %s want limits", retentionName(got.Retention))
+	}
+	if !got.DenyDelete {
+		bad(&unsafe, "deny_delete is false want true (messages can be deleted)")
+	}
+	if !got.DenyPurge {
+		bad(&unsafe, "deny_purge is false want true (subjects can be purged)")
+	}
+	if got.AllowRollup {
+		bad(&unsafe, "allow_rollup_hdrs is true want false (a Nats-Rollup message replaces a subject's history)")
+	}
+	if got.AllowMsgTTL {
+		bad(&unsafe, "allow_msg_ttl is true want false (a Nats-TTL message expires)")
+	}
+	if got.SubjectDeleteMarkerTTL > 0 {
+		bad(&unsafe, "subject_delete_marker_ttl is %v want 0 (markers are written into instance subjects)", got.SubjectDeleteMarkerTTL)
+	}
+	if got.AllowMsgSchedules {
+		bad(&unsafe, "allow_msg_schedules is true want false (schedules write messages and turn rollups on)")
+	}
+	if got.AllowMsgCounter {
+		bad(&unsafe, "allow_msg_counter is true want false")
 	}
 	if got.MaxMsgsPerSubject > 0 {
-		add("max_msgs_per_subject is %d want -1 (unlimited)", got.MaxMsgsPerSubject)
+		bad(&unsafe, "max_msgs_per_subject is %d want -1 (unlimited)", got.MaxMsgsPerSubject)
 	}
 	if got.MaxAge > 0 {
-		add("max_age is %v want 0 (unlimited)", got.MaxAge)
+		bad(&unsafe, "max_age is %v want 0 (unlimited)", got.MaxAge)
 	}
 	if got.MaxMsgs > 0 {
-		add("max_msgs is %d want -1 (unlimited)", got.MaxMsgs)
+		bad(&unsafe, "max_msgs is %d want -1 (unlimited)", got.MaxMsgs)
 	}
 	if got.MaxBytes > 0 {
-		add("max_bytes is %d want -1 (unlimited)", got.MaxBytes)
+		bad(&unsafe, "max_bytes is %d want -1 (unlimited)", got.MaxBytes)
 	}
 	if got.Discard != natsjs.DiscardOld {
-		add("discard is %s want old", discardName(got.Discard))
+		bad(&unsafe, "discard is %s want old", discardName(got.Discard))
 	}
-	if got.Sealed {
-		add("sealed is true want false")
+	if got.DiscardNewPerSubject {
+		bad(&unsafe, "discard_new_per_subject is true want false")
 	}
-	if got.Mirror != nil {
-		add("mirror is %s want none", got.Mirror.Name)
+	if len(got.Sources) > 0 {
+		names := make([]string, len(got.Sources))
+		for i, src := range got.Sources {
+			names[i] = src.Name
+		}
+		bad(&unsafe, "sources are [%s] want none (messages are copied in from elsewhere)", strings.Join(names, " "))
 	}
 	if got.PersistMode != natsjs.DefaultPersistMode {
-		add("persist_mode is async want default")
+		bad(&unsafe, "persist_mode is async want default (acknowledged writes can be lost)")
 	}
-	return d
+	return unsafe, shape
+}
+
+// StreamProblems reads the stream's configuration afresh and returns
+// every setting under which its history could be lost, rewritten or
+// added to behind runlog's back (see [Open]), one sentence each, or nil.
+// A store opened with [Config.ReadOnly] may have such problems; audits
+// report them (audit.Verify does, through this method).
+func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
+	info, err := s.streamInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream problems: %w", err)
+	}
+	unsafe, _ := streamDiffs(info.Config, s.cfg)
+	return unsafe, nil
 }
 
 func retentionName(r natsjs.RetentionPolicy) string {

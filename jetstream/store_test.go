@@ -146,6 +146,8 @@ func TestOpenStreamMismatch(t *testing.T) {
 	want := []string{
 		"subjects are [other.>] want [runlog.wf.>]",
 		"allow_direct is false want true",
+		"deny_delete is false want true (messages can be deleted)",
+		"deny_purge is false want true (subjects can be purged)",
 		"max_age is 1h0m0s want 0 (unlimited)",
 	}
 	if mm.Stream != "RUNLOG" || !slices.Equal(mm.Differences, want) {
@@ -164,6 +166,83 @@ func TestOpenStreamMismatch(t *testing.T) {
 	c := st.CachedInfo().Config
 	if !slices.Equal(c.Subjects, orig.Subjects) || c.MaxAge != time.Hour || c.AllowDirect || c.DenyDelete {
 		t.Fatalf("stream was modified: %+v", c)
+	}
+}
+
+// Every setting under which a stream can lose or rewrite history is
+// refused by Open, each named, and reported by StreamProblems on a store
+// opened read-only; a read-only store refuses appends.
+func TestOpenUnsafeStream(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		field string
+		edit  func(*natsjs.StreamConfig)
+	}{
+		{"deny_delete", func(c *natsjs.StreamConfig) { c.DenyDelete = false }},
+		{"deny_purge", func(c *natsjs.StreamConfig) { c.DenyPurge = false }},
+		{"deny_purge allow_rollup_hdrs", func(c *natsjs.StreamConfig) { c.AllowRollup, c.DenyPurge = true, false }}, // the server wants both
+		{"allow_msg_ttl", func(c *natsjs.StreamConfig) { c.AllowMsgTTL = true }},
+		{"max_msgs_per_subject", func(c *natsjs.StreamConfig) { c.MaxMsgsPerSubject = 10 }},
+		{"max_age", func(c *natsjs.StreamConfig) { c.MaxAge = time.Hour }},
+		{"max_msgs", func(c *natsjs.StreamConfig) { c.MaxMsgs = 1000 }},
+		{"max_bytes", func(c *natsjs.StreamConfig) { c.MaxBytes = 1 << 20 }},
+		{"discard", func(c *natsjs.StreamConfig) { c.Discard = natsjs.DiscardNew }},
+		{"retention", func(c *natsjs.StreamConfig) { c.Retention = natsjs.InterestPolicy }},
+		{"persist_mode", func(c *natsjs.StreamConfig) { c.PersistMode = natsjs.AsyncPersistMode }},
+	}
+	for i, tc := range cases {
+		cfg := base
+		cfg.Stream = fmt.Sprintf("UNSAFE%d", i)
+		cfg.Subject = fmt.Sprintf("unsafe%d", i)
+		sc := streamConfig(cfg)
+		tc.edit(&sc)
+		if _, err := js.CreateStream(t.Context(), sc); err != nil {
+			t.Fatalf("%s: create: %v", tc.field, err)
+		}
+		_, err := Open(t.Context(), nc, Config{Stream: cfg.Stream, Subject: cfg.Subject})
+		mm, ok := errors.AsType[*StreamMismatchError](err)
+		fields := strings.Fields(tc.field)
+		named := ok && len(mm.Differences) == len(fields)
+		for j := 0; named && j < len(fields); j++ {
+			named = strings.HasPrefix(mm.Differences[j], fields[j]+" is ")
+		}
+		if !named {
+			t.Errorf("%s: Open = %v, want a mismatch naming only %s", tc.field, err, tc.field)
+			continue
+		}
+		ro, err := Open(t.Context(), nc, Config{Stream: cfg.Stream, Subject: cfg.Subject, ReadOnly: true, Replicas: 1, Storage: natsjs.MemoryStorage})
+		if err != nil {
+			t.Errorf("%s: Open read-only: %v", tc.field, err)
+			continue
+		}
+		ps, err := ro.StreamProblems(t.Context())
+		if err != nil || !slices.Equal(ps, mm.Differences) {
+			t.Errorf("%s: StreamProblems = %q, %v, want %q", tc.field, ps, err, mm.Differences)
+		}
+		if _, err := ro.Append(t.Context(), "x", testMsg("m", "x"), 0); !errors.Is(err, ErrReadOnly) {
+			t.Errorf("%s: read-only Append = %v, want ErrReadOnly", tc.field, err)
+		}
+	}
+	// A safe stream has no problems, and read-only still needs direct
+	// gets and the subjects.
+	s, _, _ := newStore(t, Config{})
+	if ps, err := s.StreamProblems(t.Context()); err != nil || len(ps) != 0 {
+		t.Errorf("StreamProblems of a store's own stream = %q, %v", ps, err)
+	}
+	if _, err := Open(t.Context(), nc, Config{Stream: "UNSAFE0", Subject: "other", ReadOnly: true}); !errors.Is(err, ErrStreamMismatch) {
+		t.Errorf("read-only Open with other subjects = %v, want ErrStreamMismatch", err)
+	}
+	if _, err := Open(t.Context(), nc, Config{Stream: "MISSING", ReadOnly: true}); !errors.Is(err, ErrStreamNotFound) {
+		t.Errorf("read-only Open of a missing stream = %v, want ErrStreamNotFound", err)
 	}
 }
 
@@ -249,7 +328,7 @@ func TestAppendRead(t *testing.T) {
 	if got := m.Header["Runlog-Test"]; !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("Runlog-Test header = %q", got)
 	}
-	for _, h := range directGetHeaders {
+	for _, h := range batchHeaders {
 		if _, ok := m.Header[h]; ok {
 			t.Errorf("header %s from the direct get was kept", h)
 		}
@@ -510,14 +589,20 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(t.Context(), nc, Config{Logger: testLogger(t)})
+	if _, err := Open(t.Context(), nc, Config{Logger: testLogger(t)}); !errors.Is(err, ErrStreamMismatch) {
+		t.Fatalf("Open on a stream that allows deletes: %v, want ErrStreamMismatch", err)
+	}
+	s, err := Open(t.Context(), nc, Config{Logger: testLogger(t), ReadOnly: true})
 	if err != nil {
-		t.Fatalf("Open on a stream that allows deletes: %v", err)
+		t.Fatalf("Open read-only on a stream that allows deletes: %v", err)
 	}
 	s.scanWait = 50 * time.Millisecond
-	first := mustAppend(t, s, "a", testMsg("m1", "one"), 0)
-	second := mustAppend(t, s, "a", testMsg("m2", "two"), first)
-	third := mustAppend(t, s, "b", testMsg("m3", "three"), 0)
+	// The same stream, written as another program would.
+	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, stream: s.stream, request: s.request}
+	w.cfg.ReadOnly = false
+	first := mustAppend(t, w, "a", testMsg("m1", "one"), 0)
+	second := mustAppend(t, w, "a", testMsg("m2", "two"), first)
+	third := mustAppend(t, w, "b", testMsg("m3", "three"), 0)
 	for _, seq := range []uint64{second, third} {
 		if err := st.DeleteMsg(t.Context(), seq); err != nil {
 			t.Fatalf("delete %d: %v", seq, err)
@@ -1000,5 +1085,46 @@ func TestEmbeddedAuthentication(t *testing.T) {
 	other.Close()
 	if _, err := StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), Password: "x"}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("password without user: %v", err)
+	}
+}
+
+// A stored header with a server-set name and a value that does not parse
+// (which makes nats.go's and jetstreamext's direct gets fail) does not
+// make the instance unreadable: the server's values, after it, are read.
+func TestReadStoredServerHeaders(t *testing.T) {
+	s, _, nc := newStore(t, Config{})
+	ctx := t.Context()
+	first := mustAppend(t, s, "x", testMsg("m1", "one"), 0)
+	raw := nats.NewMsg(s.SubjectFor("x"))
+	raw.Header.Set("Nats-Sequence", "not a number")
+	raw.Header.Set("Nats-Time-Stamp", "yesterday")
+	raw.Header.Set("Nats-Num-Pending", "-1")
+	raw.Header.Set("Nats-Subject", "elsewhere")
+	raw.Data = []byte("two")
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.PublishMsg(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := mustAppend(t, s, "x", testMsg("m3", "three"), ack.Sequence)
+	got := collect(t, s.Read(ctx, "x", 0))
+	if want := []uint64{first, ack.Sequence, third}; !slices.Equal(seqs(got), want) {
+		t.Fatalf("Read = %v, want %v", seqs(got), want)
+	}
+	if v := got[1].Header["Nats-Sequence"]; !slices.Equal(v, []string{"not a number"}) {
+		t.Errorf("stored header not kept: %v", got[1].Header)
+	}
+	if got[1].Time.IsZero() || time.Since(got[1].Time) > time.Minute {
+		t.Errorf("time = %v, want the server's", got[1].Time)
+	}
+	s.cfg.ReadBatch = 1 // page by page: each page's end told by the server's count
+	if got := collect(t, s.Read(ctx, "x", 0)); len(got) != 3 {
+		t.Fatalf("Read in pages of 1: %v", seqs(got))
+	}
+	if _, err := s.Append(ctx, "x", events.Message{MsgID: "m4", Header: map[string][]string{"nats-time-stamp": {"x"}}, Data: []byte("4")}, third); !errors.Is(err, events.ErrReservedHeader) {
+		t.Fatalf("Append with a server header: %v", err)
 	}
 }

@@ -63,10 +63,15 @@ func (l *Log) Close() error {
 }
 
 // Append implements [lifecycle.Log.Append], with JetStream's order of
-// checks: the sequence check first, then de-duplication by MsgID.
+// checks: the sequence check first, then de-duplication by MsgID. A
+// message with a header of [events.ServerHeaders] is refused with
+// [events.ErrReservedHeader], as the JetStream log refuses it.
 func (l *Log) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("memlog: append %q: %w", instance, err)
+	}
+	if err := events.CheckHeaders(msg.Header); err != nil {
+		return 0, fmt.Errorf("memlog: append %q: %w; nothing was stored", instance, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

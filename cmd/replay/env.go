@@ -270,7 +270,7 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{Stream: e.stream, NoCreate: !write})
+	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{Stream: e.stream, ReadOnly: !write})
 	if err != nil {
 		unlock()
 		return nil, &openError{fmt.Errorf("open embedded store in %s: %w", dir, err)}
@@ -317,9 +317,10 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 	defer cancel()
 	cc := jetstream.ConnectConfig{Name: "runlog-replay", CredsFile: e.creds, NKeyFile: e.nkey, User: e.user, Password: e.password,
 		Token: e.token, TLSCA: e.tlsca, TLSCert: e.tlscert, TLSKey: e.tlskey}
-	// A read never creates the stream (NoCreate): a missing one is an
-	// error.
-	st, err := jetstream.Connect(ctx, e.server, cc, jetstream.Config{Stream: e.stream, NoCreate: !write})
+	// A read never creates the stream (ReadOnly): a missing one is an
+	// error, and one that could lose history is opened and reported by
+	// verify.
+	st, err := jetstream.Connect(ctx, e.server, cc, jetstream.Config{Stream: e.stream, ReadOnly: !write})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrInvalidConfig) {
 			return nil, &openError{fmt.Errorf("%w (check --creds, --nkey, --user/--password, --token and --tls* flags)", err)}

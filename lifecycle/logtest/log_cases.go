@@ -34,6 +34,41 @@ var logCases = []testCase{
 	{"ConcurrentAppendsOneWinner", testConcurrentAppends},
 	{"ListerEveryIDOnce", testListerEveryID},
 	{"ListerIncreasingOrder", testListerOrder},
+	{"AppendRefusesServerHeaders", testServerHeaders},
+}
+
+// testServerHeaders: a message carrying a header the server sets on what
+// it delivers (a forged sequence, time, subject) is refused in any letter
+// case, and nothing is stored.
+func testServerHeaders(t *testing.T, log lifecycle.Log) {
+	g := new(idGen)
+	for _, name := range []string{"Nats-Sequence", "Nats-Time-Stamp", "nats-subject", "NATS-NUM-PENDING", "Nats-Stream", "Nats-Last-Sequence"} {
+		msg := logMsg(t, g, "forged", name)
+		msg.Header = cloneHeader(msg.Header)
+		msg.Header[name] = []string{"1"}
+		_, err := log.Append(t.Context(), "forged", msg, 0)
+		if !errors.Is(err, events.ErrReservedHeader) {
+			t.Errorf("Append with a %s header: err = %v, want ErrReservedHeader", name, err)
+		} else if !strings.Contains(err.Error(), name) {
+			t.Errorf("Append with a %s header: the error does not name it: %v", name, err)
+		}
+	}
+	if got := readAll(t, log, "forged", 0); len(got) != 0 {
+		t.Fatalf("refused appends stored %d messages", len(got))
+	}
+	// A header that only looks like one is stored.
+	msg := logMsg(t, g, "forged", "lookalike")
+	msg.Header = cloneHeader(msg.Header)
+	msg.Header["Nats-Sequence-Note"] = []string{"1"}
+	mustAppend(t, log, "forged", msg, 0)
+}
+
+func cloneHeader(h map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(h)+1)
+	for k, v := range h {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 func testAppendExpectZero(t *testing.T, log lifecycle.Log) {
