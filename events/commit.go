@@ -86,6 +86,13 @@ type wireEvent struct {
 // that cannot be written (no events, a payload of the wrong type, ...).
 var ErrInvalidCommit = errors.New("events: invalid commit")
 
+// ErrInvalidText is matched, together with [ErrInvalidCommit], by errors
+// from [Commit.Encode] for a string (an actor, a reason, an event name,
+// a signal's text, ...) that is not valid UTF-8. JSON cannot carry such
+// bytes: they would be replaced by U+FFFD, and the text stored would not
+// be the text given.
+var ErrInvalidText = errors.New("events: text is not valid UTF-8")
+
 // Encode returns the message that carries c: the JSON payload and the
 // headers of docs/EVENTS.md. The payload bytes are what the hash chain
 // covers.

@@ -24,13 +24,22 @@ import (
 
 // encoder accumulates the payload; the first error sticks.
 type encoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	lastKey string // the last key written, for errors
 }
 
 func (e *encoder) raw(s string) { e.b = append(e.b, s...) }
 
-func (e *encoder) str(s string) { e.b = appendJSONString(e.b, s) }
+// str writes s as a JSON string. Invalid UTF-8 fails the encoding with
+// ErrInvalidText (encoding/json would write U+FFFD, so the durable text
+// would differ from the writer's).
+func (e *encoder) str(s string) {
+	if !utf8.ValidString(s) {
+		e.fail(fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidText, e.lastKey, s))
+	}
+	e.b = appendJSONString(e.b, s)
+}
 
 // key writes `,"name":` (or without the comma after an opening brace).
 func (e *encoder) key(name string) {
@@ -40,6 +49,7 @@ func (e *encoder) key(name string) {
 	e.b = append(e.b, '"')
 	e.b = append(e.b, name...)
 	e.b = append(e.b, '"', ':')
+	e.lastKey = name
 }
 
 func (e *encoder) bytesVal(p []byte) {

@@ -84,10 +84,14 @@ func (s *Store) GetSignal(ctx context.Context, id string, kind workflow.SignalKi
 }
 
 // ClearSignal drops the pending request of kind. Nothing is written when
-// none is pending. [*NotFoundError] if the instance has no snapshot.
+// none is pending. [*NotFoundError] if the instance has no snapshot;
+// ErrInvalidRequest for an unknown kind (nothing is read or written).
 func (s *Store) ClearSignal(ctx context.Context, id string, kind workflow.SignalKind) error {
 	if err := validateID(id); err != nil {
 		return err
+	}
+	if !kind.Valid() {
+		return fmt.Errorf("%w: unknown signal kind %d: valid kinds are cancel, pause", ErrInvalidRequest, kind)
 	}
 	actor := ActorFrom(ctx)
 	_, err := s.write(ctx, "clear signal", id, func(st *projection.State) (*events.Commit, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/projection"
@@ -244,6 +245,8 @@ func diffSnapshot(old, new *workflow.Snapshot) ([]events.Payload, error) {
 		return nil, fmt.Errorf("%w: a checkpoint cannot change the definition hash of %q (stored %s, given %s)", ErrInvalidRequest, old.InstanceID, old.DefinitionHash, new.DefinitionHash)
 	case !bytes.Equal(new.InitialInput, old.InitialInput):
 		return nil, fmt.Errorf("%w: a checkpoint cannot change the initial input of %q", ErrInvalidRequest, old.InstanceID)
+	case !new.CreatedAt.Equal(old.CreatedAt):
+		return nil, fmt.Errorf("%w: a checkpoint cannot change when %q was created (stored %s, given %s): save the snapshot as loaded", ErrInvalidRequest, old.InstanceID, old.CreatedAt.UTC().Format(time.RFC3339Nano), new.CreatedAt.UTC().Format(time.RFC3339Nano))
 	}
 	from, to := old.State.Kind, new.State.Kind
 	var ps []events.Payload
@@ -284,10 +287,22 @@ func diffSnapshot(old, new *workflow.Snapshot) ([]events.Payload, error) {
 			ps = append(ps, cp)
 		}
 		ps = append(ps, &events.WorkflowPausedData{Reason: new.State.Reason, By: new.State.By, At: new.State.At})
-	case to == workflow.Completed:
-		ps = append(ps, &events.WorkflowCompletedData{Output: bytes.Clone(new.State.FinalOutput)})
-	case to == workflow.Failed:
-		ps = append(ps, &events.WorkflowFailedData{Error: new.State.Error})
+	case to == workflow.Completed || to == workflow.Failed:
+		// The results of tasks completed in the same save are recorded
+		// with the transition (the snapshot itself drops them).
+		if at, ok := new.FinishedFrom(); ok && from == workflow.InProgress && at.Kind == workflow.InProgress {
+			rc := &events.CheckpointSavedData{}
+			diffResults(rc, old.State, workflow.State{CompletedTasks: at.CompletedTasks, LastCompletedTask: at.LastCompletedTask})
+			rc.Removed = nil // finishing removes nothing: the history keeps every result
+			if !rc.Empty() {
+				ps = append(ps, rc)
+			}
+		}
+		if to == workflow.Completed {
+			ps = append(ps, &events.WorkflowCompletedData{Output: bytes.Clone(new.State.FinalOutput)})
+		} else {
+			ps = append(ps, &events.WorkflowFailedData{Error: new.State.Error})
+		}
 	case to == workflow.Cancelled:
 		if !cp.Empty() {
 			ps = append(ps, cp)

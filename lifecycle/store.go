@@ -323,6 +323,11 @@ func backoff(ctx context.Context, attempt int) error {
 // folds the commit into st.
 func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *events.Commit) error {
 	msg, err := c.Encode()
+	if errors.Is(err, events.ErrInvalidText) {
+		// Text given by the caller (an actor, a reason, a name): nothing
+		// is written.
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -125,6 +125,27 @@ type Snapshot struct {
 	TaskPriority   *uint8                    `json:"task_priority,omitempty"`
 	TaskTags       []string                  `json:"task_tags,omitempty"`
 	TraceParent    string                    `json:"trace_parent,omitempty"`
+
+	// finished is the in-progress state a MarkCompleted or MarkFailed
+	// left, for the save that writes the transition: the task results
+	// completed since the last save are recorded with it (see
+	// [Snapshot.FinishedFrom]). Not part of the snapshot's value.
+	finished *State
+}
+
+// FinishedFrom returns the in-progress (or paused) state that
+// [Snapshot.MarkCompleted] or [Snapshot.MarkFailed] replaced, and whether
+// there was one: a save that finishes a workflow records the task results
+// of that state that are not yet stored, in the same commit, so that a
+// task completed and the workflow finished at once keep the task's
+// result (returned by LoadTaskResult afterwards, as Sayiir's Postgres
+// backend does). The snapshot's State follows Sayiir: a completed or
+// failed workflow has no task results.
+func (s *Snapshot) FinishedFrom() (State, bool) {
+	if s.finished == nil {
+		return State{}, false
+	}
+	return *s.finished, true
 }
 
 // NewSnapshot returns a snapshot in progress at [NotStarted] with the given
@@ -159,6 +180,10 @@ func (s *Snapshot) Clone() *Snapshot {
 		c.TaskPriority = &p
 	}
 	c.TaskTags = slices.Clone(s.TaskTags)
+	if s.finished != nil {
+		f := s.finished.Clone()
+		c.finished = &f
+	}
 	return &c
 }
 
@@ -232,16 +257,25 @@ func (s *Snapshot) MarkTaskCompleted(id TaskID, output []byte, now time.Time) bo
 }
 
 // MarkCompleted finishes the workflow with output, from any state. Task
-// results, the deadline, retries and loop counters are dropped.
+// results, the deadline, retries and loop counters are dropped from the
+// snapshot; a save of it still records the results completed before it
+// (see [Snapshot.FinishedFrom]).
 func (s *Snapshot) MarkCompleted(output []byte, now time.Time) {
-	s.State = State{Kind: Completed, FinalOutput: output}
-	s.clearTransient()
-	s.UpdatedAt = now
+	s.finish(State{Kind: Completed, FinalOutput: output}, now)
 }
 
-// MarkFailed finishes the workflow with an error, from any state.
+// MarkFailed finishes the workflow with an error, from any state, as
+// [Snapshot.MarkCompleted] does.
 func (s *Snapshot) MarkFailed(msg string, now time.Time) {
-	s.State = State{Kind: Failed, Error: msg}
+	s.finish(State{Kind: Failed, Error: msg}, now)
+}
+
+func (s *Snapshot) finish(to State, now time.Time) {
+	if k := s.State.Kind; k == InProgress || k == Paused {
+		from := s.State
+		s.finished = &from
+	}
+	s.State = to
 	s.clearTransient()
 	s.UpdatedAt = now
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -733,6 +734,105 @@ var storeCases = []storeCase{
 		perCheckpoint := float64(total) / n
 		if limit := 1.2*136 + 512; perCheckpoint > limit {
 			t.Fatalf("%.0f history bytes per checkpoint, limit %.0f: checkpoints are not carrying only what changed", perCheckpoint, limit)
+		}
+	}},
+	{"InvalidUTF8Refused", func(t *testing.T, h *storeHarness) {
+		// Text that JSON cannot carry is refused, writing nothing: the
+		// wire would hold U+FFFD while the writer kept the raw bytes.
+		h.start("wf")
+		before := h.lastSeq("wf")
+		bad := "name\xff"
+		wantErr(t, h.store.SendEvent(h.ctx, "wf", bad, []byte("x")), lifecycle.ErrInvalidRequest)
+		_, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: bad})
+		if err != nil && !errors.Is(err, lifecycle.ErrInvalidRequest) {
+			t.Fatalf("ConsumeEvent with invalid UTF-8: %v", err)
+		}
+		wantErr(t, h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: bad}), lifecycle.ErrInvalidRequest)
+		wantErr(t, h.store.StoreSignal(h.ctx, "wf", workflow.Pause, workflow.SignalRequest{RequestedBy: bad}), lifecycle.ErrInvalidRequest)
+		wantErr(t, h.store.StoreSignal(lifecycle.WithActor(h.ctx, bad), "wf", workflow.Pause, workflow.SignalRequest{}), lifecycle.ErrInvalidRequest)
+		wantErr(t, h.store.DeleteSnapshot(h.ctx, "wf", bad), lifecycle.ErrInvalidRequest)
+		snap, rev := h.load("wf")
+		snap.MarkFailed(bad, snap.UpdatedAt)
+		_, err = h.store.SaveSnapshot(h.ctx, snap, rev)
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		h.unchanged("wf", before)
+		// The store's cache was not changed either.
+		if st, err := h.store.Load(h.ctx, "wf"); err != nil || st.Pending() != 0 || len(st.Signals) != 0 || st.Snapshot.State.Kind != workflow.InProgress {
+			t.Fatalf("after refused writes: %v, %d events, %d signals, state %v", err, st.Pending(), len(st.Signals), st.Snapshot.State.Kind)
+		}
+	}},
+	{"ClearSignalUnknownKind", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "x"}))
+		before := h.lastSeq("wf")
+		wantErr(t, h.store.ClearSignal(h.ctx, "wf", workflow.SignalKind(99)), lifecycle.ErrInvalidRequest)
+		h.unchanged("wf", before)
+	}},
+	{"CheckpointCannotChangeCreatedAt", func(t *testing.T, h *storeHarness) {
+		h.start("wf")
+		snap, rev := h.load("wf")
+		before := h.lastSeq("wf")
+		snap.CreatedAt = snap.CreatedAt.Add(-time.Hour)
+		snap.MarkTaskCompleted(stTasks[0], []byte("r0"), snap.UpdatedAt)
+		_, err := h.store.SaveSnapshot(h.ctx, snap, rev)
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		h.unchanged("wf", before)
+	}},
+	{"CompleteWithLastTaskKeepsResult", func(t *testing.T, h *storeHarness) {
+		// The last task and the workflow completed in one save: the
+		// task's result is recorded in the same commit (Sayiir's
+		// Postgres backend keeps it), for SaveSnapshot and for an
+		// advancing ConsumeEvent, completing and failing.
+		for _, tc := range []struct {
+			id      string
+			consume bool
+			state   workflow.StateKind
+		}{{"save", false, workflow.Completed}, {"consume", true, workflow.Completed}, {"fail", false, workflow.Failed}} {
+			h.start(tc.id)
+			snap, rev := h.load(tc.id)
+			rev = h.checkpoint(snap, rev, 0, []byte("r0"))
+			before := len(h.commits(tc.id))
+			finish := func(s *workflow.Snapshot) {
+				s.MarkTaskCompleted(stTasks[1], []byte("r1"), s.UpdatedAt)
+				if tc.state == workflow.Completed {
+					s.MarkCompleted([]byte("final"), s.UpdatedAt)
+				} else {
+					s.MarkFailed("boom", s.UpdatedAt)
+				}
+			}
+			if tc.consume {
+				h.must(h.store.SendEvent(h.ctx, tc.id, "go", []byte("p")))
+				before++
+				c, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: tc.id, Name: "go", Revision: rev,
+					Advance: func(s *workflow.Snapshot, _ []byte) error { finish(s); return nil }})
+				h.must(err)
+				if !c.OK {
+					t.Fatalf("%s: nothing consumed", tc.id)
+				}
+			} else {
+				finish(snap)
+				_, err := h.store.SaveSnapshot(h.ctx, snap, rev)
+				h.must(err)
+			}
+			cs := h.commits(tc.id)
+			if len(cs) != before+1 {
+				t.Fatalf("%s: %d commits, want %d: the finishing save is one commit", tc.id, len(cs), before+1)
+			}
+			if last := cs[len(cs)-1]; !slices.Contains(last, events.CheckpointSaved) {
+				t.Errorf("%s: the finishing commit is %v, without the task's checkpoint", tc.id, last)
+			}
+			for _, s := range []*lifecycle.Store{h.store, h.other()} {
+				for i, want := range []string{"r0", "r1"} {
+					out, ok, err := s.LoadTaskResult(h.ctx, tc.id, stTasks[i])
+					if err != nil || !ok || string(out) != want {
+						t.Errorf("%s: LoadTaskResult(task-%d) = %q, %v, %v, want %q", tc.id, i, out, ok, err, want)
+					}
+				}
+			}
+			got, _ := h.load(tc.id)
+			if got.State.Kind != tc.state || len(got.State.CompletedTasks) != 0 {
+				t.Errorf("%s: state %v with %d task results, want %v with none (Sayiir's snapshot)", tc.id, got.State.Kind, len(got.State.CompletedTasks), tc.state)
+			}
 		}
 	}},
 }
