@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,13 +66,19 @@ type Embedded struct {
 	unlock    func() // releases the store directory's lock
 	user      string
 	password  string
+	warnings  *recoveryLog
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process,
 // storing in cfg.Dir, and waits until it accepts connections: until ctx
 // is done, or [DefaultStartTimeout] if ctx has no deadline. It does not
 // install signal handlers. It holds an exclusive lock on cfg.Dir until
-// Close (a second server on the directory gets [ErrDirInUse]). An invalid cfg gives an error matching
+// Close (a second embedded server on the directory gets [ErrDirInUse]),
+// and on Linux it refuses, with ErrDirInUse, a directory that another
+// process visibly serves (a nats-server started with -sd on it, or
+// holding its files open; see docs/RELIABILITY.md for what cannot be
+// seen). The safe way to share a store is one server and many clients:
+// [EmbeddedConfig.Listen] and [Connect]. An invalid cfg gives an error matching
 // [ErrInvalidConfig]; a server that cannot start (a bad directory, a port
 // in use, JetStream failing to start) gives a wrapped error and is shut
 // down. Close the returned server with [Embedded.Close].
@@ -83,6 +91,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pid, how := servedBy(cfg.Dir); pid != 0 {
+		unlock()
+		return nil, fmt.Errorf("%w: %s is served by another process (pid %d: %s); two servers on one directory lose each other's writes: "+
+			"connect to that server instead (jetstream.Connect, replay --server URL), or stop it first", ErrDirInUse, cfg.Dir, pid, how)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		unlock()
@@ -93,10 +106,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	// so that the caller gets it at once rather than after the deadline.
 	fatal := make(chan string, 1)
 	debug := cfg.Logger != nil && cfg.Logger.Enabled(ctx, slog.LevelDebug)
-	srv.SetLoggerV2(serverLogger{l: cfg.Logger, fatal: fatal}, debug, false, false)
+	warnings := &recoveryLog{}
+	srv.SetLoggerV2(serverLogger{l: cfg.Logger, fatal: fatal, warnings: warnings}, debug, false, false)
 	go srv.Start()
 
-	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock, user: cfg.User, password: cfg.Password}
+	e := &Embedded{srv: srv, listening: !opts.DontListen, unlock: unlock, user: cfg.User, password: cfg.Password, warnings: warnings}
 	start := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -236,14 +250,56 @@ func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store,
 		return nil, errors.Join(err, emb.Close())
 	}
 	s.ownConn, s.emb = true, emb
+	if info, err := s.streamInfo(ctx); err == nil {
+		if d := damage(info.State); len(d) > 0 {
+			l := ecfg.Logger
+			if l == nil {
+				l = slog.Default()
+			}
+			l.Warn("jetstream: the embedded server recovered a damaged store: messages are missing; run replay verify with a digest to see which instances lost history",
+				slog.String("dir", ecfg.Dir), slog.String(logKeyStream, cfg.Stream), slog.Any("damage", d), slog.Any("server_warnings", emb.RecoveryWarnings()))
+		}
+	}
 	return s, nil
 }
 
 // serverLogger routes nats-server logs to slog (l may be nil: discard),
-// and hands the first fatal message to fatal.
+// hands the first fatal message to fatal, and keeps the file store's
+// warnings (recovery of its state) in warnings.
 type serverLogger struct {
-	l     *slog.Logger
-	fatal chan<- string
+	l        *slog.Logger
+	fatal    chan<- string
+	warnings *recoveryLog
+}
+
+// recoveryLog keeps the first warnings of the server's file store.
+type recoveryLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const maxRecoveryLines = 32
+
+func (r *recoveryLog) add(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lines) < maxRecoveryLines {
+		r.lines = append(r.lines, line)
+	}
+}
+
+// RecoveryWarnings returns the warnings the server's file store logged
+// (up to 32), whatever the configured Logger: how it rebuilt a stream's
+// state after an unclean stop, or from damaged files. An unclean stop
+// (a crash, SIGKILL) is enough for a rebuild; a store that lost
+// messages is told by [Store.StreamProblems].
+func (e *Embedded) RecoveryWarnings() []string {
+	if e.warnings == nil {
+		return nil
+	}
+	e.warnings.mu.Lock()
+	defer e.warnings.mu.Unlock()
+	return slices.Clone(e.warnings.lines)
 }
 
 func (l serverLogger) logf(level slog.Level, format string, v []any) {
@@ -254,7 +310,12 @@ func (l serverLogger) logf(level slog.Level, format string, v []any) {
 }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.logf(slog.LevelWarn, format, v) }
+func (l serverLogger) Warnf(format string, v ...any) {
+	if l.warnings != nil && strings.HasPrefix(format, "Filestore [") {
+		l.warnings.add(fmt.Sprintf(format, v...))
+	}
+	l.logf(slog.LevelWarn, format, v)
+}
 func (l serverLogger) Fatalf(format string, v ...any) {
 	l.logf(slog.LevelError, format, v)
 	select {

@@ -248,9 +248,10 @@ func streamDiffs(got natsjs.StreamConfig, cfg Config) (unsafe, shape []string) {
 	return unsafe, shape
 }
 
-// StreamProblems reads the stream's configuration afresh and returns
-// every setting under which its history could be lost, rewritten or
-// added to behind runlog's back (see [Open]), one sentence each, or nil.
+// StreamProblems reads the stream's configuration and state afresh and
+// returns every setting under which its history could be lost, rewritten
+// or added to behind runlog's back (see [Open]), and every sign that
+// messages were lost ([Store.Damage]), one sentence each, or nil.
 // A store opened with [Config.ReadOnly] may have such problems; audits
 // report them (audit.Verify does, through this method).
 func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
@@ -259,7 +260,43 @@ func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("jetstream: stream problems: %w", err)
 	}
 	unsafe, _ := streamDiffs(info.Config, s.cfg)
-	return unsafe, nil
+	return append(unsafe, damage(info.State)...), nil
+}
+
+// Damage reads the stream's state afresh and describes the signs that the
+// server lost messages (see [Store.StreamProblems], which includes them),
+// or returns nil. [OpenEmbedded] logs them at warn level when it opens a
+// damaged store.
+func (s *Store) Damage(ctx context.Context) ([]string, error) {
+	info, err := s.streamInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: damage: %w", err)
+	}
+	return damage(info.State), nil
+}
+
+// damage describes the signs of lost messages in a stream's state: the
+// server's own record of data lost recovering damaged files, and
+// sequences missing between the first and the last one (runlog's streams
+// deny deletes, so a hole is data the store lost, as when a block file
+// was cut). A damaged store is otherwise served as if whole: the server
+// rebuilds its state from what is left and says so only in its log.
+func damage(st natsjs.StreamState) []string {
+	var d []string
+	if st.Lost != nil && (len(st.Lost.Msgs) > 0 || st.Lost.Bytes > 0) {
+		seqs := st.Lost.Msgs
+		more := ""
+		if len(seqs) > 8 {
+			seqs, more = seqs[:8], fmt.Sprintf(" and %d more", len(st.Lost.Msgs)-8)
+		}
+		d = append(d, fmt.Sprintf("the server lost %d messages (%d bytes) recovering damaged store files: seq %v%s", len(st.Lost.Msgs), st.Lost.Bytes, seqs, more))
+	}
+	if st.Msgs > 0 && st.LastSeq >= st.FirstSeq {
+		if span := st.LastSeq - st.FirstSeq + 1; span > st.Msgs {
+			d = append(d, fmt.Sprintf("the stream holds %d messages between seq %d and %d: %d are missing though deletes are denied (the store lost them: damaged or cut files, or deleted before deletes were denied)", st.Msgs, st.FirstSeq, st.LastSeq, span-st.Msgs))
+		}
+	}
+	return d
 }
 
 func retentionName(r natsjs.RetentionPolicy) string {

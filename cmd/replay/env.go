@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -270,10 +271,18 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{Stream: e.stream, ReadOnly: !write})
+	quiet := slog.New(slog.DiscardHandler) // damage is reported below
+	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, Logger: quiet}, jetstream.Config{Stream: e.stream, ReadOnly: !write})
 	if err != nil {
 		unlock()
 		return nil, &openError{fmt.Errorf("open embedded store in %s: %w", dir, err)}
+	}
+	if d, err := st.Damage(ctx); err == nil && len(d) > 0 {
+		fmt.Fprintf(e.stderr, "replay: WARNING: the store in %s was damaged: the NATS server recovered it without some messages:\n", dir)
+		for _, line := range d {
+			fmt.Fprintf(e.stderr, "  - %s\n", line)
+		}
+		fmt.Fprintf(e.stderr, "  Histories may be cut short or missing: 'replay verify --digest FILE' against a digest taken before tells which.\n")
 	}
 	return &store{Store: st, unlock: unlock}, nil
 }

@@ -26,7 +26,8 @@ func lockDir(dir string) (func(), error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("the store in %s is in use by another process (an embedded store has one user at a time): "+
-				"wait for it to finish, or serve the directory with a NATS server (nats-server -js -sd %s) and use --server", dir, dir)
+				"wait for it to finish; to share a store, run one server on it and connect every user to that server with --server "+
+				"(never start a second server on a directory in use: two servers on one directory lose writes)", dir)
 		}
 		return nil, fmt.Errorf("lock store directory %s: %w", dir, err)
 	}
