@@ -115,6 +115,12 @@ const (
 	// instance's history does not contain: it was truncated or rewritten
 	// after the head was recorded.
 	KindAnchor ProblemKind = "anchor"
+	// KindDigest: the log no longer holds what a digest given in
+	// [VerifyOptions.Digests] committed to: an instance's last commits
+	// removed, its history rewritten (even into a chain that is
+	// consistent on its own), the instance gone, an instance the digest
+	// does not know, fewer messages, or a digest of another log.
+	KindDigest ProblemKind = "digest"
 	// KindStream: a setting of the log itself under which history can
 	// be lost or rewritten (see [StreamChecker]); Instance is empty.
 	KindStream ProblemKind = "stream"

@@ -36,6 +36,18 @@ type VerifyOptions struct {
 	// [Report.Heads]. It costs memory proportional to the number of
 	// instances.
 	Heads bool
+	// Digests are signed digests made earlier ([MakeDigest]), each
+	// checked with [Digest.Check] first (a digest that fails it is an
+	// error, not a problem). The log must still contain everything each
+	// committed to: every instance it lists, with the same number of
+	// commits up to the digest's last sequence, ending with the same head;
+	// no instance it does not list; the same number of messages up to
+	// that sequence. Each difference is a [KindDigest] problem naming the
+	// instance. A log that only grew since passes. Several digests are
+	// checked in the same read. With IDs set, only those instances'
+	// leaves are compared. Memory grows with the number of instances (a
+	// few dozen bytes per instance and digest).
+	Digests []*Digest
 	// Anchors are heads recorded earlier (for example a previous run's
 	// Report.Heads, kept somewhere the log's writers cannot change). The
 	// history of each anchored instance must still contain the anchored
@@ -107,17 +119,29 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 			opts.Progress(Progress{Phase: "verify", Instances: rep.Instances, Total: total, Messages: rep.Messages, Bytes: rep.Bytes, Problems: len(rep.Problems), Instance: current})
 		}
 	}
+	for i, d := range opts.Digests {
+		if err := d.Check(""); err != nil {
+			return rep, fmt.Errorf("audit: verify: digest %d: %w", i+1, err)
+		}
+	}
+	dc := newDigestChecker(opts.Digests)
 	errFull := errors.New("audit: problem limit reached")
 	var err error
 	if sc, ok := src.(Scanner); ok && len(opts.IDs) == 0 {
-		err = verifyScan(ctx, sc, opts, anchors, anchorSeen, rep, errFull)
+		err = verifyScan(ctx, sc, opts, anchors, anchorSeen, rep, errFull, dc)
 		if err == errRescan {
 			*rep = Report{Problems: []Problem{}}
 			clear(anchorSeen)
-			err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull)
+			dc.reset()
+			err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull, dc)
 		}
 	} else {
-		err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull)
+		err = verifyInstances(ctx, src, opts, anchors, anchorSeen, rep, progress, errFull, dc)
+	}
+	if err == nil {
+		if derr := finishDigests(ctx, src, dc, opts.IDs, rep); derr != nil {
+			return rep, fmt.Errorf("audit: verify: %w", derr)
+		}
 	}
 	if err == nil || err == errFull {
 		// The log's own settings, read once its messages are.
@@ -173,7 +197,7 @@ func streamProblems(ctx context.Context, src Source, rep *Report) error {
 
 // verifyInstances verifies the instances of opts.IDs, or every instance
 // of src, one after the other, each with one read.
-func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, progress func(string), errFull error) error {
+func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, progress func(string), errFull error, dc *digestChecker) error {
 	return instanceIDs(ctx, src, opts.IDs, opts.PageSize, func(id string) error {
 		if _, ok := anchors[id]; ok {
 			anchorSeen[id] = true
@@ -189,6 +213,7 @@ func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchor
 				return fmt.Errorf("read %q: %w", id, err)
 			}
 			v.add(m)
+			dc.observe(id, m.Seq, v.lastHash)
 			if v.messages%progressEvery == 0 {
 				progress(id)
 			}
@@ -240,7 +265,7 @@ const finishedCount = ^uint64(0)
 // and heads are put in the order of the instance ids, as the instance by
 // instance path lists them. Messages that belong to no instance are
 // counted in Report.Skipped.
-func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, errFull error) error {
+func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, errFull error, dc *digestChecker) error {
 	counter, _ := sc.(Counter)
 	var counts map[string]uint64 // nil until asked, or without a Counter
 	vs := make(map[string]*instVerifier)
@@ -274,6 +299,7 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		}
 		if m.InstanceErr != nil {
 			rep.Skipped++
+			dc.observe("", m.Seq, workflow.Hash32{})
 			continue
 		}
 		v := vs[m.Instance]
@@ -288,6 +314,7 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		}
 		before := len(v.ps.ps)
 		v.add(m.Message)
+		dc.observe(m.Instance, m.Seq, v.lastHash)
 		problems += len(v.ps.ps) - before
 		messages++
 		bytes += len(m.Data)

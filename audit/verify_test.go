@@ -55,11 +55,34 @@ func verify(t *testing.T, src Source, opts VerifyOptions) *Report {
 	return rep
 }
 
-// instancesOnly hides a source's Scan method.
+// instancesOnly hides a source's Scan method (and its AllInstances and
+// counts), keeping what describes the log as a whole.
 type instancesOnly struct{ Source }
+
+func (s instancesOnly) LogInfo(ctx context.Context) (events.LogInfo, error) {
+	if in, ok := s.Source.(Informer); ok {
+		return in.LogInfo(ctx)
+	}
+	return events.LogInfo{}, errors.New("the source cannot describe its log")
+}
+
+func (s instancesOnly) StreamProblems(ctx context.Context) ([]string, error) {
+	if sc, ok := s.Source.(StreamChecker); ok {
+		return sc.StreamProblems(ctx)
+	}
+	return nil, nil
+}
 
 // scanOnly hides a source's InstanceCounts method.
 type scanOnly struct{ Scanner }
+
+func (s scanOnly) LogInfo(ctx context.Context) (events.LogInfo, error) {
+	return instancesOnly{s.Scanner}.LogInfo(ctx)
+}
+
+func (s scanOnly) StreamProblems(ctx context.Context) ([]string, error) {
+	return instancesOnly{s.Scanner}.StreamProblems(ctx)
+}
 
 // miscounted is a Counter that tells one instance has fewer messages
 // than it has (as if some were deleted while the scan ran).

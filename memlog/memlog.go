@@ -19,6 +19,7 @@ import (
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
 )
 
 // Log is an in-memory event log. The zero value is not usable; call [New].
@@ -30,6 +31,7 @@ type Log struct {
 	all       []entry           // every message in sequence order
 	msgIDs    map[string]uint64 // de-duplication: Msg-Id → sequence
 	closed    bool
+	created   time.Time
 }
 
 type entry struct {
@@ -42,7 +44,7 @@ func New(now func() time.Time) *Log {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{now: now, instances: make(map[string][]events.Message), msgIDs: make(map[string]uint64)}
+	return &Log{now: now, instances: make(map[string][]events.Message), msgIDs: make(map[string]uint64), created: time.Now().UTC()}
 }
 
 var (
@@ -235,4 +237,46 @@ func cloneHeader(h map[string][]string) map[string][]string {
 		c[k] = slices.Clone(v)
 	}
 	return c
+}
+
+// LogInfo describes the log as a whole: name "memlog", the time New was
+// called, and its sequences and message count.
+func (l *Log) LogInfo(ctx context.Context) (events.LogInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return events.LogInfo{}, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return events.LogInfo{}, ErrClosed
+	}
+	return l.infoLocked(), nil
+}
+
+func (l *Log) infoLocked() events.LogInfo {
+	info := events.LogInfo{Name: "memlog", Created: l.created, Messages: uint64(len(l.all))}
+	if n := len(l.all); n > 0 {
+		info.FirstSeq, info.LastSeq = l.all[0].msg.Seq, l.all[n-1].msg.Seq
+	}
+	return info
+}
+
+// Heads returns the log's description and the head of every instance, in
+// no particular order, as of one moment (the log is locked while they
+// are read).
+func (l *Log) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
+	if err := ctx.Err(); err != nil {
+		return events.LogInfo{}, nil, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return events.LogInfo{}, nil, ErrClosed
+	}
+	heads := make([]events.InstanceHead, 0, len(l.instances))
+	for id, msgs := range l.instances {
+		last := msgs[len(msgs)-1]
+		heads = append(heads, events.InstanceHead{Instance: id, Messages: uint64(len(msgs)), Seq: last.Seq, Time: last.Time, Hash: workflow.Sha256(last.Data)})
+	}
+	return l.infoLocked(), heads, nil
 }
