@@ -387,10 +387,10 @@ func rootFromPath(leaf workflow.Hash32, index, size uint64, path []workflow.Hash
 // audit path. Anyone holding the signer's public key can check it
 // offline ([Proof.Check]).
 type Proof struct {
-	Version int             `json:"runlog_proof"`
-	Digest  Digest          `json:"digest"` // Leaves empty
-	Leaf    Leaf            `json:"leaf"`
-	Index   uint64          `json:"index"`
+	Version int               `json:"runlog_proof"`
+	Digest  Digest            `json:"digest"` // Leaves empty
+	Leaf    Leaf              `json:"leaf"`
+	Index   uint64            `json:"index"`
 	Path    []workflow.Hash32 `json:"path"`
 }
 
