@@ -257,7 +257,7 @@ func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store,
 				l = slog.Default()
 			}
 			l.Warn("jetstream: the embedded server recovered a damaged store: messages are missing; run replay verify with a digest to see which instances lost history",
-				slog.String("dir", ecfg.Dir), slog.String(logKeyStream, cfg.Stream), slog.Any("damage", d), slog.Any("server_warnings", emb.RecoveryWarnings()))
+				slog.String("dir", ecfg.Dir), slog.String(logKeyStream, s.cfg.Stream), slog.Any("damage", d), slog.Any("server_warnings", emb.RecoveryWarnings()))
 		}
 	}
 	return s, nil

@@ -66,8 +66,11 @@ func (e *env) flags() *flag.FlagSet {
 	fs.StringVar(&e.tlscert, "tlscert", "", "PEM client certificate `file` (with --tlskey)")
 	fs.StringVar(&e.tlskey, "tlskey", "", "PEM client key `file` (with --tlscert)")
 	fs.StringVar(&e.stream, "stream", jetstream.DefaultStream, "JetStream stream `name`")
-	fs.StringVar(&e.output, "output", outText, "output `format`: text, json or ndjson")
-	fs.StringVar(&e.output, "o", outText, "output `format` (short for --output)")
+	e.output = outText
+	if !e.cmd.ownOutput {
+		fs.StringVar(&e.output, "output", outText, "output `format`: text, json or ndjson")
+		fs.StringVar(&e.output, "o", outText, "output `format` (short for --output)")
+	}
 	fs.StringVar(&e.fakeNow, "now", "", "")
 	if e.cmd.define != nil {
 		e.cmd.define(fs, &e.o)
@@ -166,7 +169,7 @@ func flagDefaults(fs *flag.FlagSet, keep func(string) bool) string {
 	for _, f := range fl {
 		name, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(&b, "  --%s", f.Name)
-		if f.Name == "output" {
+		if f.Name == "output" || f.Name == "out" {
 			b.WriteString(", -o")
 		}
 		if name != "" {

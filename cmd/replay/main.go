@@ -1,8 +1,8 @@
 // Command replay reads runlog's event log: it lists workflow instances,
 // shows an instance's history as a timeline, folds the state at any point,
 // diffs two points, follows new events live, verifies that the history is
-// intact, and exports or imports histories. It is read-only except for
-// demo and import.
+// intact (against signed digests too), and exports or imports histories.
+// It is read-only except for demo and import.
 //
 //	replay demo                       seed the default store with example lifecycles
 //	replay list                       instances with status, run, events, last change
@@ -13,6 +13,11 @@
 //	replay export [ID...]             NDJSON export
 //	replay import --file F            import an export (verified first)
 //	replay stats                      counts by event type and status
+//	replay key new FILE               a signing key for digests
+//	replay digest --key F -o D        a signed digest of the whole log
+//	replay verify --digest D --key P  the log still holds what digests committed to
+//	replay prove ID --digest D        an inclusion proof of one instance
+//	replay verify-proof PROOF         check a proof offline
 //
 // Every subcommand works on an embedded store in a local directory
 // (--dir, default $RUNLOG_DIR, else $XDG_DATA_HOME/runlog, else
@@ -55,6 +60,9 @@ type command struct {
 	example string
 	define  func(fs *flag.FlagSet, o *opts)                        // the command's own flags
 	run     func(ctx context.Context, e *env, args []string) error // args: the positional arguments
+	// ownOutput: the command defines -o itself (digest: the file to
+	// write) and has no --output format.
+	ownOutput bool
 }
 
 // commands is the subcommand table, in the order help lists them.
@@ -82,6 +90,15 @@ func init() {
 			example: "replay import --file runlog.ndjson --dir /tmp/copy", define: defineImport, run: runImport},
 		{name: "stats", args: "", summary: "counts by event type and by status, bytes, oldest and newest commit",
 			example: "replay stats\n  replay stats -o json", run: runStats},
+		{name: "key", args: "new FILE", summary: "make a signing key for digests: the seed goes to FILE (mode 0600), the public key to stdout",
+			example: "replay key new ~/.runlog/digest.nk", run: runKey},
+		{name: "digest", args: "[--key FILE] [-o DIGEST]", summary: "write a signed digest of the whole log: every instance's head, a Merkle root, the stream's bounds",
+			example: "replay digest --key ~/.runlog/digest.nk -o digest-$(date +%F).json\n  RUNLOG_DIGEST_KEY=key.nk replay digest > digest.json",
+			define:  defineDigest, run: runDigest, ownOutput: true},
+		{name: "prove", args: "ID --digest FILE [--key PUB]", summary: "print the inclusion proof of one instance in a digest (its leaf and Merkle path)",
+			example: "replay prove order-42 --digest digest.json --key OD4C... > order-42.proof.json", define: defineProve, run: runProve},
+		{name: "verify-proof", args: "PROOF [--key PUB]", summary: "check an inclusion proof offline: the leaf, its path to the root, the digest's signature",
+			example: "replay verify-proof order-42.proof.json --key OD4C...", define: defineVerifyProof, run: runVerifyProof},
 	}
 }
 
@@ -186,7 +203,7 @@ usage: replay COMMAND [flags] [args]
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 	}
 	b.WriteString(`
 Every command takes the store flags (--dir, or --server with credentials,

@@ -30,7 +30,7 @@ import (
 const fakeNow = "2026-03-01T09:00:00Z"
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"replay": main})
+	testscript.Main(m, map[string]func(){"replay": main, "natsserve": natsServe})
 }
 
 // TestScripts runs the real binary on the scripts in testdata/script.
@@ -655,7 +655,11 @@ func TestHelp(t *testing.T) {
 			if r.code != exitOK {
 				t.Errorf("replay %q: exit %d", args, r.code)
 			}
-			for _, want := range []string{"usage: replay " + c.name, "Examples:\n  replay " + c.name, "--dir", "--server", "--output, -o", "RUNLOG_DIR", "Exit codes"} {
+			output := "--output, -o"
+			if c.ownOutput {
+				output = "--out, -o file"
+			}
+			for _, want := range []string{"usage: replay " + c.name, "Examples:\n  replay " + c.name, "--dir", "--server", output, "RUNLOG_DIR", "Exit codes"} {
 				if !strings.Contains(r.stdout, want) {
 					t.Errorf("replay %q does not say %q:\n%s", args, want, r.stdout)
 				}

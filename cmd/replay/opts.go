@@ -42,6 +42,10 @@ type opts struct {
 
 	maxProblems int
 	file        string
+
+	key      string   // digest: the signing key file; verify, prove, verify-proof: the public key
+	unsigned bool     // digest: no signature
+	digests  []string // verify, prove: --digest files
 }
 
 // parseTime accepts an RFC 3339 time, a date (UTC midnight), or a duration

@@ -15,6 +15,8 @@ import (
 
 func defineVerify(fs *flag.FlagSet, o *opts) {
 	fs.IntVar(&o.maxProblems, "max-problems", 0, "stop after `N` problems (0: no limit); the report then says it is incomplete")
+	fs.Var((*stringList)(&o.digests), "digest", "a digest `file` (repeatable): the log must still hold everything it committed to")
+	fs.StringVar(&o.key, "key", "", "the public `key` (or a file holding it) that must have signed every --digest")
 }
 
 // validIDs checks positional instance ids.
@@ -40,6 +42,13 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if e.o.maxProblems < 0 {
 		return usagef("--max-problems must not be negative")
 	}
+	if e.o.key != "" && len(e.o.digests) == 0 {
+		return usagef("--key checks the signature of a --digest: give one")
+	}
+	digests, err := readDigests(e)
+	if err != nil {
+		return err
+	}
 	st, err := e.open(ctx, false)
 	if err != nil {
 		return err
@@ -47,7 +56,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	defer st.close()
 
 	bar := newProgress(e.stderr, "verifying")
-	rep, err := audit.Verify(ctx, st.Store, audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems})
+	rep, err := audit.Verify(ctx, st.Store, audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems, Digests: digests})
 	bar.done()
 	if rep == nil {
 		rep = &audit.Report{}
@@ -78,6 +87,9 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return werr
 	}
 	summary := fmt.Sprintf("verified %d instance%s, %d messages, %d events (%s)", rep.Instances, plural(rep.Instances), rep.Messages, rep.Events, humanBytes(int64(rep.Bytes)))
+	if len(digests) > 0 {
+		summary += fmt.Sprintf(" against %d digest%s", len(digests), plural(len(digests)))
+	}
 	if err != nil {
 		return fmt.Errorf("%s before the verification failed: %w (the problems above were found until then)", summary, err)
 	}

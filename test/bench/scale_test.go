@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/nats-io/nkeys"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -367,6 +369,45 @@ func benchVerify(b *testing.B, instances int) {
 	}
 	cpu.report(b)
 	b.ReportMetric(float64(rep.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDigest100k runs audit.MakeDigest (the engine of `replay
+// digest`) on the store of BenchmarkVerify100k and reports events/s (the
+// events the digest covers, per second): a digest reads each instance's
+// last message and the subject totals, not the histories. Its time is
+// compared with BenchmarkVerify100k's (BENCHMARKS.md).
+func BenchmarkDigest100k(b *testing.B) { benchDigest(b, 10) }
+
+// BenchmarkDigest1M is BenchmarkDigest100k over the store of
+// BenchmarkVerify1M. Skipped unless RUNLOG_BENCH_SCALE=1.
+func BenchmarkDigest1M(b *testing.B) {
+	scale(b)
+	benchDigest(b, 100)
+}
+
+func benchDigest(b *testing.B, instances int) {
+	e := newEnv(b, syncDefault)
+	gen := events.NewIDSource(nil, nil)
+	for i := range instances {
+		id := "v" + strconv.Itoa(i)
+		e.publishBulk(b, id, genHistory(b, gen, id, longEvents))
+	}
+	e.flush(b)
+	ctx := context.Background()
+	key, err := nkeys.CreateOperator()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var d *audit.Digest
+	cpu := startCPU()
+	for b.Loop() {
+		d, err = audit.MakeDigest(ctx, e.log, audit.DigestOptions{Key: key})
+		if err != nil || d.Instances != instances || d.Messages != uint64(instances*longEvents) {
+			b.Fatal(err, d)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(d.Messages)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 // seedEnv opens the embedded store in dir (the stream runlog creates by

@@ -1,0 +1,168 @@
+package audit
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runlog/runlog/internal/natstest"
+	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Digests on JetStream: made from the subject totals and the last
+// messages, equal to one made from a full read, still valid as the
+// stream grows, and consistent while writers write.
+func TestJetStreamDigest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx := t.Context()
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(ctx, nc, jetstream.Config{ReadBatch: 7})
+	must(t, err)
+	buildHistories(t, src)
+	kp := newKey(t)
+	d := digestOf(t, src, kp)
+	info, err := src.LogInfo(ctx)
+	must(t, err)
+	if d.Stream != "RUNLOG" || !d.StreamCreated.Equal(info.Created) || d.LastSeq != info.LastSeq || d.Instances != 3 {
+		t.Fatalf("digest %+v of %+v", d, info)
+	}
+	// The same leaves as a full read gives.
+	for _, l := range d.Leaves {
+		msgs := read(t, src, l.Instance)
+		last := msgs[len(msgs)-1]
+		if l.Commits != uint64(len(msgs)) || l.Seq != last.Seq || l.Head != workflow.Sha256(last.Data) {
+			t.Fatalf("leaf %+v, history has %d messages, last %d", l, len(msgs), last.Seq)
+		}
+	}
+	if ps := digestProblems(t, src, d); len(ps) != 0 {
+		t.Fatalf("%v", ps)
+	}
+
+	// Writers write while digests are made: every digest is of one
+	// sequence, so each verifies.
+	store, err := lifecycle.New(src, lifecycle.Config{})
+	must(t, err)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%d-%d", w, i%20)
+				_, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}, Policy: workflow.TerminateExisting})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var ds []*Digest
+	for range 5 {
+		ds = append(ds, digestOf(t, src, kp))
+	}
+	close(stop)
+	wg.Wait()
+	if ps := digestProblems(t, src, ds...); len(ps) != 0 {
+		t.Fatalf("digests made while writing: %v", ps)
+	}
+}
+
+// A block file cut in half (the damaged store): verify alone
+// finds fewer instances and says nothing of the loss, the open warns, and
+// the digest made before names every instance that lost history.
+func TestJetStreamDigestTruncatedBlock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx := t.Context()
+	dir := t.TempDir()
+	src, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
+	must(t, err)
+	store, err := lifecycle.New(src, lifecycle.Config{})
+	must(t, err)
+	for i := range 10 {
+		id := fmt.Sprintf("order-%d", i)
+		p, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: def, Input: []byte(strings.Repeat("x", 300)), FirstTask: workflow.TaskHint{ID: taskA}})
+		must(t, err)
+		snap, rev := p.Snapshot, p.Revision()
+		snap.MarkTaskCompleted(taskA, []byte(strings.Repeat("y", 300)), snap.UpdatedAt)
+		snap.MarkCompleted([]byte("done"), snap.UpdatedAt)
+		_, err = store.SaveSnapshot(ctx, snap, rev)
+		must(t, err)
+	}
+	kp := newKey(t)
+	d := digestOf(t, src, kp)
+	must(t, src.Close())
+
+	blk := dir + "/jetstream/$G/streams/RUNLOG/msgs/1.blk"
+	fi, err := os.Stat(blk)
+	must(t, err)
+	must(t, os.Truncate(blk, fi.Size()/2))
+
+	src, err = jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{ReadOnly: true})
+	must(t, err)
+	defer src.Close()
+	rep := verify(t, src, VerifyOptions{})
+	lost := 0
+	for _, l := range d.Leaves {
+		if n := len(read(t, src, l.Instance)); uint64(n) < l.Commits {
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatal("the cut lost no history")
+	}
+	for _, p := range rep.Problems {
+		if p.Kind != KindStream {
+			t.Logf("verify alone also found: %s", p)
+		}
+	}
+	rep = verify(t, src, VerifyOptions{Digests: []*Digest{d}})
+	named := map[string]bool{}
+	for _, p := range rep.Problems {
+		if p.Kind == KindDigest && p.Instance != "" {
+			named[p.Instance] = true
+		}
+	}
+	if len(named) < lost {
+		t.Fatalf("the digest names %d instances, %d lost history: %v", len(named), lost, rep.Problems)
+	}
+	t.Logf("%d of %d instances lost history; verify with the digest names %d", lost, len(d.Leaves), len(named))
+}
+
+// A digest names the stream it was made of: a stream deleted and made
+// again under the same name is another log.
+func TestJetStreamDigestRecreatedStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx := t.Context()
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(ctx, nc, jetstream.Config{})
+	must(t, err)
+	buildHistories(t, src)
+	d := digestOf(t, src, newKey(t))
+	js, err := natsjs.New(nc)
+	must(t, err)
+	must(t, js.DeleteStream(ctx, "RUNLOG"))
+	src, err = jetstream.Open(ctx, nc, jetstream.Config{})
+	must(t, err)
+	buildHistories(t, src)
+	ps := digestProblems(t, src, d)
+	if len(ps) != 1 || !strings.Contains(ps[0].Detail, "another log") {
+		t.Fatalf("problems %v, want one saying it is another log", ps)
+	}
+}
