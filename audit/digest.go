@@ -64,8 +64,25 @@ type Digest struct {
 	Key       string `json:"key,omitempty"`
 	Signature string `json:"signature,omitempty"`
 	// Leaves are the instances' heads, in increasing byte order of the
-	// instance ids.
-	Leaves []Leaf `json:"leaves"`
+	// instance ids. A compact digest ([Digest.Compact]) has none: it can
+	// prove that the log changed, not name the instance.
+	Leaves []Leaf `json:"leaves,omitempty"`
+}
+
+// IsCompact reports whether d has no leaves though it covers instances: a
+// digest's signed header alone, as [Digest.Compact] returns it.
+func (d *Digest) IsCompact() bool { return len(d.Leaves) == 0 && d.Instances > 0 }
+
+// Compact returns d without its leaves: a few hundred bytes whatever the
+// number of instances, still signed (the signature does not cover the
+// leaves but the root), fit to publish to a stream or a transparency log.
+// Verified against a log it tells whether the log still holds everything
+// it committed to (the root must be recomputed from the log), but not
+// which instance changed: keep the full digest for that, and for proofs.
+func (d *Digest) Compact() *Digest {
+	c := *d
+	c.Leaves = nil
+	return &c
 }
 
 // Leaf is one instance as a digest saw it.
@@ -172,6 +189,15 @@ func (d *Digest) Sign(key nkeys.KeyPair) error {
 func (d *Digest) Check(key string) error {
 	if d.Version != DigestVersion {
 		return fmt.Errorf("%w: version %d, this runlog reads version %d", ErrDigest, d.Version, DigestVersion)
+	}
+	if d.Instances < 0 {
+		return fmt.Errorf("%w: %d instances", ErrDigest, d.Instances)
+	}
+	if d.IsCompact() {
+		if d.Instances > int(d.Messages) {
+			return fmt.Errorf("%w: %d instances cannot have fewer than %d messages", ErrDigest, d.Instances, d.Messages)
+		}
+		return checkSignature(d, key)
 	}
 	if d.Instances != len(d.Leaves) {
 		return fmt.Errorf("%w: it counts %d instances and lists %d leaves", ErrDigest, d.Instances, len(d.Leaves))
@@ -395,9 +421,12 @@ type Proof struct {
 }
 
 // Prove returns the inclusion proof of instance in d, which must pass
-// [Digest.Check]. An instance the digest does not list gives an error
-// matching [ErrDigest].
+// [Digest.Check]. An instance the digest does not list, or a compact
+// digest, gives an error matching [ErrDigest].
 func Prove(d *Digest, instance string) (*Proof, error) {
+	if d.IsCompact() {
+		return nil, fmt.Errorf("%w: a compact digest has no leaves to prove from: use the full digest file", ErrDigest)
+	}
 	i, found := slices.BinarySearchFunc(d.Leaves, instance, func(l Leaf, id string) int { return strings.Compare(l.Instance, id) })
 	if !found {
 		return nil, fmt.Errorf("%w: instance %q is not in the digest of stream %s at seq %d (%d instances)", ErrDigest, instance, d.Stream, d.LastSeq, len(d.Leaves))

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -164,5 +165,41 @@ func TestJetStreamDigestRecreatedStream(t *testing.T) {
 	ps := digestProblems(t, src, d)
 	if len(ps) != 1 || !strings.Contains(ps[0].Detail, "another log") {
 		t.Fatalf("problems %v, want one saying it is another log", ps)
+	}
+}
+
+// The digester publishes compact digests to the digest stream, which
+// denies deletes; what it holds verifies the log.
+func TestJetStreamDigestStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx := t.Context()
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(ctx, nc, jetstream.Config{})
+	must(t, err)
+	buildHistories(t, src)
+	kp := newKey(t)
+	d := digestOf(t, src, kp)
+	pub := PublishCompact(src)
+	must(t, pub(ctx, d))
+	must(t, pub(ctx, d)) // the same digest again: stored once
+	js, err := natsjs.New(nc)
+	must(t, err)
+	st, err := js.Stream(ctx, src.DigestStream())
+	must(t, err)
+	info := st.CachedInfo()
+	if !info.Config.DenyDelete || !info.Config.DenyPurge || info.State.Msgs != 1 {
+		t.Fatalf("digest stream %+v, %d messages", info.Config, info.State.Msgs)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, src.DigestSubject()+".>")
+	must(t, err)
+	back, err := ParseDigest(bytes.NewReader(m.Data), pubOf(t, kp))
+	must(t, err)
+	if !back.IsCompact() || back.Root != d.Root {
+		t.Fatalf("published %+v", back)
+	}
+	if ps := digestProblems(t, src, back); len(ps) != 0 {
+		t.Fatalf("%v", ps)
 	}
 }

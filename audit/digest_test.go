@@ -187,6 +187,13 @@ func TestDigestDetectsTampering(t *testing.T) {
 			if rep.OK() || !found {
 				t.Fatalf("with the digest: %v, want a digest problem of %q saying %q", rep.Problems, tc.inst, tc.want)
 			}
+			// The compact digest (no leaves) sees it too, without naming
+			// the instance.
+			must(t, same.Compact().Check(pubOf(t, kp)))
+			ps := digestProblems(t, bad, same.Compact())
+			if len(ps) == 0 || !strings.Contains(ps[len(ps)-1].Detail, "no longer holds what the digest committed to") {
+				t.Fatalf("with the compact digest: %v", ps)
+			}
 		})
 	}
 }
@@ -359,4 +366,67 @@ func TestProofs(t *testing.T) {
 		}
 	}
 	must(t, good.Check(pub))
+}
+
+func TestCompactDigest(t *testing.T) {
+	kp := newKey(t)
+	log := cleanLog(t)
+	d := digestOf(t, log, kp)
+	c := d.Compact()
+	var buf bytes.Buffer
+	_, err := c.WriteTo(&buf)
+	must(t, err)
+	if strings.Contains(buf.String(), "leaves") || buf.Len() > 1024 {
+		t.Fatalf("compact digest:\n%s", buf.String())
+	}
+	back, err := ParseDigest(&buf, pubOf(t, kp))
+	must(t, err)
+	if ps := digestProblems(t, log, back); len(ps) != 0 {
+		t.Fatalf("%v", ps)
+	}
+	s := otherStore(t, log)
+	_, err = s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "d", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+	must(t, err)
+	if ps := digestProblems(t, log, back); len(ps) != 0 {
+		t.Fatalf("after growth: %v", ps)
+	}
+	if _, err := Prove(c, "a"); !errors.Is(err, ErrDigest) {
+		t.Errorf("Prove from a compact digest: %v", err)
+	}
+	// A compact digest's header is still signed.
+	c.Messages++
+	if err := c.Check(""); !errors.Is(err, ErrDigest) {
+		t.Errorf("altered compact digest: %v", err)
+	}
+}
+
+func TestDigester(t *testing.T) {
+	log := cleanLog(t)
+	kp := newKey(t)
+	if err := (&Digester{Source: log, Interval: time.Second, Publish: func(context.Context, *Digest) error { return nil }}).Run(t.Context()); !errors.Is(err, ErrInvalidDigester) {
+		t.Fatalf("Run without a key: %v", err)
+	}
+	got := make(chan *Digest, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	g := &Digester{Source: log, Key: kp, Interval: time.Second, Publish: func(_ context.Context, d *Digest) error { got <- d; return nil }}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	first := <-got
+	s := otherStore(t, log)
+	_, err := s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "d", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+	must(t, err)
+	second := <-got
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	if second.LastSeq <= first.LastSeq || second.Instances != first.Instances+1 {
+		t.Fatalf("digests %d/%d then %d/%d", first.LastSeq, first.Instances, second.LastSeq, second.Instances)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d digests of a log that did not grow", len(got))
+	}
+	if ps := digestProblems(t, log, first, second); len(ps) != 0 {
+		t.Fatalf("%v", ps)
+	}
 }

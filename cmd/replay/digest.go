@@ -101,6 +101,7 @@ func defineDigest(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.file, "out", "", "write the digest to `file` instead of stdout")
 	fs.StringVar(&o.file, "o", "", "write the digest to `file` (short for --out)")
 	fs.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned digest (it proves nothing about who made it)")
+	fs.BoolVar(&o.publish, "publish", false, "also publish the compact digest (signed header, no leaves) to the digest stream (STREAM_DIGESTS)")
 }
 
 func runDigest(ctx context.Context, e *env, args []string) error {
@@ -142,6 +143,12 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 		}
 	} else if err := writeFileAtomic(e.o.file, buf.Bytes()); err != nil {
 		return err
+	}
+	if e.o.publish {
+		if err := audit.PublishCompact(st.Store)(ctx, d); err != nil {
+			return fmt.Errorf("the digest was written but not published: %w", err)
+		}
+		fmt.Fprintf(e.stderr, "published the compact digest to stream %s (subject %s.digest)\n", st.Store.DigestStream(), st.Store.DigestSubject())
 	}
 	signed := "unsigned"
 	if d.Key != "" {

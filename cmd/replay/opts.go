@@ -45,6 +45,7 @@ type opts struct {
 
 	key      string   // digest: the signing key file; verify, prove, verify-proof: the public key
 	unsigned bool     // digest: no signature
+	publish  bool     // digest: also to the digest stream
 	digests  []string // verify, prove: --digest files
 }
 
