@@ -282,19 +282,28 @@ func (d *Digest) WriteTo(w io.Writer) (int64, error) {
 // ParseDigest reads a digest written by [Digest.WriteTo] and checks it
 // with [Digest.Check](key). Unknown fields are refused.
 func ParseDigest(r io.Reader, key string) (*Digest, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
 	var d Digest
-	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("%w: not a runlog digest: %v", ErrDigest, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the digest", ErrDigest)
+	if err := decodeStrict(r, &d, "digest"); err != nil {
+		return nil, err
 	}
 	if err := d.Check(key); err != nil {
 		return nil, err
 	}
 	return &d, nil
+}
+
+// decodeStrict decodes one JSON document of r into v, refusing unknown
+// fields and trailing data, with errors matching ErrDigest.
+func decodeStrict(r io.Reader, v any, what string) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: not a runlog %s: %v", ErrDigest, what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: data after the %s", ErrDigest, what)
+	}
+	return nil
 }
 
 // ---- Merkle tree (RFC 6962 §2.1, RFC 9162 §2.1) -----------------------
@@ -468,14 +477,9 @@ func (p *Proof) Check(key string) error {
 
 // ParseProof reads a proof (JSON) and checks it with [Proof.Check](key).
 func ParseProof(r io.Reader, key string) (*Proof, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
 	var p Proof
-	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: not a runlog proof: %v", ErrDigest, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the proof", ErrDigest)
+	if err := decodeStrict(r, &p, "proof"); err != nil {
+		return nil, err
 	}
 	if err := p.Check(key); err != nil {
 		return nil, err

@@ -111,6 +111,12 @@ func TestDigestRoundTripAndGrowth(t *testing.T) {
 	if ps := digestProblems(t, log, back); len(ps) != 0 {
 		t.Fatalf("the log it was made of: %v", ps)
 	}
+	if rep, err := VerifyDigest(t.Context(), log, pubOf(t, kp), back); err != nil || !rep.OK() {
+		t.Fatalf("VerifyDigest = %v, %v", rep, err)
+	}
+	if _, err := VerifyDigest(t.Context(), log, pubOf(t, newKey(t)), back); !errors.Is(err, ErrDigest) {
+		t.Fatalf("VerifyDigest with another key = %v", err)
+	}
 	// The log grows: both the old and a new digest pass, in one read.
 	s := otherStore(t, log)
 	_, err = s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "d", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})

@@ -229,3 +229,18 @@ func finishDigests(ctx context.Context, src Source, c *digestChecker, ids []stri
 	rep.Problems = append(rep.Problems, ps...)
 	return nil
 }
+
+// VerifyDigest verifies every instance of src, as [Verify] does, and that
+// src still holds everything each of digests committed to
+// ([VerifyOptions.Digests]): the one call an auditor needs with digests
+// in hand. Each digest must pass [Digest.Check] with key (a public nkey;
+// "" accepts each digest's own key), else an error matching [ErrDigest]
+// is returned and nothing is verified.
+func VerifyDigest(ctx context.Context, src Source, key string, digests ...*Digest) (*Report, error) {
+	for i, d := range digests {
+		if err := d.Check(key); err != nil {
+			return &Report{Problems: []Problem{}}, fmt.Errorf("audit: verify: digest %d: %w", i+1, err)
+		}
+	}
+	return Verify(ctx, src, VerifyOptions{Digests: digests})
+}

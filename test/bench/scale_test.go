@@ -349,7 +349,9 @@ func BenchmarkVerify1M(b *testing.B) {
 	benchVerify(b, 100)
 }
 
-func benchVerify(b *testing.B, instances int) {
+// verifyEnv stores the histories of the verify and digest benchmarks:
+// instances of longEvents events each.
+func verifyEnv(b *testing.B, instances int) *env {
 	e := newEnv(b, syncDefault)
 	gen := events.NewIDSource(nil, nil)
 	for i := range instances {
@@ -357,6 +359,11 @@ func benchVerify(b *testing.B, instances int) {
 		e.publishBulk(b, id, genHistory(b, gen, id, longEvents))
 	}
 	e.flush(b)
+	return e
+}
+
+func benchVerify(b *testing.B, instances int) {
+	e := verifyEnv(b, instances)
 	ctx := context.Background()
 	var rep *audit.Report
 	cpu := startCPU()
@@ -386,13 +393,7 @@ func BenchmarkDigest1M(b *testing.B) {
 }
 
 func benchDigest(b *testing.B, instances int) {
-	e := newEnv(b, syncDefault)
-	gen := events.NewIDSource(nil, nil)
-	for i := range instances {
-		id := "v" + strconv.Itoa(i)
-		e.publishBulk(b, id, genHistory(b, gen, id, longEvents))
-	}
-	e.flush(b)
+	e := verifyEnv(b, instances)
 	ctx := context.Background()
 	key, err := nkeys.CreateOperator()
 	if err != nil {
