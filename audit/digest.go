@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -269,14 +270,57 @@ func checkSignature(d *Digest, key string) error {
 	return nil
 }
 
-// WriteTo writes d as indented JSON with a final newline.
+// WriteTo writes d as indented JSON with a final newline, one leaf per
+// line. It streams the leaves: memory does not grow with them beyond d
+// itself.
 func (d *Digest) WriteTo(w io.Writer) (int64, error) {
-	b, err := json.MarshalIndent(d, "", "  ")
+	cw := &countWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	hdr := *d
+	hdr.Leaves = nil
+	b, err := json.MarshalIndent(hdr, "", "  ")
 	if err != nil {
 		return 0, err
 	}
-	n, err := w.Write(append(b, '\n'))
-	return int64(n), err
+	if len(d.Leaves) == 0 {
+		cw.write(b)
+		cw.write([]byte("\n"))
+	} else {
+		cw.write(b[:len(b)-2]) // without "\n}"
+		cw.write([]byte(",\n  \"leaves\": [\n"))
+		for i, l := range d.Leaves {
+			lb, err := json.Marshal(l)
+			if err != nil {
+				return cw.n, err
+			}
+			cw.write([]byte("    "))
+			cw.write(lb)
+			if i < len(d.Leaves)-1 {
+				cw.write([]byte(","))
+			}
+			cw.write([]byte("\n"))
+		}
+		cw.write([]byte("  ]\n}\n"))
+	}
+	if cw.err == nil {
+		cw.err = cw.w.Flush()
+	}
+	return cw.n, cw.err
+}
+
+// countWriter counts what it writes; the first error sticks.
+type countWriter struct {
+	w   *bufio.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) write(b []byte) {
+	if c.err != nil {
+		return
+	}
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	c.err = err
 }
 
 // ParseDigest reads a digest written by [Digest.WriteTo] and checks it

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/runlog/runlog/events"
 )
 
 // A block file cut in half: the server recovers the store without the
@@ -59,5 +61,35 @@ func TestEmbeddedTruncatedBlock(t *testing.T) {
 	t.Logf("damage: %q", d)
 	if w := s.emb.RecoveryWarnings(); len(w) == 0 {
 		t.Errorf("no recovery warnings kept")
+	}
+}
+
+// Heads from the subject totals and last messages, and from one read of
+// the stream, agree; each is chosen where it is cheaper.
+func TestHeadsPathsAgree(t *testing.T) {
+	s, _, _ := newStore(t, Config{ReadBatch: 3})
+	last := map[string]uint64{}
+	for i := range 120 {
+		id := fmt.Sprintf("i%d", i%40)
+		last[id] = mustAppend(t, s, id, testMsg(fmt.Sprintf("m%d", i), fmt.Sprint(i)), last[id])
+	}
+	info1, quick, err := s.Heads(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info2, scanned, err := s.headsByScan(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortHeads := func(hs []events.InstanceHead) {
+		slices.SortFunc(hs, func(a, b events.InstanceHead) int { return strings.Compare(a.Instance, b.Instance) })
+	}
+	sortHeads(quick)
+	sortHeads(scanned)
+	if info1 != info2 || !slices.Equal(quick, scanned) || len(quick) != 40 || quick[0].Messages != 3 {
+		t.Fatalf("heads differ:\n%+v %v\n%+v %v", info1, quick, info2, scanned)
+	}
+	if !headsByScanIsCheaper(1_000_000, 1_000_000) || headsByScanIsCheaper(1_000_000, 100) || headsByScanIsCheaper(120, 40) {
+		t.Error("headsByScanIsCheaper chooses the wrong read")
 	}
 }

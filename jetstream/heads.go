@@ -36,16 +36,27 @@ const headsAttempts = 5
 // order. Subjects under the prefix that are not instance subjects are not
 // instances; their messages count in LogInfo.Messages.
 //
-// It reads no history: the counts come from the stream's subject totals,
-// the last messages from batched direct gets of the last message of up
-// to 1024 subjects each, bounded by the sequence (multi_last with
-// up_to_seq). The counts are taken between two readings of the stream's
-// state; if a message was stored meanwhile they may count it, so Heads
-// tries again, up to a few times, and on a stream written to without
-// pause it reads the whole stream once with [Store.Scan] instead (slower,
-// but consistent by construction). Memory grows with the number of
-// instances. Errors are wrapped as "jetstream: heads: ...".
+// Where instances have histories of some length it reads no history: the
+// counts come from the stream's subject totals, the last messages from
+// batched direct gets of the last message of up to 1024 subjects each,
+// bounded by the sequence (multi_last with up_to_seq). The counts are
+// taken between two readings of the stream's state; if a message was
+// stored meanwhile they may count it, so Heads tries again, up to a few
+// times, and on a stream written to without pause it reads the whole
+// stream once with [Store.Scan] instead (consistent by construction).
+// Where instances have few messages each it reads the whole stream from
+// the start: the server walks every subject for every page of 100,000
+// subject totals, which costs more than the read (see
+// headsByScanIsCheaper). Memory grows with the number of instances.
+// Errors are wrapped as "jetstream: heads: ...".
 func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
+	info, err := s.streamInfo(ctx)
+	if err != nil {
+		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
+	}
+	if headsByScanIsCheaper(info.State.Msgs, uint64(info.State.NumSubjects)) {
+		return s.headsByScan(ctx)
+	}
 	for range headsAttempts {
 		before, err := s.streamInfo(ctx)
 		if err != nil {
@@ -71,6 +82,23 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 		return info, heads, nil
 	}
 	return s.headsByScan(ctx)
+}
+
+// subjectsPerPage is how many subjects the server puts in one stream info
+// answer (and each answer walks every subject of the stream).
+const subjectsPerPage = 100_000
+
+// headsByScanIsCheaper says whether reading the whole stream costs less
+// than the subject totals and the last messages: the totals cost a walk
+// of every subject per page of 100,000 (measured here: about 1.9 µs per
+// subject and page, the last messages as much again), the scan about 4 µs
+// per message. With few messages per instance (a million instances of one
+// commit: 21 s by totals, 4.5 s by scan) the scan wins; with long
+// histories (100 instances of 10,000 commits: 0.1 s by totals, 3 s by
+// scan) the totals do.
+func headsByScanIsCheaper(msgs, subjects uint64) bool {
+	pages := (subjects + subjectsPerPage - 1) / subjectsPerPage
+	return msgs*2 < subjects*(pages+1)
 }
 
 // lastOf reads the last message of each instance of counts with a sequence

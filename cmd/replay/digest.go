@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,15 +134,11 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	if _, err := d.WriteTo(&buf); err != nil {
-		return err
-	}
 	if e.o.file == "" || e.o.file == "-" {
-		if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+		if _, err := d.WriteTo(e.stdout); err != nil {
 			return err
 		}
-	} else if err := writeFileAtomic(e.o.file, buf.Bytes()); err != nil {
+	} else if err := writeFileAtomic(e.o.file, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
 		return err
 	}
 	if e.o.publish {
@@ -159,14 +156,14 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// writeFileAtomic writes b to file through a temporary file and a rename,
-// so that a digest file is never half written.
-func writeFileAtomic(file string, b []byte) error {
+// writeFileAtomic writes file with write through a temporary file and a
+// rename, so that a digest file is never half written.
+func writeFileAtomic(file string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(file), ".digest-*")
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.Write(b); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return err
