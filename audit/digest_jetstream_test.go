@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/internal/natstest"
@@ -147,13 +148,8 @@ func TestJetStreamDigestTruncatedBlock(t *testing.T) {
 // A digest names the stream it was made of: a stream deleted and made
 // again under the same name is another log.
 func TestJetStreamDigestRecreatedStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS server")
-	}
 	ctx := t.Context()
-	nc := natstest.Connect(t, natstest.Start(t))
-	src, err := jetstream.Open(ctx, nc, jetstream.Config{})
-	must(t, err)
+	src, nc := jetstreamSource(t)
 	buildHistories(t, src)
 	d := digestOf(t, src, newKey(t))
 	js, err := natsjs.New(nc)
@@ -171,13 +167,8 @@ func TestJetStreamDigestRecreatedStream(t *testing.T) {
 // The digester publishes compact digests to the digest stream, which
 // denies deletes; what it holds verifies the log.
 func TestJetStreamDigestStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS server")
-	}
 	ctx := t.Context()
-	nc := natstest.Connect(t, natstest.Start(t))
-	src, err := jetstream.Open(ctx, nc, jetstream.Config{})
-	must(t, err)
+	src, nc := jetstreamSource(t)
 	buildHistories(t, src)
 	kp := newKey(t)
 	d := digestOf(t, src, kp)
@@ -202,4 +193,17 @@ func TestJetStreamDigestStream(t *testing.T) {
 	if ps := digestProblems(t, src, back); len(ps) != 0 {
 		t.Fatalf("%v", ps)
 	}
+}
+
+// jetstreamSource opens a store on a fresh embedded server, skipping the
+// test in -short mode.
+func jetstreamSource(t *testing.T) (*jetstream.Store, *nats.Conn) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(t.Context(), nc, jetstream.Config{})
+	must(t, err)
+	return src, nc
 }

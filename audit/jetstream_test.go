@@ -92,20 +92,15 @@ func TestJetStreamRoundTrip(t *testing.T) {
 // verify modes report the forged headers at the message's real sequence,
 // and an export of it is refused by import.
 func TestJetStreamForgedServerHeaders(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a NATS server")
-	}
 	ctx := t.Context()
-	nc := natstest.Connect(t, natstest.Start(t))
-	src, err := jetstream.Open(ctx, nc, jetstream.Config{})
-	must(t, err)
+	src, nc := jetstreamSource(t)
 
 	// The history is written on a memory log, then copied: the first
 	// message appended normally, the second published raw with forged
 	// headers. Its bytes are a genuine commit chained to the first.
 	mem := memlog.New(nil)
 	ms := newStore(t, mem)
-	_, err = ms.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "victim", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+	_, err := ms.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "victim", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
 	must(t, err)
 	must(t, ms.SendEvent(ctx, "victim", "paid", []byte(`{}`)))
 	orig := read(t, mem, "victim")
