@@ -10,41 +10,56 @@ import (
 )
 
 // Sentinels, one per condition. Match them with [errors.Is]; the typed
-// errors below carry the details and match their sentinel.
+// errors below carry the details and match their sentinel. The
+// conditions under which an operation refuses (all but ErrInvalidConfig)
+// are made with newRefusal: the write loop recognises a refusal by that
+// kind, not by a list (see isRefusal).
 var (
 	// ErrInvalidInstanceID: the id is empty, longer than 256 bytes or not
 	// UTF-8. It is [workflow.ErrInvalidInstanceID].
 	ErrInvalidInstanceID = workflow.ErrInvalidInstanceID
 	// ErrInvalidRequest: a request field is invalid (an unknown policy or
 	// signal kind, an oversized payload). Nothing was written.
-	ErrInvalidRequest = errors.New("lifecycle: invalid request")
+	ErrInvalidRequest = newRefusal("lifecycle: invalid request")
 	// ErrAlreadyExists: PrepareRun under [workflow.Fail] found the id in use.
-	ErrAlreadyExists = errors.New("lifecycle: instance already exists")
+	ErrAlreadyExists = newRefusal("lifecycle: instance already exists")
 	// ErrDefinitionMismatch: the stored snapshot was made by another
 	// workflow definition. Checked before every conflict policy.
-	ErrDefinitionMismatch = errors.New("lifecycle: definition mismatch")
+	ErrDefinitionMismatch = newRefusal("lifecycle: definition mismatch")
 	// ErrConcurrentModification: every attempt lost the race to another
 	// writer (the sequence check failed each time).
-	ErrConcurrentModification = errors.New("lifecycle: concurrent modification")
+	ErrConcurrentModification = newRefusal("lifecycle: concurrent modification")
 	// ErrInvalidConfig: a [Config] field is invalid.
 	ErrInvalidConfig = errors.New("lifecycle: invalid config")
 	// ErrNotFound: the instance has no snapshot (never created, or
 	// deleted). [*NotFoundError] says which.
-	ErrNotFound = errors.New("lifecycle: instance not found")
+	ErrNotFound = newRefusal("lifecycle: instance not found")
 	// ErrTerminal: the run is completed, failed or cancelled; terminal
 	// states are absorbing and refuse every change.
-	ErrTerminal = errors.New("lifecycle: instance is in a terminal state")
+	ErrTerminal = newRefusal("lifecycle: instance is in a terminal state")
 	// ErrStale: the writer's view is out of date: its run was replaced, or
 	// another checkpoint landed since its revision. Reload and decide again.
-	ErrStale = errors.New("lifecycle: stale revision")
+	ErrStale = newRefusal("lifecycle: stale revision")
 	// ErrCannotCancel: a cancel request on a completed or failed instance.
-	ErrCannotCancel = errors.New("lifecycle: cannot cancel")
+	ErrCannotCancel = newRefusal("lifecycle: cannot cancel")
 	// ErrCannotPause: a pause request on a completed, failed or cancelled
 	// instance.
-	ErrCannotPause = errors.New("lifecycle: cannot pause")
+	ErrCannotPause = newRefusal("lifecycle: cannot pause")
 	// ErrNotPaused: Unpause of an instance that is not paused.
-	ErrNotPaused = errors.New("lifecycle: instance is not paused")
+	ErrNotPaused = newRefusal("lifecycle: instance is not paused")
 )
+
+// refusalError is the kind of the sentinels of refusals: a decision that
+// refuses an operation returns one (or a typed error that wraps one). The
+// write loop confirms a refusal made on cached state by deciding again on
+// fresh state, and returns it without wrapping; any other error from a
+// decision is a failure, returned at once.
+type refusalError struct{ msg string }
+
+func (e *refusalError) Error() string { return e.msg }
+func (e *refusalError) refusal()      {}
+
+func newRefusal(msg string) error { return &refusalError{msg: msg} }
 
 // NotFoundError is returned when an operation needs a snapshot and none
 // exists. It matches [ErrNotFound].
@@ -182,3 +197,14 @@ func (e *ConcurrentModificationError) Is(target error) bool {
 
 // Unwrap returns the last conflict.
 func (e *ConcurrentModificationError) Unwrap() error { return e.Last }
+
+// The typed errors are refusals too (they match their sentinel through Is,
+// which errors.As does not follow).
+func (*NotFoundError) refusal() {}
+func (*TerminalError) refusal() {}
+func (*StaleError) refusal() {}
+func (*SignalRefusedError) refusal() {}
+func (*NotPausedError) refusal() {}
+func (*AlreadyExistsError) refusal() {}
+func (*DefinitionMismatchError) refusal() {}
+func (*ConcurrentModificationError) refusal() {}

@@ -761,6 +761,20 @@ var storeCases = []storeCase{
 			t.Fatalf("after refused writes: %v, %d events, %d signals, state %v", err, st.Pending(), len(st.Signals), st.Snapshot.State.Kind)
 		}
 	}},
+	{"RefusalConfirmedOnFreshState", func(t *testing.T, h *storeHarness) {
+		// This store's cache says the instance was deleted; another
+		// store has started it again since. A refusal decided on the
+		// cache (not found) must be confirmed on fresh state, where the
+		// instance exists: the event is sent.
+		h.start("wf")
+		h.must(h.store.DeleteSnapshot(h.ctx, "wf", "gone"))
+		if _, err := h.other().PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "wf", DefinitionHash: stDef, FirstTask: workflow.TaskHint{ID: stTasks[0]}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.SendEvent(h.ctx, "wf", "go", []byte("p")); err != nil {
+			t.Fatalf("SendEvent after another store re-created the instance: %v", err)
+		}
+	}},
 	{"ClearSignalUnknownKind", func(t *testing.T, h *storeHarness) {
 		h.start("wf")
 		h.must(h.store.StoreSignal(h.ctx, "wf", workflow.Cancel, workflow.SignalRequest{Reason: "x"}))
