@@ -200,11 +200,11 @@ func (e *ConcurrentModificationError) Unwrap() error { return e.Last }
 
 // The typed errors are refusals too (they match their sentinel through Is,
 // which errors.As does not follow).
-func (*NotFoundError) refusal() {}
-func (*TerminalError) refusal() {}
-func (*StaleError) refusal() {}
-func (*SignalRefusedError) refusal() {}
-func (*NotPausedError) refusal() {}
-func (*AlreadyExistsError) refusal() {}
-func (*DefinitionMismatchError) refusal() {}
+func (*NotFoundError) refusal()               {}
+func (*TerminalError) refusal()               {}
+func (*StaleError) refusal()                  {}
+func (*SignalRefusedError) refusal()          {}
+func (*NotPausedError) refusal()              {}
+func (*AlreadyExistsError) refusal()          {}
+func (*DefinitionMismatchError) refusal()     {}
 func (*ConcurrentModificationError) refusal() {}
