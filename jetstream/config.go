@@ -33,6 +33,12 @@ type Config struct {
 	// Storage is the stream's storage type. The zero value is
 	// [natsjs.FileStorage].
 	Storage natsjs.StorageType
+	// Compression is the compression of a stream Open creates (file
+	// storage only): [natsjs.NoCompression], the zero value, or
+	// [natsjs.S2Compression] (the server compresses each block of the
+	// file store when it is full; BENCHMARKS.md §5.9 measures it on
+	// runlog's histories). An existing stream is accepted with either.
+	Compression natsjs.StoreCompression
 	// Duplicates is the stream's de-duplication window for Nats-Msg-Id.
 	// Default [DefaultDuplicates].
 	Duplicates time.Duration

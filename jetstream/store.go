@@ -116,6 +116,7 @@ func streamConfig(cfg Config) natsjs.StreamConfig {
 		MaxMsgsPerSubject: -1,
 		Discard:           natsjs.DiscardOld,
 		Storage:           cfg.Storage,
+		Compression:       cfg.Compression,
 		Replicas:          cfg.Replicas,
 		Duplicates:        cfg.Duplicates,
 		AllowDirect:       true,

@@ -14,6 +14,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
 	"github.com/runlog/runlog/projection"
@@ -274,8 +275,16 @@ func BenchmarkCheckpointBytes(b *testing.B) {
 	}
 }
 
-func benchCheckpoint(b *testing.B, size int) {
-	e := newEnv(b, syncDefault)
+// BenchmarkCheckpointS2 is BenchmarkCheckpoint on a stream with S2
+// compression (jetstream.Config.Compression): the append cost of
+// compression (BENCHMARKS.md §5.9).
+func BenchmarkCheckpointS2(b *testing.B) {
+	benchCheckpointOn(b, outputSize, newEnvConfig(b, syncDefault, jetstream.Config{Logger: discard, Compression: natsjs.S2Compression}))
+}
+
+func benchCheckpoint(b *testing.B, size int) { benchCheckpointOn(b, size, newEnv(b, syncDefault)) }
+
+func benchCheckpointOn(b *testing.B, size int, e *env) {
 	st := e.store(b, 0)
 	ctx := context.Background()
 	output := bytes.Repeat([]byte("r"), size)

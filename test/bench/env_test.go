@@ -58,14 +58,21 @@ type env struct {
 	nc     *nats.Conn
 	stream natsjs.Stream
 	name   string // stream name
+	dir    string // the store directory (newEnv)
 }
 
 // newEnv starts a fresh embedded server in its own directory, stopped
 // when tb ends.
 func newEnv(tb testing.TB, sync time.Duration) *env {
+	return newEnvConfig(tb, sync, jetstream.Config{Logger: discard})
+}
+
+// newEnvConfig is newEnv with the store's configuration.
+func newEnvConfig(tb testing.TB, sync time.Duration, cfg jetstream.Config) *env {
 	tb.Helper()
 	ctx := context.Background()
-	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: tb.TempDir(), SyncInterval: sync}, jetstream.Config{Logger: discard})
+	dir := tb.TempDir()
+	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: sync}, cfg)
 	if err != nil {
 		tb.Fatalf("open embedded: %v", err)
 	}
@@ -74,7 +81,7 @@ func newEnv(tb testing.TB, sync time.Duration) *env {
 	if err != nil {
 		tb.Fatalf("stream: %v", err)
 	}
-	return &env{log: s, js: s.JetStream(), nc: s.Conn(), stream: stream, name: s.Stream()}
+	return &env{log: s, js: s.JetStream(), nc: s.Conn(), stream: stream, name: s.Stream(), dir: dir}
 }
 
 // store returns a lifecycle store on e's log.
