@@ -17,6 +17,14 @@ type Message struct {
 	MsgID  string              // Nats-Msg-Id: the commit id
 	Header map[string][]string // message headers (see docs/EVENTS.md)
 	Data   []byte              // the commit, JSON encoded
+	// AfterSeq is the sequence the append of this message expected as the
+	// instance's last (0 for its first message), when AfterKnown: the log
+	// checked it, so no message of the instance lies between AfterSeq and
+	// Seq. A log sets both when it reads a message back if it recorded the
+	// expectation (memlog always, the JetStream log from the expected
+	// last subject sequence the server checked); Append ignores them.
+	AfterSeq   uint64
+	AfterKnown bool
 }
 
 // Header names set on every commit message. Consumers can filter on them
@@ -28,9 +36,6 @@ const (
 	HeaderRun     = "Runlog-Run"     // the run id the commit leaves current (empty if none)
 	HeaderCommand = "Runlog-Command" // the operation that made the decision, e.g. "prepare_run"
 
-	// HeaderExpectedLastSeq is set by the JetStream log on every append
-	// (the sequence the decision was made on) and kept with the message.
-	HeaderExpectedLastSeq = "Nats-Expected-Last-Subject-Sequence"
 )
 
 // Scanned is a message read by a scan of a whole log (all instances, in

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,14 @@ func storedMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events
 		m.Header = hdr
 		if v := m.Header[events.HeaderMsgID]; len(v) > 0 {
 			m.MsgID = v[0]
+		}
+		// The server checked this expectation when it stored the message
+		// (and refuses a second value), so it is the instance's previous
+		// sequence.
+		if v := m.Header[natsjs.ExpectedLastSubjSeqHeader]; len(v) == 1 {
+			if after, err := strconv.ParseUint(v[0], 10, 64); err == nil && after < seq {
+				m.AfterSeq, m.AfterKnown = after, true
+			}
 		}
 	}
 	return m

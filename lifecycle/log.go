@@ -25,12 +25,18 @@ type Log interface {
 	// value; it stops as soon as yield returns false and releases what it
 	// holds; it may be ranged over again, reading afresh. An instance with
 	// no messages yields nothing. Cancelling ctx ends it with ctx.Err().
+	// Each message has Seq, Time, MsgID, Header and Data as stored and, if
+	// the log recorded it, the expect of its append ([events.Message]'s
+	// AfterSeq and AfterKnown): the store's catch-up then needs only the
+	// last message when one commit is new.
 	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
 
 	// Append stores msg as the instance's next message if the sequence of
 	// the instance's last message is expect (0: the instance has no
 	// messages yet), and returns the new message's sequence. If it is not,
-	// nothing is stored and the error matches [ErrWrongSequence].
+	// nothing is stored and the error matches [ErrWrongSequence]. A
+	// message with a header that only the server may set
+	// ([events.ServerHeaders]) is refused with [events.ErrReservedHeader].
 	//
 	// msg.MsgID identifies the message for de-duplication: appending a
 	// message whose MsgID is already the instance's last message stores

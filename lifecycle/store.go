@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -180,11 +179,10 @@ func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.
 }
 
 // followsDirectly reports whether m was appended expecting last as the
-// instance's previous sequence (the log kept the expected-sequence header
-// of the append): then m is the only message after last.
+// instance's previous sequence (a log that vouches for it says so in
+// m.AfterSeq): then m is the only message after last.
 func followsDirectly(m events.Message, last uint64) bool {
-	h := m.Header[events.HeaderExpectedLastSeq]
-	return len(h) == 1 && h[0] == strconv.FormatUint(last, 10)
+	return m.AfterKnown && m.AfterSeq == last
 }
 
 // decider is the pure decision of an operation on a projection: a commit

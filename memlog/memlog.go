@@ -101,7 +101,8 @@ func (l *Log) Append(ctx context.Context, instance string, msg events.Message, e
 		return seq, nil
 	}
 	l.seq++
-	stored := events.Message{Seq: l.seq, Time: l.now(), MsgID: msg.MsgID, Header: cloneHeader(msg.Header), Data: slices.Clone(msg.Data)}
+	stored := events.Message{Seq: l.seq, Time: l.now(), MsgID: msg.MsgID, Header: cloneHeader(msg.Header), Data: slices.Clone(msg.Data),
+		AfterSeq: expect, AfterKnown: true}
 	l.instances[instance] = append(msgs, stored)
 	l.all = append(l.all, entry{instance: instance, msg: stored})
 	if msg.MsgID != "" {

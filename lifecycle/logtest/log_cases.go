@@ -35,6 +35,36 @@ var logCases = []testCase{
 	{"ListerEveryIDOnce", testListerEveryID},
 	{"ListerIncreasingOrder", testListerOrder},
 	{"AppendRefusesServerHeaders", testServerHeaders},
+	{"ReadSaysWhatEachMessageFollows", testAfterSeq},
+}
+
+// testAfterSeq: every message read back says which sequence its append
+// expected (the instance's previous message, 0 for the first), from Read
+// and from LastMessage: the store's one-read catch-up depends on it.
+func testAfterSeq(t *testing.T, log lifecycle.Log) {
+	g := new(idGen)
+	var want []uint64
+	var last uint64
+	for i, id := range []string{"a", "b", "a", "a"} {
+		if id != "a" {
+			mustAppend(t, log, id, logMsg(t, g, id, fmt.Sprint(i)), 0)
+			continue
+		}
+		want = append(want, last)
+		last = mustAppend(t, log, id, logMsg(t, g, id, fmt.Sprint(i)), last)
+	}
+	got := readAll(t, log, "a", 0)
+	for i, m := range got {
+		if !m.AfterKnown || m.AfterSeq != want[i] {
+			t.Errorf("message %d (seq %d): AfterSeq %d known %v, want %d", i, m.Seq, m.AfterSeq, m.AfterKnown, want[i])
+		}
+	}
+	if l, ok := log.(lifecycle.Last); ok {
+		m, ok, err := l.LastMessage(t.Context(), "a")
+		if err != nil || !ok || !m.AfterKnown || m.AfterSeq != want[len(want)-1] {
+			t.Errorf("LastMessage: AfterSeq %d known %v (%v, %v), want %d", m.AfterSeq, m.AfterKnown, ok, err, want[len(want)-1])
+		}
+	}
 }
 
 // testServerHeaders: a message carrying a header the server sets on what
