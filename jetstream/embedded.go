@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -326,3 +328,25 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 func (l serverLogger) Errorf(format string, v ...any) { l.logf(slog.LevelError, format, v) }
 func (l serverLogger) Debugf(format string, v ...any) { l.logf(slog.LevelDebug, format, v) }
 func (l serverLogger) Tracef(format string, v ...any) { l.logf(slog.LevelDebug-4, format, v) }
+
+// EmbeddedStreams returns the names of the streams a store directory of
+// an embedded server holds, sorted, read from the server's files without
+// starting a server (nats-server keeps an embedded server's streams in
+// DIR/jetstream/$G/streams/<stream>). A read-only tool uses it to refuse
+// a directory that holds no store, or not the stream it wants, before a
+// server would create one. A directory with no JetStream data gives an
+// error matching [os.ErrNotExist].
+func EmbeddedStreams(dir string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "jetstream", "$G", "streams"))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: streams of %s: %w", dir, err)
+	}
+	var names []string
+	for _, en := range ents {
+		if en.IsDir() {
+			names = append(names, en.Name())
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}

@@ -221,15 +221,9 @@ func (e *env) source() string {
 // store is an open store and how to release it.
 type store struct {
 	*jetstream.Store
-	unlock func()
 }
 
-func (s *store) close() {
-	_ = s.Store.Close()
-	if s.unlock != nil {
-		s.unlock()
-	}
-}
+func (s *store) close() { _ = s.Store.Close() }
 
 // open opens the store the flags name. A read-only open (write false)
 // never creates a store or a stream: on an embedded directory it checks
@@ -268,16 +262,18 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, &openError{fmt.Errorf("create store directory: %w", err)}
 	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return nil, &openError{err}
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler) // damage is reported below
 	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, Logger: quiet}, jetstream.Config{Stream: e.stream, ReadOnly: !write})
+	if errors.Is(err, jetstream.ErrDirInUse) {
+		// The embedded server's own lock (or a server another process
+		// runs on the directory) refused it.
+		return nil, &openError{fmt.Errorf("the store in %s is in use by another process (an embedded store has one user at a time): "+
+			"wait for it to finish; to share a store, run one server on it and connect every user to that server with --server "+
+			"(never start a second server on a directory in use: two servers on one directory lose writes): %w", dir, err)}
+	}
 	if err != nil {
-		unlock()
 		return nil, &openError{fmt.Errorf("open embedded store in %s: %w", dir, err)}
 	}
 	if d, err := st.Damage(ctx); err == nil && len(d) > 0 {
@@ -287,13 +283,12 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 		}
 		fmt.Fprintf(e.stderr, "  Histories may be cut short or missing: 'replay verify --digest FILE' against a digest taken before tells which.\n")
 	}
-	return &store{Store: st, unlock: unlock}, nil
+	return &store{Store: st}, nil
 }
 
 // checkEmbedded refuses to open a directory that holds no store or not
-// the stream, so that a read never creates one. It relies on the NATS
-// server's on-disk layout: DIR/jetstream/<account>/streams/<stream>, with
-// the global account "$G" used by an embedded server.
+// the stream, so that a read never creates one
+// (jetstream.EmbeddedStreams reads what the directory holds).
 func checkEmbedded(dir, stream string) error {
 	fi, err := os.Stat(dir)
 	switch {
@@ -304,19 +299,15 @@ func checkEmbedded(dir, stream string) error {
 	case !fi.IsDir():
 		return fmt.Errorf("%s is not a directory: pass the store directory with --dir", dir)
 	}
-	streams := filepath.Join(dir, "jetstream", "$G", "streams")
-	if _, err := os.Stat(filepath.Join(streams, stream)); err == nil {
-		return nil
-	}
-	ents, err := os.ReadDir(streams)
+	names, err := jetstream.EmbeddedStreams(dir)
 	if err != nil {
 		return fmt.Errorf("no runlog store at %s (no JetStream data there): seed one with 'replay demo', or pass the right --dir", dir)
 	}
-	var names []string
-	for _, en := range ents {
-		if en.IsDir() {
-			names = append(names, en.Name())
-		}
+	if slices.Contains(names, stream) {
+		return nil
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("no runlog store at %s (no stream there): seed one with 'replay demo', or pass the right --dir", dir)
 	}
 	return fmt.Errorf("the store at %s has no stream %s (it has: %s): pass the stream with --stream", dir, stream, strings.Join(names, ", "))
 }
