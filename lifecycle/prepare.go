@@ -104,18 +104,18 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 		req.Actor = ActorFrom(ctx)
 	}
 	var out Prepared
-	write := s.write
+	var opts []writeOption
 	if req.Policy == workflow.Fail {
 		// Fail is for new ids: create without reading first (one append);
 		// the other policies are mostly used on ids that exist.
-		write = s.writeBlind
+		opts = append(opts, createBlind())
 	}
-	rev, err := write(ctx, "prepare run", req.InstanceID, func(st *projection.State) (*events.Commit, error) {
+	rev, err := s.write(ctx, "prepare run", req.InstanceID, func(st *projection.State) (*events.Commit, error) {
 		var c *events.Commit
 		var err error
 		out, c, err = s.decidePrepare(st, req)
 		return c, err
-	})
+	}, opts...)
 	if err != nil {
 		if isDomain(err) {
 			return Prepared{}, err

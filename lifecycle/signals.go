@@ -198,7 +198,7 @@ func (s *Store) Unpause(ctx context.Context, id string) (*workflow.Snapshot, err
 	}
 	actor := ActorFrom(ctx)
 	var snap *workflow.Snapshot
-	_, err := s.writeThen(ctx, "unpause", id, func(st *projection.State) (*events.Commit, error) {
+	_, err := s.write(ctx, "unpause", id, func(st *projection.State) (*events.Commit, error) {
 		if err := needSnapshot(st); err != nil {
 			return nil, err
 		}
@@ -214,7 +214,7 @@ func (s *Store) Unpause(ctx context.Context, id string) (*workflow.Snapshot, err
 				&events.SignalClearedData{Kind: workflow.Cancel, Reason: "applied"})
 		}
 		return s.commitOf(st, "unpause", actor, st.Run, ps...)
-	}, func(st *projection.State) { snap = st.Snapshot.Clone() })
+	}, thenWith(func(st *projection.State) { snap = st.Snapshot.Clone() }))
 	if err != nil {
 		return nil, wrap("unpause", id, err)
 	}

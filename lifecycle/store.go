@@ -196,27 +196,36 @@ type decider func(st *projection.State) (*events.Commit, error)
 // most maxAttempts times. A decision that writes nothing or refuses is
 // confirmed on a projection read in this call. If an append fails with a
 // conflict but a later read finds that very commit, it landed (a retried
-// append whose first attempt succeeded) and the write succeeds.
-func (s *Store) write(ctx context.Context, op, id string, decide decider) (Revision, error) {
-	return s.writeThen(ctx, op, id, decide, nil)
-}
-
-// writeBlind is write for a decision that is expected to create: on a
-// cache miss it decides on the empty projection without reading first,
-// so a fresh create costs one append; an existing instance is found by
-// the conflict.
-func (s *Store) writeBlind(ctx context.Context, op, id string, decide decider) (Revision, error) {
+// append whose first attempt succeeded) and the write succeeds. It
+// returns the revision the operation left.
+func (s *Store) write(ctx context.Context, op, id string, decide decider, opts ...writeOption) (Revision, error) {
+	var o writeOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	var rev Revision
-	err := s.writeLocked(ctx, op, id, decide, &rev, nil, true)
+	err := s.writeEntry(ctx, op, id, decide, &rev, o)
 	return rev, err
 }
 
-// writeThen is write, calling after (if not nil) with the projection the
-// operation left behind, before the instance is unlocked.
-func (s *Store) writeThen(ctx context.Context, op, id string, decide decider, after func(st *projection.State)) (Revision, error) {
-	var rev Revision
-	err := s.writeLocked(ctx, op, id, decide, &rev, after, false)
-	return rev, err
+// writeOptions change how write goes about one operation.
+type writeOptions struct {
+	blind bool                    // decide on the empty projection on a cache miss
+	after func(*projection.State) // called with the projection left, before unlocking
+}
+
+type writeOption func(*writeOptions)
+
+// createBlind is for a decision that is expected to create: on a cache
+// miss the decision is made on the empty projection without reading
+// first, so a fresh create costs one append; an existing instance is
+// found by the conflict.
+func createBlind() writeOption { return func(o *writeOptions) { o.blind = true } }
+
+// thenWith calls after with the projection the operation left behind,
+// before the instance is unlocked.
+func thenWith(after func(st *projection.State)) writeOption {
+	return func(o *writeOptions) { o.after = after }
 }
 
 // Revision identifies the version of a snapshot a writer acts on: the run
@@ -227,18 +236,20 @@ type Revision struct {
 	Seq uint64
 }
 
-func (s *Store) writeLocked(ctx context.Context, op, id string, decide decider, rev *Revision, after func(st *projection.State), blind bool) (err error) {
+// writeEntry is write's loop: it takes the instance's cache entry (and
+// its lock) for the whole operation.
+func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, rev *Revision, o writeOptions) (err error) {
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
 	st := &e.st
 	defer func() {
 		*rev = Revision{Run: st.Run, Seq: st.Revision}
-		if err == nil && after != nil {
-			after(st)
+		if err == nil && o.after != nil {
+			o.after(st)
 		}
 	}()
 	verified := false
-	if !blind && st.LastSeq == 0 && st.Commits == 0 {
+	if !o.blind && st.LastSeq == 0 && st.Commits == 0 {
 		// A cache miss: read first rather than decide on nothing.
 		if _, err := s.catchUp(ctx, st, ulid.ULID{}); err != nil {
 			return err
