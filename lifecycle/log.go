@@ -51,3 +51,18 @@ type Log interface {
 type Last interface {
 	LastMessage(ctx context.Context, instance string) (msg events.Message, ok bool, err error)
 }
+
+// Checkpoints stores projection checkpoints by instance
+// ([projection.State.MarshalCheckpoint]): the folded state of an instance
+// as of a sequence, with the head hash it covers. They are derived data,
+// kept outside the audit chain: losing one costs a fold, never data, and
+// [Store] checks each against the history before using it
+// ([Config.Checkpoints]). LoadCheckpoint returns ok false when the
+// instance has none. Implementations must be safe for concurrent use;
+// several stores may write one instance's checkpoint (the last write
+// wins, and any of them is valid). jetstream.Store.Checkpoints (a KV
+// bucket) and memlog.Log.Checkpoints implement it.
+type Checkpoints interface {
+	LoadCheckpoint(ctx context.Context, instance string) (data []byte, ok bool, err error)
+	SaveCheckpoint(ctx context.Context, instance string, data []byte) error
+}

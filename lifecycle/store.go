@@ -41,6 +41,20 @@ type Config struct {
 	CacheSize int
 	// Logger receives conflict retries at debug level; nil means slog.Default().
 	Logger *slog.Logger
+	// Checkpoints, if set, keeps projection checkpoints of the instances
+	// (derived data, outside the audit chain; see [Checkpoints]): a store
+	// that has not cached an instance reads its checkpoint and the commits
+	// after it instead of folding the whole history, so a cold read costs
+	// about the same whatever the history's length. A checkpoint is used
+	// only if the message at its sequence is in the history with its head
+	// hash; otherwise it is ignored (logged at warn) and the history
+	// folded. A checkpoint that cannot be read or written never fails an
+	// operation. nil: every cold read folds the whole history.
+	Checkpoints Checkpoints
+	// CheckpointEvery is how many commits may be folded past an
+	// instance's last checkpoint before the store writes a new one (after
+	// a fold or an append); 0 means 256. Only used with Checkpoints.
+	CheckpointEvery int
 }
 
 // Store is the persistence engine of a workflow runtime: every operation
@@ -69,6 +83,9 @@ type Store struct {
 	maxPayload  int
 	logger      *slog.Logger
 	cache       *cache
+
+	checkpoints     Checkpoints
+	checkpointEvery int
 }
 
 // New returns a store writing to log.
@@ -76,10 +93,14 @@ func New(log Log, cfg Config) (*Store, error) {
 	if log == nil {
 		return nil, fmt.Errorf("%w: nil log", ErrInvalidConfig)
 	}
-	if cfg.MaxAttempts < 0 || cfg.MaxPayload < 0 {
-		return nil, fmt.Errorf("%w: MaxAttempts and MaxPayload must not be negative", ErrInvalidConfig)
+	if cfg.MaxAttempts < 0 || cfg.MaxPayload < 0 || cfg.CheckpointEvery < 0 {
+		return nil, fmt.Errorf("%w: MaxAttempts, MaxPayload and CheckpointEvery must not be negative", ErrInvalidConfig)
 	}
-	s := &Store{log: log, now: cfg.Now, maxAttempts: cfg.MaxAttempts, maxPayload: cfg.MaxPayload, logger: cfg.Logger}
+	s := &Store{log: log, now: cfg.Now, maxAttempts: cfg.MaxAttempts, maxPayload: cfg.MaxPayload, logger: cfg.Logger,
+		checkpoints: cfg.Checkpoints, checkpointEvery: cfg.CheckpointEvery}
+	if s.checkpointEvery == 0 {
+		s.checkpointEvery = 256
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -129,15 +150,23 @@ func (s *Store) Load(ctx context.Context, id string) (projection.State, error) {
 func (s *Store) read(ctx context.Context, id string, fn func(st *projection.State) error) error {
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
-	if _, err := s.catchUp(ctx, &e.st, ulid.ULID{}); err != nil {
+	if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
 		return err
 	}
 	return fn(&e.st)
 }
 
-// catchUp folds the messages after st.LastSeq into st and reports whether
-// a commit with id pending was among them.
-func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.ULID) (bool, error) {
+// catchUp folds the messages after e.st.LastSeq into e.st and reports
+// whether a commit with id pending was among them. An empty projection
+// starts from the instance's checkpoint when there is a valid one.
+func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool, error) {
+	st := &e.st
+	if st.LastSeq == 0 && st.Commits == 0 && s.checkpoints != nil {
+		found, used, err := s.resume(ctx, e, pending)
+		if err != nil || used {
+			return found, err
+		}
+	}
 	// The common case, nothing new or one new commit, costs one cheap
 	// read of the instance's last message when the log can do it.
 	if l, ok := s.log.(Last); ok {
@@ -175,7 +204,81 @@ func (s *Store) catchUp(ctx context.Context, st *projection.State, pending ulid.
 			found = true
 		}
 	}
+	s.maybeCheckpoint(ctx, e)
 	return found, nil
+}
+
+// resume starts e's empty projection from the instance's checkpoint, if
+// there is one that the history vouches for, and folds the commits after
+// it, in one read from the checkpoint's sequence: the message there must
+// be the instance's with the checkpoint's head hash. used is false when
+// there is no usable checkpoint (then nothing was changed); only the
+// log's read errors and a history that does not fold are errors.
+func (s *Store) resume(ctx context.Context, e *entry, pending ulid.ULID) (found, used bool, err error) {
+	id := e.st.Instance
+	data, ok, err := s.checkpoints.LoadCheckpoint(ctx, id)
+	if err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint not read; folding the history", slog.String("instance", id), slog.Any("err", err))
+		return false, false, nil
+	}
+	if !ok {
+		return false, false, nil
+	}
+	cp, err := projection.UnmarshalCheckpoint(id, data)
+	if err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint ignored; folding the history", slog.String("instance", id), slog.Any("err", err))
+		return false, false, nil
+	}
+	first := true
+	for m, err := range s.log.Read(ctx, id, cp.LastSeq-1) {
+		if err != nil {
+			return false, used, err
+		}
+		if first {
+			first = false
+			if m.Seq != cp.LastSeq || workflow.Sha256(m.Data) != cp.Head {
+				s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint does not match the history; folding the history",
+					slog.String("instance", id), slog.Uint64("seq", cp.LastSeq), slog.Uint64("found_seq", m.Seq))
+				return false, false, nil
+			}
+			e.st, e.checkpointed, used = cp, cp.Commits, true
+			continue
+		}
+		rec, err := events.Decode(m, id)
+		if err != nil {
+			return false, used, err
+		}
+		if err := e.st.Apply(rec); err != nil {
+			return false, used, err
+		}
+		if !pending.IsZero() && rec.Commit.ID == pending {
+			found = true
+		}
+	}
+	if !used {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint beyond the history; folding the history", slog.String("instance", id), slog.Uint64("seq", cp.LastSeq))
+		return false, false, nil
+	}
+	s.maybeCheckpoint(ctx, e)
+	return found, true, nil
+}
+
+// maybeCheckpoint writes e's projection as the instance's checkpoint when
+// CheckpointEvery commits were folded since the last one. A failure is
+// logged, never returned: a checkpoint is derived data.
+func (s *Store) maybeCheckpoint(ctx context.Context, e *entry) {
+	if s.checkpoints == nil || e.st.LastSeq == 0 || e.st.Commits-e.checkpointed < s.checkpointEvery {
+		return
+	}
+	data, err := e.st.MarshalCheckpoint()
+	if err == nil {
+		err = s.checkpoints.SaveCheckpoint(ctx, e.st.Instance, data)
+	}
+	if err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint not written", slog.String("instance", e.st.Instance), slog.Any("err", err))
+		return
+	}
+	e.checkpointed = e.st.Commits
 }
 
 // followsDirectly reports whether m was appended expecting last as the
@@ -251,7 +354,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 	verified := false
 	if !o.blind && st.LastSeq == 0 && st.Commits == 0 {
 		// A cache miss: read first rather than decide on nothing.
-		if _, err := s.catchUp(ctx, st, ulid.ULID{}); err != nil {
+		if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
 			return err
 		}
 		verified = true
@@ -266,7 +369,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 			if verified {
 				return err
 			}
-			if _, err := s.catchUp(ctx, st, ulid.ULID{}); err != nil {
+			if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
 				return err
 			}
 			verified = true
@@ -274,6 +377,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 		}
 		err = s.appendCommit(ctx, st, c)
 		if err == nil {
+			s.maybeCheckpoint(ctx, e)
 			return nil
 		}
 		if !errors.Is(err, ErrWrongSequence) {
@@ -289,7 +393,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 		if err := backoff(ctx, attempt); err != nil {
 			return err
 		}
-		found, err := s.catchUp(ctx, st, c.ID)
+		found, err := s.catchUp(ctx, e, c.ID)
 		if err != nil {
 			return err
 		}
@@ -427,6 +531,9 @@ type entry struct {
 	mu   sync.Mutex
 	refs int // operations holding it; guarded by cache.mu
 	st   projection.State
+	// checkpointed is st.Commits when the instance's checkpoint was last
+	// written or read by this store.
+	checkpointed int
 }
 
 func newCache(size int) *cache {

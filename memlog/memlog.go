@@ -32,6 +32,8 @@ type Log struct {
 	msgIDs    map[string]uint64 // de-duplication: Msg-Id → sequence
 	closed    bool
 	created   time.Time
+
+	checkpoints *checkpoints // made by Checkpoints
 }
 
 type entry struct {
@@ -280,4 +282,41 @@ func (l *Log) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead,
 		heads = append(heads, events.InstanceHead{Instance: id, Messages: uint64(len(msgs)), Seq: last.Seq, Time: last.Time, Hash: workflow.Sha256(last.Data)})
 	}
 	return l.infoLocked(), heads, nil
+}
+
+// Checkpoints returns the log's projection checkpoint store
+// ([lifecycle.Checkpoints]), in memory and shared by every store on the
+// log, as a JetStream log's KV bucket is.
+func (l *Log) Checkpoints() lifecycle.Checkpoints {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.checkpoints == nil {
+		l.checkpoints = &checkpoints{m: make(map[string][]byte)}
+	}
+	return l.checkpoints
+}
+
+type checkpoints struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (c *checkpoints) LoadCheckpoint(ctx context.Context, instance string) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[instance]
+	return slices.Clone(b), ok, nil
+}
+
+func (c *checkpoints) SaveCheckpoint(ctx context.Context, instance string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[instance] = slices.Clone(data)
+	return nil
 }

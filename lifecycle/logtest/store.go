@@ -5,13 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -761,6 +765,78 @@ var storeCases = []storeCase{
 			t.Fatalf("after refused writes: %v, %d events, %d signals, state %v", err, st.Pending(), len(st.Signals), st.Snapshot.State.Kind)
 		}
 	}},
+	{"CheckpointResumesTheFold", func(t *testing.T, h *storeHarness) {
+		cps := checkpointsOf(t, h.log)
+		counted := &countingCheckpoints{Checkpoints: cps}
+		a, err := lifecycle.New(h.log, lifecycle.Config{Checkpoints: counted, CheckpointEvery: 8})
+		h.must(err)
+		long := checkpointedHistory(t, h, a, "wf")
+		if counted.saves.Load() == 0 {
+			t.Fatalf("no checkpoint written over %d commits (every 8)", long)
+		}
+		full, err := projection.Fold("wf", h.log.Read(h.ctx, "wf", 0))
+		h.must(err)
+		// A store that never saw the instance starts from the checkpoint
+		// and reads only the commits after it.
+		reads := &countingLog{Log: h.log}
+		b, err := lifecycle.New(reads, lifecycle.Config{Checkpoints: counted, CheckpointEvery: 8})
+		h.must(err)
+		st, err := b.Load(h.ctx, "wf")
+		h.must(err)
+		sameState(t, st, full)
+		if counted.hits.Load() == 0 || reads.read.Load() >= int64(long) {
+			t.Fatalf("the cold load read %d messages of %d (checkpoints used: %d)", reads.read.Load(), long, counted.hits.Load())
+		}
+		// And it goes on writing from there.
+		snap, rev, err := b.LoadSnapshot(h.ctx, "wf")
+		h.must(err)
+		snap.MarkTaskCompleted(stTasks[3], []byte("late"), snap.UpdatedAt)
+		_, err = b.SaveSnapshot(h.ctx, snap, rev)
+		h.must(err)
+		full, err = projection.Fold("wf", h.log.Read(h.ctx, "wf", 0))
+		h.must(err)
+		c, err := lifecycle.New(h.log, lifecycle.Config{Checkpoints: counted})
+		h.must(err)
+		st, err = c.Load(h.ctx, "wf")
+		h.must(err)
+		sameState(t, st, full)
+	}},
+	{"BadCheckpointIgnored", func(t *testing.T, h *storeHarness) {
+		cps := checkpointsOf(t, h.log)
+		a, err := lifecycle.New(h.log, lifecycle.Config{Checkpoints: cps, CheckpointEvery: 8})
+		h.must(err)
+		checkpointedHistory(t, h, a, "wf")
+		full, err := projection.Fold("wf", h.log.Read(h.ctx, "wf", 0))
+		h.must(err)
+		good, ok, err := cps.LoadCheckpoint(h.ctx, "wf")
+		if err != nil || !ok {
+			t.Fatalf("no checkpoint: %v", err)
+		}
+		cp, err := projection.UnmarshalCheckpoint("wf", good)
+		h.must(err)
+		forge := func(edit func(st *projection.State)) []byte {
+			st := cp.Clone()
+			edit(&st)
+			b, err := st.MarshalCheckpoint()
+			h.must(err)
+			return b
+		}
+		for name, data := range map[string][]byte{
+			"garbage":          []byte("not a checkpoint"),
+			"wrong head":       forge(func(st *projection.State) { st.Head[0] ^= 1; st.Exists, st.Snapshot = false, nil }),
+			"beyond the end":   forge(func(st *projection.State) { st.LastSeq += 1 << 40 }),
+			"another instance": forge(func(st *projection.State) { st.Instance = "other" }),
+		} {
+			h.must(cps.SaveCheckpoint(h.ctx, "wf", data))
+			b, err := lifecycle.New(h.log, lifecycle.Config{Checkpoints: cps, Logger: slog.New(slog.DiscardHandler)})
+			h.must(err)
+			st, err := b.Load(h.ctx, "wf")
+			if err != nil {
+				t.Fatalf("%s: Load: %v", name, err)
+			}
+			sameState(t, st, full)
+		}
+	}},
 	{"RefusalConfirmedOnFreshState", func(t *testing.T, h *storeHarness) {
 		// This store's cache says the instance was deleted; another
 		// store has started it again since. A refusal decided on the
@@ -855,5 +931,98 @@ func (h *storeHarness) must(err error) {
 	h.t.Helper()
 	if err != nil {
 		h.t.Fatal(err)
+	}
+}
+
+// checkpointsOf returns the log's own checkpoint store, or skips.
+func checkpointsOf(t *testing.T, log lifecycle.Log) lifecycle.Checkpoints {
+	t.Helper()
+	l, ok := log.(interface{ Checkpoints() lifecycle.Checkpoints })
+	if !ok {
+		t.Skipf("%T keeps no checkpoints", log)
+	}
+	return l.Checkpoints()
+}
+
+// checkpointedHistory writes a history of some 40 commits through s
+// (checkpoints, signals, external events, a result), and returns its
+// number of messages.
+func checkpointedHistory(t *testing.T, h *storeHarness, s *lifecycle.Store, id string) int {
+	t.Helper()
+	p, err := s.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: stDef, Input: []byte("in"), FirstTask: workflow.TaskHint{ID: stTasks[0]}})
+	h.must(err)
+	snap, rev := p.Snapshot, p.Revision()
+	for i := range 30 {
+		snap.MarkTaskCompleted(stTasks[i%len(stTasks)], []byte(fmt.Sprint("out", i)), snap.UpdatedAt)
+		snap.UpdatePosition(workflow.AtTaskPosition(stTasks[(i+1)%len(stTasks)]), snap.UpdatedAt)
+		rev, err = s.SaveSnapshot(h.ctx, snap, rev)
+		h.must(err)
+		if i%10 == 3 {
+			h.must(s.SendEvent(h.ctx, id, "ev", []byte(fmt.Sprint(i))))
+			h.must(s.StoreSignal(h.ctx, id, workflow.Pause, workflow.SignalRequest{Reason: fmt.Sprint(i)}))
+			h.must(s.ClearSignal(h.ctx, id, workflow.Pause))
+		}
+	}
+	n := 0
+	for _, err := range h.log.Read(h.ctx, id, 0) {
+		h.must(err)
+		n++
+	}
+	return n
+}
+
+// sameState fails unless got and want fold the same (their canonical
+// checkpoint encodings are equal).
+func sameState(t *testing.T, got, want projection.State) {
+	t.Helper()
+	g, err := got.MarshalCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := want.MarshalCheckpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(g, w) {
+		t.Fatalf("states differ:\ngot:  %s\nwant: %s", g, w)
+	}
+}
+
+// countingCheckpoints counts the checkpoints found and written.
+type countingCheckpoints struct {
+	lifecycle.Checkpoints
+	hits, saves atomic.Int64
+}
+
+func (c *countingCheckpoints) LoadCheckpoint(ctx context.Context, id string) ([]byte, bool, error) {
+	b, ok, err := c.Checkpoints.LoadCheckpoint(ctx, id)
+	if ok {
+		c.hits.Add(1)
+	}
+	return b, ok, err
+}
+
+func (c *countingCheckpoints) SaveCheckpoint(ctx context.Context, id string, data []byte) error {
+	c.saves.Add(1)
+	return c.Checkpoints.SaveCheckpoint(ctx, id, data)
+}
+
+// countingLog counts the messages its Read yields (and hides Last, so
+// that every read is counted).
+type countingLog struct {
+	lifecycle.Log
+	read atomic.Int64
+}
+
+func (l *countingLog) Read(ctx context.Context, id string, after uint64) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) {
+		for m, err := range l.Log.Read(ctx, id, after) {
+			if err == nil {
+				l.read.Add(1)
+			}
+			if !yield(m, err) {
+				return
+			}
+		}
 	}
 }

@@ -94,6 +94,18 @@ func (e *env) store(tb testing.TB, cacheSize int) *lifecycle.Store {
 	return st
 }
 
+// checkpointedStore is a store with no projection cache that keeps
+// projection checkpoints in the log's KV bucket (lifecycle.Config.Checkpoints):
+// every operation is a cold read, from the instance's checkpoint.
+func (e *env) checkpointedStore(tb testing.TB) *lifecycle.Store {
+	tb.Helper()
+	st, err := lifecycle.New(e.log, lifecycle.Config{Logger: discard, CacheSize: -1, Checkpoints: e.log.Checkpoints()})
+	if err != nil {
+		tb.Fatalf("lifecycle.New: %v", err)
+	}
+	return st
+}
+
 // streamBytes returns the bytes the stream holds (the server's account:
 // subject, headers, payload and per-message overhead).
 func (e *env) streamBytes(tb testing.TB) uint64 {

@@ -138,8 +138,21 @@ func BenchmarkHistoryLength(b *testing.B) {
 				}
 				cpu.report(b)
 			})
-			b.Run("LoadCold", func(b *testing.B) {
+			b.Run("LoadColdFold", func(b *testing.B) {
 				st := e.store(b, -1)
+				cpu := startCPU()
+				for b.Loop() {
+					if s, err := st.Load(ctx, id); err != nil || s.Events != n {
+						b.Fatal(s.Events, err)
+					}
+				}
+				cpu.report(b)
+			})
+			b.Run("LoadCold", func(b *testing.B) {
+				st := e.checkpointedStore(b)
+				if _, err := st.Load(ctx, id); err != nil { // the first load folds and writes the checkpoint
+					b.Fatal(err)
+				}
 				cpu := startCPU()
 				for b.Loop() {
 					if s, err := st.Load(ctx, id); err != nil || s.Events != n {
