@@ -16,6 +16,7 @@ import (
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -434,5 +435,63 @@ func TestDigester(t *testing.T) {
 	}
 	if ps := digestProblems(t, log, first, second); len(ps) != 0 {
 		t.Fatalf("%v", ps)
+	}
+}
+
+// Verify with the projection checkpoints: those the store wrote are the
+// fold of the history; an altered one (its head kept), one of a message
+// that is not there and garbage are reported.
+func TestVerifyCheckpoints(t *testing.T) {
+	log := memlog.New(clock())
+	cps := log.Checkpoints()
+	s, err := lifecycle.New(log, lifecycle.Config{Checkpoints: cps, CheckpointEvery: 2})
+	must(t, err)
+	p, err := s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "a", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+	must(t, err)
+	snap, rev := p.Snapshot, p.Revision()
+	for i := range 5 {
+		snap.MarkTaskCompleted(workflow.NewTaskID(fmt.Sprint("t", i)), []byte("o"), snap.UpdatedAt)
+		rev, err = s.SaveSnapshot(t.Context(), snap, rev)
+		must(t, err)
+	}
+	_, err = s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "b", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+	must(t, err)
+	must(t, s.SendEvent(t.Context(), "b", "e", nil))
+	must(t, s.SendEvent(t.Context(), "b", "e", nil))
+	if _, ok, _ := cps.LoadCheckpoint(t.Context(), "a"); !ok {
+		t.Fatal("the store wrote no checkpoint")
+	}
+	if rep := verify(t, log, VerifyOptions{Checkpoints: cps}); !rep.OK() {
+		t.Fatalf("the store's own checkpoints: %v", rep.Problems)
+	}
+	good, _, _ := cps.LoadCheckpoint(t.Context(), "a")
+	cp, err := projection.UnmarshalCheckpoint("a", good)
+	must(t, err)
+	for name, tc := range map[string]struct {
+		edit func(st *projection.State)
+		raw  []byte
+		want string
+	}{
+		"altered, head kept": {edit: func(st *projection.State) { st.Revision++ }, want: "not the fold of the history"},
+		"wrong head":         {edit: func(st *projection.State) { st.Head[3] ^= 1 }, want: "names head"},
+		"no message there":   {edit: func(st *projection.State) { st.LastSeq += 100 }, want: "has no message of the instance"},
+		"garbage":            {raw: []byte("{"), want: "does not decode"},
+	} {
+		data := tc.raw
+		if tc.edit != nil {
+			st := cp.Clone()
+			tc.edit(&st)
+			data, err = st.MarshalCheckpoint()
+			must(t, err)
+		}
+		must(t, cps.SaveCheckpoint(t.Context(), "a", data))
+		rep := verify(t, log, VerifyOptions{Checkpoints: cps})
+		ps := problemsOf(rep, "a")
+		if len(ps) != 1 || ps[0].Kind != KindCheckpoint || !strings.Contains(ps[0].Detail, tc.want) {
+			t.Errorf("%s: %v, want one checkpoint problem saying %q", name, ps, tc.want)
+		}
+		if len(problemsOf(rep, "b")) != 0 {
+			t.Errorf("%s: problems of b: %v", name, problemsOf(rep, "b"))
+		}
 	}
 }

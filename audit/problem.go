@@ -115,6 +115,11 @@ const (
 	// instance's history does not contain: it was truncated or rewritten
 	// after the head was recorded.
 	KindAnchor ProblemKind = "anchor"
+	// KindCheckpoint: a projection checkpoint
+	// ([VerifyOptions.Checkpoints]) that is not the fold of the
+	// instance's history up to its sequence: altered, of a message that is
+	// not there, or undecodable. Derived data, not the history: delete it.
+	KindCheckpoint ProblemKind = "checkpoint"
 	// KindDigest: the log no longer holds what a digest given in
 	// [VerifyOptions.Digests] committed to: an instance's last commits
 	// removed, its history rewritten (even into a chain that is

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -48,6 +51,16 @@ type VerifyOptions struct {
 	// leaves are compared. Memory grows with the number of instances (a
 	// few dozen bytes per instance and digest).
 	Digests []*Digest
+	// Checkpoints, if set, are the projection checkpoints of the
+	// instances (lifecycle.Config.Checkpoints): each instance's
+	// checkpoint, if it has one, must be the fold of its history up to the
+	// checkpoint's sequence, with that message's head hash; one that
+	// disagrees is a [KindCheckpoint] problem (the store would have
+	// ignored a checkpoint whose head does not match, but not a state
+	// that was altered with the head kept). It costs one read of the
+	// checkpoint store per instance. Checkpoints are derived data: no
+	// other check depends on them.
+	Checkpoints lifecycle.Checkpoints
 	// Anchors are heads recorded earlier (for example a previous run's
 	// Report.Heads, kept somewhere the log's writers cannot change). The
 	// history of each anchored instance must still contain the anchored
@@ -203,6 +216,9 @@ func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchor
 			anchorSeen[id] = true
 		}
 		v := newInstVerifier(id, anchors[id])
+		if err := v.loadCheckpoint(ctx, opts.Checkpoints); err != nil {
+			return err
+		}
 		room := -1
 		if opts.MaxProblems > 0 {
 			room = opts.MaxProblems - len(rep.Problems)
@@ -310,6 +326,9 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 				return errRescan
 			}
 			v = newInstVerifier(m.Instance, anchors[m.Instance])
+			if err := v.loadCheckpoint(ctx, opts.Checkpoints); err != nil {
+				return err
+			}
 			vs[m.Instance] = v
 		}
 		before := len(v.ps.ps)
@@ -385,6 +404,11 @@ type instVerifier struct {
 	members int       // commits of the instance read
 	bad     []badLink // links that are not in the window
 	garbage streak    // consecutive messages that are not commits of the instance
+
+	// cp is the instance's projection checkpoint (VerifyOptions.Checkpoints),
+	// cpChecked whether its sequence was reached.
+	cp        *projection.State
+	cpChecked bool
 
 	messages, events, bytes int
 	lastSeq                 uint64
@@ -466,6 +490,47 @@ func (v *instVerifier) add(m events.Message) {
 		v.ps.add(v.problem(m.Seq, KindHeader, d))
 	}
 	v.fold.apply(rec, &v.ps, m.Seq, 0, runReused != "")
+	if v.cp != nil && m.Seq == v.cp.LastSeq {
+		v.checkCheckpoint(h)
+	}
+}
+
+// loadCheckpoint reads the instance's projection checkpoint, if cps is
+// set and it has one. A checkpoint that does not decode is a problem; a
+// store that cannot be read is an error.
+func (v *instVerifier) loadCheckpoint(ctx context.Context, cps lifecycle.Checkpoints) error {
+	if cps == nil {
+		return nil
+	}
+	data, ok, err := cps.LoadCheckpoint(ctx, v.id)
+	if err != nil {
+		return fmt.Errorf("read the projection checkpoint of %q: %w", v.id, err)
+	}
+	if !ok {
+		return nil
+	}
+	cp, err := projection.UnmarshalCheckpoint(v.id, data)
+	if err != nil {
+		v.ps.add(v.problem(0, KindCheckpoint, fmt.Sprintf("the projection checkpoint does not decode: %v (stores ignore it and fold the history)", err)))
+		return nil
+	}
+	v.cp = &cp
+	return nil
+}
+
+// checkCheckpoint compares the checkpoint with the fold as of its
+// sequence, the message there having hash h.
+func (v *instVerifier) checkCheckpoint(h workflow.Hash32) {
+	v.cpChecked = true
+	if h != v.cp.Head {
+		v.ps.add(v.problem(v.cp.LastSeq, KindCheckpoint, fmt.Sprintf("the projection checkpoint names head %s, the message at seq %d has hash %s (stores ignore it and fold the history)", short(v.cp.Head), v.cp.LastSeq, short(h))))
+		return
+	}
+	want, err1 := v.fold.st.MarshalCheckpoint()
+	got, err2 := v.cp.MarshalCheckpoint()
+	if err1 != nil || err2 != nil || !bytes.Equal(want, got) {
+		v.ps.add(v.problem(v.cp.LastSeq, KindCheckpoint, fmt.Sprintf("the projection checkpoint at seq %d is not the fold of the history up to there, though its head matches: it was altered, and stores starting from it would act on a false state (delete it: it is derived data)", v.cp.LastSeq)))
+	}
 }
 
 func (v *instVerifier) inWindow(h workflow.Hash32) bool {
@@ -505,6 +570,9 @@ func (v *instVerifier) finish() {
 		}
 		v.ps.add(v.linkProblem(v.bad[i:j]))
 		i = j
+	}
+	if v.cp != nil && !v.cpChecked {
+		v.ps.add(v.problem(v.cp.LastSeq, KindCheckpoint, fmt.Sprintf("the projection checkpoint is of seq %d, where the history has no message of the instance (stores ignore it and fold the history)", v.cp.LastSeq)))
 	}
 	for i, a := range v.anchors {
 		if !v.anchored[i] {

@@ -43,10 +43,12 @@ type opts struct {
 	maxProblems int
 	file        string
 
-	key      string   // digest: the signing key file; verify, prove, verify-proof: the public key
-	unsigned bool     // digest: no signature
-	publish  bool     // digest: also to the digest stream
-	digests  []string // verify, prove: --digest files
+	key      string // digest: the signing key file; verify, prove, verify-proof: the public key
+	unsigned bool   // digest: no signature
+	publish  bool   // digest: also to the digest stream
+
+	checkpoints bool     // verify: the projection checkpoints too
+	digests     []string // verify, prove: --digest files
 }
 
 // parseTime accepts an RFC 3339 time, a date (UTC midnight), or a duration

@@ -17,6 +17,7 @@ func defineVerify(fs *flag.FlagSet, o *opts) {
 	fs.IntVar(&o.maxProblems, "max-problems", 0, "stop after `N` problems (0: no limit); the report then says it is incomplete")
 	fs.Var((*stringList)(&o.digests), "digest", "a digest `file` (repeatable): the log must still hold everything it committed to")
 	fs.StringVar(&o.key, "key", "", "the public `key` (or a file holding it) that must have signed every --digest")
+	fs.BoolVar(&o.checkpoints, "checkpoints", false, "also check the projection checkpoints (the STREAM_CHECKPOINTS bucket) against the histories")
 }
 
 // validIDs checks positional instance ids.
@@ -56,7 +57,11 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	defer st.close()
 
 	bar := newProgress(e.stderr, "verifying")
-	rep, err := audit.Verify(ctx, st.Store, audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems, Digests: digests})
+	vo := audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems, Digests: digests}
+	if e.o.checkpoints {
+		vo.Checkpoints = st.Store.Checkpoints()
+	}
+	rep, err := audit.Verify(ctx, st.Store, vo)
 	bar.done()
 	if rep == nil {
 		rep = &audit.Report{}
