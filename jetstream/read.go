@@ -191,6 +191,28 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 	return toMessage(d), true, nil
 }
 
+// MessageAt returns the message of instance with sequence seq, with ok
+// false if the instance has none there. It implements [lifecycle.Last],
+// with one direct get (its own deadline, as [Store.LastMessage]).
+func (s *Store) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+	if err := workflow.ValidateInstanceID(instance); err != nil {
+		return events.Message{}, false, fmt.Errorf("jetstream: message at: %w", err)
+	}
+	if seq == 0 {
+		return events.Message{}, false, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, readPageTimeout)
+	d, err := s.directNext(actx, seq, s.SubjectFor(instance))
+	cancel()
+	if errors.Is(err, natsjs.ErrMsgNotFound) || err == nil && d.seq != seq {
+		return events.Message{}, false, nil
+	}
+	if err != nil {
+		return events.Message{}, false, fmt.Errorf("jetstream: message %d of %q: %w", seq, instance, err)
+	}
+	return toMessage(d), true, nil
+}
+
 // ScannedMessage is a message seen by [Store.Scan]: the message, its
 // subject and the instance id decoded from it. InstanceErr is set, and
 // Instance empty, when the subject is not an instance subject (a message

@@ -46,10 +46,14 @@ type Log interface {
 	Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error)
 }
 
-// Last is an optional capability of a [Log]: the last message of an
-// instance in one cheap read. ok is false when the instance has none.
+// Last is an optional capability of a [Log]: one message of an instance in
+// one cheap read (the store catches a projection up with it when few
+// commits are new, following each message's AfterSeq back). LastMessage
+// returns the instance's last message, MessageAt the instance's message
+// with sequence seq; ok is false when there is none.
 type Last interface {
 	LastMessage(ctx context.Context, instance string) (msg events.Message, ok bool, err error)
+	MessageAt(ctx context.Context, instance string, seq uint64) (msg events.Message, ok bool, err error)
 }
 
 // Checkpoints stores projection checkpoints by instance

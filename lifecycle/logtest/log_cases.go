@@ -36,6 +36,33 @@ var logCases = []testCase{
 	{"ListerIncreasingOrder", testListerOrder},
 	{"AppendRefusesServerHeaders", testServerHeaders},
 	{"ReadSaysWhatEachMessageFollows", testAfterSeq},
+	{"MessageAtOnlyTheInstance", testMessageAt},
+}
+
+// testMessageAt: Last.MessageAt finds an instance's message by sequence,
+// and nothing at a sequence of another instance's message, 0, or beyond.
+func testMessageAt(t *testing.T, log lifecycle.Log) {
+	l, ok := log.(lifecycle.Last)
+	if !ok {
+		t.Skip("the log has no Last capability")
+	}
+	g := new(idGen)
+	ma := logMsg(t, g, "a", "1")
+	a1 := mustAppend(t, log, "a", ma, 0)
+	b1 := mustAppend(t, log, "b", logMsg(t, g, "b", "1"), 0)
+	a2 := mustAppend(t, log, "a", logMsg(t, g, "a", "2"), a1)
+	m, ok, err := l.MessageAt(t.Context(), "a", a1)
+	if err != nil || !ok || m.Seq != a1 || !m.AfterKnown || m.AfterSeq != 0 {
+		t.Fatalf("MessageAt(a, %d) = %+v, %v, %v", a1, m, ok, err)
+	}
+	if err := sameMessage(m, ma); err != nil {
+		t.Errorf("MessageAt(a, %d): %v", a1, err)
+	}
+	for _, seq := range []uint64{0, b1, a2 + 100} {
+		if m, ok, err := l.MessageAt(t.Context(), "a", seq); err != nil || ok {
+			t.Errorf("MessageAt(a, %d) = seq %d, %v, %v: want nothing", seq, m.Seq, ok, err)
+		}
+	}
 }
 
 // testAfterSeq: every message read back says which sequence its append

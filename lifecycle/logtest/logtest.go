@@ -266,6 +266,11 @@ func (s spyLast) LastMessage(ctx context.Context, instance string) (events.Messa
 	return s.Log.(lifecycle.Last).LastMessage(ctx, instance)
 }
 
+func (s spyLast) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+	s.lasts.Add(1)
+	return s.Log.(lifecycle.Last).MessageAt(ctx, instance, seq)
+}
+
 // newSpy wraps log, keeping its optional capability.
 func newSpy(log lifecycle.Log) (lifecycle.Log, *spy) {
 	s := &spy{Log: log}

@@ -107,6 +107,11 @@ func (l countingLog) LastMessage(ctx context.Context, instance string) (events.M
 	return l.js.LastMessage(ctx, instance)
 }
 
+// MessageAt passes through to the store.
+func (l countingLog) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+	return l.js.MessageAt(ctx, instance, seq)
+}
+
 // Instances passes through to the store.
 func (l countingLog) Instances(ctx context.Context, after string, limit int) ([]string, error) {
 	return l.js.Instances(ctx, after, limit)
