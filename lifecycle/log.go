@@ -27,8 +27,9 @@ type Log interface {
 	// no messages yields nothing. Cancelling ctx ends it with ctx.Err().
 	// Each message has Seq, Time, MsgID, Header and Data as stored and, if
 	// the log recorded it, the expect of its append ([events.Message]'s
-	// AfterSeq and AfterKnown): the store's catch-up then needs only the
-	// last message when one commit is new.
+	// AfterSeq and AfterKnown): the store's catch-up then follows a few
+	// new commits back from the last message with [Last] instead of a
+	// batched read.
 	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
 
 	// Append stores msg as the instance's next message if the sequence of

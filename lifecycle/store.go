@@ -67,7 +67,8 @@ type Config struct {
 // recently (Config.CacheSize, least recently used evicted). A cached
 // projection is brought up to date by reading only the messages after its
 // last sequence (one direct get of the last message, when the log has
-// [Last], answers "nothing new" or "one new commit"). A write decides on
+// [Last], then one per new commit back along AfterSeq when up to 8 are
+// new). A write decides on
 // the cached projection without reading first: the sequence check refuses
 // it if the projection was behind, and the store then reads what it missed
 // and decides again. On a cache miss a write reads first, except PrepareRun
@@ -167,8 +168,9 @@ func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool,
 			return found, err
 		}
 	}
-	// The common case, nothing new or one new commit, costs one cheap
-	// read of the instance's last message when the log can do it.
+	// The common case, nothing new or a few new commits, costs one cheap
+	// read of the instance's last message, and one per new commit, when
+	// the log can do it.
 	if l, ok := s.log.(Last); ok {
 		m, ok, err := l.LastMessage(ctx, st.Instance)
 		if err != nil {
