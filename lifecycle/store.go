@@ -205,11 +205,8 @@ func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool,
 			if chain != nil && cur.AfterSeq == st.LastSeq {
 				found := false
 				for i := len(chain) - 1; i >= 0; i-- {
-					rec, err := events.Decode(chain[i], st.Instance)
+					rec, err := st.ApplyMessage(chain[i])
 					if err != nil {
-						return false, err
-					}
-					if err := st.Apply(rec); err != nil {
 						return false, err
 					}
 					found = found || !pending.IsZero() && rec.Commit.ID == pending
@@ -224,16 +221,11 @@ func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool,
 		if err != nil {
 			return false, err
 		}
-		rec, err := events.Decode(m, st.Instance)
+		rec, err := st.ApplyMessage(m)
 		if err != nil {
 			return false, err
 		}
-		if err := st.Apply(rec); err != nil {
-			return false, err
-		}
-		if !pending.IsZero() && rec.Commit.ID == pending {
-			found = true
-		}
+		found = found || !pending.IsZero() && rec.Commit.ID == pending
 	}
 	s.maybeCheckpoint(ctx, e)
 	return found, nil
@@ -275,16 +267,11 @@ func (s *Store) resume(ctx context.Context, e *entry, pending ulid.ULID) (found,
 			e.st, e.checkpointed, used = cp, cp.Commits, true
 			continue
 		}
-		rec, err := events.Decode(m, id)
+		rec, err := e.st.ApplyMessage(m)
 		if err != nil {
 			return false, used, err
 		}
-		if err := e.st.Apply(rec); err != nil {
-			return false, used, err
-		}
-		if !pending.IsZero() && rec.Commit.ID == pending {
-			found = true
-		}
+		found = found || !pending.IsZero() && rec.Commit.ID == pending
 	}
 	if !used {
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "runlog: checkpoint beyond the history; folding the history", slog.String("instance", id), slog.Uint64("seq", cp.LastSeq))

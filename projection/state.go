@@ -461,3 +461,14 @@ func (s *State) CatchUp(msgs iter.Seq2[events.Message, error], u Until) error {
 	}
 	return nil
 }
+
+// ApplyMessage decodes m as a commit of s's instance and folds it into s,
+// returning the record: the one step of every catch-up. Errors are those
+// of [events.Decode] and [State.Apply]; on error s is unchanged.
+func (s *State) ApplyMessage(m events.Message) (events.Record, error) {
+	rec, err := events.Decode(m, s.Instance)
+	if err != nil {
+		return rec, err
+	}
+	return rec, s.Apply(rec)
+}
