@@ -45,12 +45,10 @@ type Scanned struct {
 	// Instance is the id of the instance the message was stored for; ""
 	// when InstanceErr is set.
 	Instance string
-	// Subject is the message's subject, where the log has subjects
-	// (JetStream); "" otherwise.
-	Subject string
 	// InstanceErr is set when the message is not stored for an instance
 	// (on JetStream: its subject is under the log's prefix but is not a
-	// canonical instance subject, as when another program published it).
+	// canonical instance subject, as when another program published it;
+	// the error names the subject).
 	InstanceErr error
 }
 

@@ -326,7 +326,7 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 				return
 			}
 			seen = seq
-			sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}, Subject: m.Subject()}
+			sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}}
 			if h := m.Headers(); len(h) > 0 {
 				// The header map is this message's own: no copy.
 				sm.Header = h
@@ -334,7 +334,7 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 					sm.MsgID = v[0]
 				}
 			}
-			sm.Instance, sm.InstanceErr = s.InstanceFromSubject(sm.Subject)
+			sm.Instance, sm.InstanceErr = s.InstanceFromSubject(m.Subject())
 			if !yield(sm, nil) || seq == last || md.NumPending == 0 {
 				return
 			}

@@ -118,5 +118,9 @@ func (s *Store) InstanceFromSubject(subj string) (string, error) {
 	if strings.Contains(tok, ".") {
 		return "", fmt.Errorf("%w: subject %q has more than one token after %q", ErrInvalidSubject, subj, s.cfg.Subject+".")
 	}
-	return DecodeID(tok)
+	id, err := DecodeID(tok)
+	if err != nil {
+		return "", fmt.Errorf("subject %q: %w", subj, err)
+	}
+	return id, nil
 }
