@@ -335,12 +335,6 @@ func discardName(p natsjs.DiscardPolicy) string {
 // Stream returns the name of the store's stream.
 func (s *Store) Stream() string { return s.cfg.Stream }
 
-// Conn returns the store's NATS connection.
-func (s *Store) Conn() *nats.Conn { return s.nc }
-
-// JetStream returns the JetStream context the store uses.
-func (s *Store) JetStream() natsjs.JetStream { return s.js }
-
 // Close releases what the store owns: the connection made by [Connect] or
 // [OpenEmbedded] and the server started by [OpenEmbedded]. A store made by
 // [Open] does not own its connection, so Close leaves it open. Close may

@@ -391,7 +391,7 @@ func TestAllInstances(t *testing.T) {
 		seq[id] = mustAppend(t, s, id, testMsg(fmt.Sprintf("m%d", i), id), 0)
 	}
 	mustAppend(t, s, "a", testMsg("m-a2", "again"), seq["a"]) // a second message: still one instance
-	if _, err := s.JetStream().Publish(ctx, "runlog.wf.not=ZZcanonical", []byte("x")); err != nil {
+	if _, err := s.js.Publish(ctx, "runlog.wf.not=ZZcanonical", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	all := func(after string) []string {
@@ -809,7 +809,7 @@ func TestOpenEmbeddedRestart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if !s.Conn().IsClosed() {
+	if !s.nc.IsClosed() {
 		t.Fatal("Close left the connection open")
 	}
 
@@ -840,15 +840,15 @@ func TestEmbeddedListenAndConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := mustAppend(t, s, "n", testMsg("m1", "x"), 0)
-	if s.Conn().MaxPayload() != 64<<10 {
-		t.Errorf("max payload %d", s.Conn().MaxPayload())
+	if s.nc.MaxPayload() != 64<<10 {
+		t.Errorf("max payload %d", s.nc.MaxPayload())
 	}
 	msg := testMsg("big", "")
 	msg.Data = make([]byte, 64<<10)
 	if _, err := s.Append(ctx, "n", msg, seq); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Append of 64 KiB = %v, want ErrTooLarge", err)
 	}
-	nc := s.Conn()
+	nc := s.nc
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

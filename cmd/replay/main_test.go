@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/runlog/runlog/audit"
@@ -342,20 +343,29 @@ func TestVerifyForeignMessage(t *testing.T) {
 	t.Parallel()
 	dir := seeded(t)
 	ctx := t.Context()
-	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
+	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack, err := st.JetStream().Publish(ctx, st.SubjectFor("order-s1-2"), []byte(`{"v":1,"note":"written behind runlog's back"}`))
+	nc, err := emb.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, jetstream.DefaultSubject+"."+jetstream.EncodeID("order-s1-2"), []byte(`{"v":1,"note":"written behind runlog's back"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// And one on a subject under the stream's prefix that is no
 	// instance's: part of no history, skipped and counted.
-	if _, err := st.JetStream().Publish(ctx, "runlog.wf.not.an-instance", []byte("hello")); err != nil {
+	if _, err := js.Publish(ctx, "runlog.wf.not.an-instance", []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
+	nc.Close()
+	_ = emb.Close()
 
 	r := replay(t, "verify", "--dir", dir)
 	if r.code != exitProblems {

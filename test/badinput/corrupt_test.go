@@ -32,17 +32,19 @@ var (
 // env is one embedded server with a JetStream log and a store on it.
 type env struct {
 	log   *jetstream.Store
+	nc    *nats.Conn // the log's connection
 	store *lifecycle.Store
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	log, err := jetstream.Open(t.Context(), natstest.Connect(t, natstest.Start(t)), jetstream.Config{Logger: discard})
+	nc := natstest.Connect(t, natstest.Start(t))
+	log, err := jetstream.Open(t.Context(), nc, jetstream.Config{Logger: discard})
 	if err != nil {
 		t.Fatalf("jetstream.Open: %v", err)
 	}
 	t.Cleanup(func() { _ = log.Close() })
-	return &env{log: log, store: newStore(t, log, 0)}
+	return &env{log: log, nc: nc, store: newStore(t, log, 0)}
 }
 
 func newStore(t *testing.T, log lifecycle.Log, maxPayload int) *lifecycle.Store {
@@ -93,7 +95,11 @@ func (e *env) lastSeq(t *testing.T, id string) uint64 {
 // streamMsgs returns the number of messages in the stream.
 func (e *env) streamMsgs(t *testing.T) uint64 {
 	t.Helper()
-	st, err := e.log.JetStream().Stream(t.Context(), e.log.Stream())
+	js, err := natsjs.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), e.log.Stream())
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
@@ -108,7 +114,7 @@ func (e *env) streamMsgs(t *testing.T) uint64 {
 // would (no sequence check, no runlog code), and returns its sequence.
 func (e *env) inject(t *testing.T, id string, hdr nats.Header, data []byte) uint64 {
 	t.Helper()
-	js, err := natsjs.New(e.log.Conn())
+	js, err := natsjs.New(e.nc)
 	if err != nil {
 		t.Fatal(err)
 	}

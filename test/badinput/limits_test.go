@@ -24,14 +24,14 @@ type sent struct {
 
 func (e *env) watch(t *testing.T) sent {
 	t.Helper()
-	return sent{e: e, msgs: e.streamMsgs(t), out: e.log.Conn().Stats().OutMsgs}
+	return sent{e: e, msgs: e.streamMsgs(t), out: e.nc.Stats().OutMsgs}
 }
 
 // nothing checks that nothing was stored and, if wire is set, that not
 // even a request left the connection since the watch began.
 func (s sent) nothing(t *testing.T, op string, wire bool) {
 	t.Helper()
-	out := s.e.log.Conn().Stats().OutMsgs
+	out := s.e.nc.Stats().OutMsgs
 	if n := s.e.streamMsgs(t); n != s.msgs {
 		t.Errorf("%s: the stream went from %d to %d messages", op, s.msgs, n)
 	}
@@ -108,12 +108,21 @@ func TestOversizedPayloads(t *testing.T) {
 // jetstream.ErrTooLarge before it is sent, and the store keeps working.
 func TestCommitOverServerMaxPayload(t *testing.T) {
 	ctx := t.Context()
-	log, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: t.TempDir(), MaxPayload: 64 << 10, SyncInterval: 0}, jetstream.Config{Logger: discard})
+	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: t.TempDir(), MaxPayload: 64 << 10, SyncInterval: 0})
 	if err != nil {
-		t.Fatalf("OpenEmbedded: %v", err)
+		t.Fatalf("StartEmbedded: %v", err)
 	}
-	t.Cleanup(func() { _ = log.Close() })
-	e := &env{log: log}
+	t.Cleanup(func() { _ = emb.Close() })
+	nc, err := emb.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log, err := jetstream.Open(ctx, nc, jetstream.Config{Logger: discard})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	e := &env{log: log, nc: nc}
 	s := newStore(t, log, 1<<20)
 	big := bytes.Repeat([]byte("y"), 100<<10)
 
@@ -206,7 +215,7 @@ func TestClosedConnection(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	e.start(t, "closing")
-	e.log.Conn().Close()
+	e.nc.Close()
 	ops := map[string]error{}
 	_, ops["PrepareRun"] = e.store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "closing-new", DefinitionHash: defHash, FirstTask: first})
 	_, ops["Load"] = newStore(t, e.log, 0).Load(ctx, "closing")

@@ -72,16 +72,39 @@ func newEnvConfig(tb testing.TB, sync time.Duration, cfg jetstream.Config) *env 
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	s, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: sync}, cfg)
-	if err != nil {
-		tb.Fatalf("open embedded: %v", err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
-	stream, err := s.JetStream().Stream(ctx, s.Stream())
+	e := openEnv(tb, dir, sync, cfg)
+	stream, err := e.js.Stream(ctx, e.name)
 	if err != nil {
 		tb.Fatalf("stream: %v", err)
 	}
-	return &env{log: s, js: s.JetStream(), nc: s.Conn(), stream: stream, name: s.Stream(), dir: dir}
+	e.stream, e.dir = stream, dir
+	return e
+}
+
+// openEnv starts an embedded server on dir, connects to it and opens the
+// store on that connection, all closed when tb ends.
+func openEnv(tb testing.TB, dir string, sync time.Duration, cfg jetstream.Config) *env {
+	tb.Helper()
+	ctx := context.Background()
+	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, SyncInterval: sync})
+	if err != nil {
+		tb.Fatalf("start embedded: %v", err)
+	}
+	tb.Cleanup(func() { _ = emb.Close() })
+	nc, err := emb.Conn()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	s, err := jetstream.Open(ctx, nc, cfg)
+	if err != nil {
+		tb.Fatalf("open: %v", err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &env{log: s, js: js, nc: nc, name: s.Stream()}
 }
 
 // store returns a lifecycle store on e's log.

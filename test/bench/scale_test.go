@@ -429,12 +429,7 @@ func benchDigest(b *testing.B, instances int) {
 // the test ends.
 func seedEnv(t *testing.T, dir string) *env {
 	t.Helper()
-	s, err := jetstream.OpenEmbedded(context.Background(), jetstream.EmbeddedConfig{Dir: dir, SyncInterval: syncDefault}, jetstream.Config{Logger: discard})
-	if err != nil {
-		t.Fatalf("open embedded: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return &env{log: s, js: s.JetStream(), nc: s.Conn(), name: s.Stream()}
+	return openEnv(t, dir, syncDefault, jetstream.Config{Logger: discard})
 }
 
 // TestSeedVerifyStore writes the store `replay verify` is measured on

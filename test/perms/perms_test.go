@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
@@ -116,19 +117,31 @@ func startServer(t *testing.T, writerPub, readerPub []string) string {
 	return s.ClientURL()
 }
 
-func connect(t *testing.T, ctx context.Context, url, user, pass string, cfg jetstream.Config) (*jetstream.Store, error) {
+// conn is a store on a connection of its own, kept for the tests that
+// look at the connection's permission errors.
+type conn struct {
+	*jetstream.Store
+	nc *nats.Conn
+}
+
+func connect(t *testing.T, ctx context.Context, url, user, pass string, cfg jetstream.Config) (*conn, error) {
 	t.Helper()
 	cfg.Logger = discard
-	s, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{User: user, Password: pass}, cfg)
-	if err == nil {
-		t.Cleanup(func() { _ = s.Close() })
+	nc, err := nats.Connect(url, nats.UserInfo(user, pass), nats.Name("runlog-perms-test"))
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	t.Cleanup(nc.Close)
+	s, err := jetstream.Open(ctx, nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Store: s, nc: nc}, nil
 }
 
 // createStream has the admin create the stream (with runlog's own
 // configuration: jetstream.Connect creates it when missing).
-func createStream(t *testing.T, url string) *jetstream.Store {
+func createStream(t *testing.T, url string) *conn {
 	t.Helper()
 	admin, err := connect(t, t.Context(), url, adminUser, adminPass, jetstream.Config{})
 	if err != nil {
@@ -149,10 +162,10 @@ func writerWork(t *testing.T, url string, limit time.Duration) (violation, err e
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
-	var log *jetstream.Store
+	var log *conn
 	defer func() {
 		if log != nil {
-			violation = log.Conn().LastError()
+			violation = log.nc.LastError()
 		}
 	}()
 	log, err = connect(t, ctx, url, writerUser, writerPass, jetstream.Config{})
@@ -221,10 +234,10 @@ func readerWork(t *testing.T, url string, limit time.Duration) (violation, err e
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
-	var log *jetstream.Store
+	var log *conn
 	defer func() {
 		if log != nil {
-			violation = log.Conn().LastError()
+			violation = log.nc.LastError()
 		}
 	}()
 	log, err = connect(t, ctx, url, readerUser, readerPass, jetstream.Config{NoCreate: true})
@@ -321,7 +334,7 @@ func TestWriterAndReader(t *testing.T) {
 	}
 	// The server refused the publish as a permissions violation: the
 	// connection's last error says so.
-	if last := reader.Conn().LastError(); !errors.Is(last, nats.ErrPermissionViolation) {
+	if last := reader.nc.LastError(); !errors.Is(last, nats.ErrPermissionViolation) {
 		t.Errorf("reader connection's last error: %v, want a permissions violation", last)
 	} else {
 		t.Logf("reader connection: %v", last)
@@ -390,9 +403,13 @@ func TestMinimalPermissions(t *testing.T) {
 	}
 }
 
-func streamMsgs(t *testing.T, s *jetstream.Store) uint64 {
+func streamMsgs(t *testing.T, s *conn) uint64 {
 	t.Helper()
-	st, err := s.JetStream().Stream(t.Context(), s.Stream())
+	js, err := natsjs.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), s.Stream())
 	if err != nil {
 		t.Fatal(err)
 	}
