@@ -29,7 +29,7 @@ const DigestVersion = 1
 // instance's head as of one sequence without reading the histories: what
 // a digest needs. jetstream.Store and memlog.Log are HeadSources.
 type HeadSource interface {
-	LogInfo(ctx context.Context) (events.LogInfo, error)
+	Informer
 	Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error)
 }
 

@@ -140,23 +140,23 @@ func (l *Log) Read(ctx context.Context, instance string, after uint64) iter.Seq2
 
 // LastMessage implements [lifecycle.Last].
 func (l *Log) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return events.Message{}, false, err
-	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		return events.Message{}, false, ErrClosed
-	}
-	msgs := l.instances[instance]
-	if len(msgs) == 0 {
-		return events.Message{}, false, nil
-	}
-	return copyMsg(msgs[len(msgs)-1]), true, nil
+	return l.pick(ctx, instance, func(msgs []events.Message) int { return len(msgs) - 1 })
 }
 
 // MessageAt implements [lifecycle.Last].
 func (l *Log) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+	return l.pick(ctx, instance, func(msgs []events.Message) int {
+		i := sort.Search(len(msgs), func(i int) bool { return msgs[i].Seq >= seq })
+		if i == len(msgs) || msgs[i].Seq != seq {
+			return -1
+		}
+		return i
+	})
+}
+
+// pick returns a copy of the instance's message at the index which
+// chooses (-1: none).
+func (l *Log) pick(ctx context.Context, instance string, which func([]events.Message) int) (events.Message, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return events.Message{}, false, err
 	}
@@ -166,8 +166,8 @@ func (l *Log) MessageAt(ctx context.Context, instance string, seq uint64) (event
 		return events.Message{}, false, ErrClosed
 	}
 	msgs := l.instances[instance]
-	i := sort.Search(len(msgs), func(i int) bool { return msgs[i].Seq >= seq })
-	if i == len(msgs) || msgs[i].Seq != seq {
+	i := which(msgs)
+	if i < 0 {
 		return events.Message{}, false, nil
 	}
 	return copyMsg(msgs[i]), true, nil
