@@ -13,6 +13,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
@@ -252,7 +253,7 @@ func (s idSet) add(rec events.Record) string {
 }
 
 // short returns the first 12 hex characters of h.
-func short(h workflow.Hash32) string { return h.String()[:12] }
+func short(h workflow.Hash32) string { return render.Short(h) }
 
 // sortProblems orders an instance's problems by sequence, then by the end
 // of their span.

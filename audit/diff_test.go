@@ -69,7 +69,7 @@ func TestDiffAlongAHistory(t *testing.T) {
 			"buffered[approval]: - -> 1 event, oldest " + ev.String() + " {\"approved\":true}\n" +
 			"last_seq: " + seq(2) + " -> " + seq(3) + "\n"},
 		{"signal stored", s5, s6, "" +
-			"signal.cancel: - -> requested by support: \"customer asked\" at " + timeText(s6.Signals[workflow.Cancel].RequestedAt) + "\n" +
+			"signal.cancel: - -> requested by support: \"customer asked\" (at " + timeText(s6.Signals[workflow.Cancel].RequestedAt) + ")\n" +
 			"last_seq: " + seq(5) + " -> " + seq(6) + "\n"},
 		{"cancelled", s6, s7, "" +
 			"state: InProgress -> Cancelled\n" +
@@ -79,7 +79,7 @@ func TestDiffAlongAHistory(t *testing.T) {
 			"by: - -> support\n" +
 			"at: - -> " + timeText(s6.Signals[workflow.Cancel].RequestedAt) + "\n" +
 			"interrupted_at_task: - -> " + short(taskC) + "\n" +
-			"signal.cancel: requested by support: \"customer asked\" at " + timeText(s6.Signals[workflow.Cancel].RequestedAt) + " -> -\n" +
+			"signal.cancel: requested by support: \"customer asked\" (at " + timeText(s6.Signals[workflow.Cancel].RequestedAt) + ") -> -\n" +
 			"revision: " + seq(5) + " -> " + seq(7) + "\n" +
 			"last_seq: " + seq(6) + " -> " + seq(7) + "\n"},
 	}

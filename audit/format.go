@@ -3,13 +3,13 @@ package audit
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -41,14 +41,7 @@ func printable(s string) bool {
 	return true
 }
 
-// quote returns s quoted on one line, cut to 80 runes.
-func quote(s string) string {
-	if utf8.RuneCountInString(s) > maxText {
-		rs := []rune(s)
-		return strconv.Quote(string(rs[:maxText])) + "…"
-	}
-	return strconv.Quote(s)
-}
+func quote(s string) string { return render.Quote(s) }
 
 func optHash(h *workflow.Hash32) string {
 	if h == nil {
@@ -64,61 +57,12 @@ func ulidText(id ulid.ULID) string {
 	return id.String()
 }
 
-func timeText(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
+func timeText(t time.Time) string { return render.Time(t) }
 
-// positionText shows a position on one line, such as
-// "AtTask(3f2a1b4c5d6e)" or "AtSignal(node 3f2a1b4c5d6e, \"approval\", next ab12cd34ef56)".
-func positionText(p workflow.Position) string {
-	var parts []string
-	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
-	switch p.Kind {
-	case workflow.NotStarted:
-		return "NotStarted"
-	case workflow.AtTask:
-		return fmt.Sprintf("AtTask(%s)", short(p.TaskID))
-	}
-	add("node %s", short(p.NodeID))
-	if p.SignalName != "" {
-		add("%s", quote(p.SignalName))
-	}
-	if p.Kind == workflow.InLoop {
-		add("iteration %d", p.Iteration)
-	}
-	if len(p.Branches) > 0 {
-		add("%d branches done", len(p.Branches))
-	}
-	if !p.EnteredAt.IsZero() {
-		add("entered %s", timeText(p.EnteredAt))
-	}
-	if p.WakeAt != nil {
-		add("wake %s", timeText(*p.WakeAt))
-	}
-	if p.NextTaskID != nil {
-		add("next %s", short(*p.NextTaskID))
-	}
-	if !p.TaskID.IsZero() {
-		add("task %s", short(p.TaskID))
-	}
-	return fmt.Sprintf("%s(%s)", p.Kind, strings.Join(parts, ", "))
-}
+func positionText(p workflow.Position) string { return render.Position(p) }
 
 func signalText(r workflow.SignalRequest) string {
-	s := "requested"
-	if r.RequestedBy != "" {
-		s += " by " + r.RequestedBy
-	}
-	if r.Reason != "" {
-		s += ": " + quote(r.Reason)
-	}
-	if !r.RequestedAt.IsZero() {
-		s += " at " + timeText(r.RequestedAt)
-	}
-	return s
+	return render.Request(r.RequestedBy, r.Reason, r.RequestedAt, time.Time{})
 }
 
 func priorityText(p *uint8) string {
@@ -152,9 +96,4 @@ func retryText(r workflow.TaskRetryState) string {
 	return s
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
+func plural(n int, word string) string { return render.Count(n, word) }

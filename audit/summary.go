@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/render"
 )
 
 // Summarize returns a one-line, human summary of what ev changed, for
@@ -90,20 +91,8 @@ func Summarize(rec events.Record, ev events.Event) string {
 	return string(ev.Type)
 }
 
-// requestText describes a cancel or pause request: "requested by support:
-// \"customer asked\"", with the request time when it is not the commit's.
 func requestText(by, reason string, at, commit time.Time) string {
-	s := "requested"
-	if by != "" {
-		s += " by " + by
-	}
-	if reason != "" {
-		s += ": " + quote(reason)
-	}
-	if !at.IsZero() && !at.Equal(commit) {
-		s += " (at " + timeText(at) + ")"
-	}
-	return s
+	return render.Request(by, reason, at, commit)
 }
 
 func checkpointText(d *events.CheckpointSavedData) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/internal/render"
 )
 
 // digestKeyEnv names the file of the signing key when --key is not given.
@@ -152,7 +153,7 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 		signed = "signed by " + d.Key
 	}
 	fmt.Fprintf(e.stderr, "digest of stream %s through seq %d: %d instance%s, %d messages, root %s, %s\n",
-		d.Stream, d.LastSeq, d.Instances, plural(d.Instances), d.Messages, d.Root, signed)
+		d.Stream, d.LastSeq, d.Instances, render.S(d.Instances), d.Messages, d.Root, signed)
 	return nil
 }
 
@@ -280,7 +281,7 @@ func runVerifyProof(ctx context.Context, e *env, args []string) error {
 		return writeJSON(e.stdout, map[string]any{"ok": true, "leaf": p.Leaf, "digest": p.Digest, "key_checked": pub != ""})
 	}
 	fmt.Fprintf(e.stdout, "proof OK: instance %q had %d commit%s through seq %d (head %s) in the digest of stream %s through seq %d made %s, %s\n",
-		p.Leaf.Instance, p.Leaf.Commits, plural(int(p.Leaf.Commits)), p.Leaf.Seq, p.Leaf.Head, p.Digest.Stream, p.Digest.LastSeq,
+		p.Leaf.Instance, p.Leaf.Commits, render.S(int(p.Leaf.Commits)), p.Leaf.Seq, p.Leaf.Head, p.Digest.Stream, p.Digest.LastSeq,
 		p.Digest.Time.UTC().Format(time.RFC3339), who)
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
@@ -150,7 +151,7 @@ func foldError(id string, err error) error {
 }
 
 // shortHash is the first 12 hex digits of a hash, for text output.
-func shortHash(h workflow.Hash32) string { return h.String()[:12] }
+func shortHash(h workflow.Hash32) string { return render.Short(h) }
 
 func writeStateText(w io.Writer, s *projection.State, p point) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -169,7 +170,7 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		line("history", "no commit at or before %s", p)
 		return tw.Flush()
 	}
-	line("run", "%s (%d run%s)", ulidOrEmpty(s.Run), s.Runs, plural(s.Runs))
+	line("run", "%s (%d run%s)", ulidOrEmpty(s.Run), s.Runs, render.S(s.Runs))
 	line("history", "%d commits, %d events, %s; last seq %d at %s", s.Commits, s.Events, humanBytes(int64(s.Bytes)), s.LastSeq, fmtTime(s.LastTime))
 	line("revision", "%d (the last commit that changed the snapshot)", s.Revision)
 	line("head", "%s", s.Head)
@@ -181,7 +182,7 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		st := &snap.State
 		line("state", "%s", st.Kind)
 		if st.Kind == workflow.InProgress || st.Kind == workflow.Paused {
-			line("position", "%s", positionText(st.Position))
+			line("position", "%s", render.Position(st.Position))
 		}
 		if st.LastCompletedTask != nil {
 			line("last task", "%s", shortHash(*st.LastCompletedTask))
@@ -208,11 +209,11 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 	}
 	for _, k := range workflow.SignalKinds() {
 		if r, ok := s.Signals[k]; ok {
-			line("pending "+k.String(), "%s", requestText(r))
+			line("pending "+k.String(), "%s", render.Request(r.RequestedBy, r.Reason, r.RequestedAt, time.Time{}))
 		}
 	}
 	if n := s.Pending(); n > 0 {
-		line("buffered", "%d external event%s", n, plural(n))
+		line("buffered", "%d external event%s", n, render.S(n))
 		for _, name := range slices.Sorted(maps.Keys(s.Buffered)) {
 			for _, b := range s.Buffered[name] {
 				line("", "%s  %s  sent %s  %s", name, b.ID, fmtTime(b.SentAt), showBytes(b.Payload, 50))
@@ -220,13 +221,6 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		}
 	}
 	return tw.Flush()
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 func statusDetail(st workflow.Status) string {
@@ -247,43 +241,6 @@ func statusDetail(st workflow.Status) string {
 		parts = append(parts, "wakes at "+fmtTime(*st.WakeAt))
 	}
 	return strings.Join(parts, "; ")
-}
-
-func requestText(r workflow.SignalRequest) string {
-	s := fmt.Sprintf("requested at %s", fmtTime(r.RequestedAt))
-	if r.RequestedBy != "" {
-		s += " by " + r.RequestedBy
-	}
-	if r.Reason != "" {
-		s += fmt.Sprintf(": %q", r.Reason)
-	}
-	return s
-}
-
-func positionText(p workflow.Position) string {
-	s := p.Kind.String()
-	if !p.TaskID.IsZero() {
-		s += " task " + shortHash(p.TaskID)
-	}
-	if !p.NodeID.IsZero() {
-		s += " node " + shortHash(p.NodeID)
-	}
-	if p.SignalName != "" {
-		s += fmt.Sprintf(" signal %q", p.SignalName)
-	}
-	if p.NextTaskID != nil {
-		s += " then " + shortHash(*p.NextTaskID)
-	}
-	if p.WakeAt != nil {
-		s += " until " + fmtTime(*p.WakeAt)
-	}
-	if p.Iteration > 0 {
-		s += fmt.Sprintf(" iteration %d", p.Iteration)
-	}
-	if len(p.Branches) > 0 {
-		s += fmt.Sprintf(" (%d branches done)", len(p.Branches))
-	}
-	return s
 }
 
 func runDiff(ctx context.Context, e *env, args []string) error {

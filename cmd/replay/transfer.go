@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/internal/render"
 )
 
 func defineExport(fs *flag.FlagSet, o *opts) {
@@ -68,7 +69,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		tmp = nil
 		dest = e.o.file
 	}
-	fmt.Fprintf(e.stderr, "exported %d instance%s, %d messages (%s) to %s\n", stats.Instances, plural(stats.Instances), stats.Messages, humanBytes(int64(stats.Bytes)), dest)
+	fmt.Fprintf(e.stderr, "exported %d instance%s, %d messages (%s) to %s\n", stats.Instances, render.S(stats.Instances), stats.Messages, humanBytes(int64(stats.Bytes)), dest)
 	if len(args) > stats.Instances {
 		return fmt.Errorf("%d of the %d instances asked for have no history (nothing exported for them; see 'replay list')", len(args)-stats.Instances, len(args))
 	}
@@ -113,10 +114,10 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	var refused error
 	if ue, ok := errors.AsType[*audit.UnverifiedError](err); ok {
 		v.Problems, v.Total = ue.Problems, ue.Total
-		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s does not verify (%d problem%s; 'replay verify' on the source store tells more)", name, ue.Total, plural(ue.Total))}
+		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s does not verify (%d problem%s; 'replay verify' on the source store tells more)", name, ue.Total, render.S(ue.Total))}
 	} else if ce, ok := errors.AsType[*audit.ConflictError](err); ok {
 		v.Problems, v.Total = ce.Problems, ce.Total
-		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s already holds another history for %d instance%s of %s (import into an empty store, or another --stream)", e.source(), ce.Total, plural(ce.Total), name)}
+		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s already holds another history for %d instance%s of %s (import into an empty store, or another --stream)", e.source(), ce.Total, render.S(ce.Total), name)}
 	} else if err != nil {
 		return fmt.Errorf("import %s into %s: %w (after appending %d messages; running the same import again completes it)", name, e.source(), err, stats.Appended)
 	}
@@ -144,7 +145,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 		}
 		if refused == nil {
 			fmt.Fprintf(e.stdout, "imported %s into %s: %d instance%s, %d messages: %d appended, %d already present (%d instance%s unchanged)\n",
-				name, e.source(), stats.Instances, plural(stats.Instances), stats.Messages, stats.Appended, stats.Present, stats.Unchanged, plural(stats.Unchanged))
+				name, e.source(), stats.Instances, render.S(stats.Instances), stats.Messages, stats.Appended, stats.Present, stats.Unchanged, render.S(stats.Unchanged))
 		}
 	}
 	return refused

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -91,23 +92,23 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if werr != nil {
 		return werr
 	}
-	summary := fmt.Sprintf("verified %d instance%s, %d messages, %d events (%s)", rep.Instances, plural(rep.Instances), rep.Messages, rep.Events, humanBytes(int64(rep.Bytes)))
+	summary := fmt.Sprintf("verified %d instance%s, %d messages, %d events (%s)", rep.Instances, render.S(rep.Instances), rep.Messages, rep.Events, humanBytes(int64(rep.Bytes)))
 	if len(digests) > 0 {
-		summary += fmt.Sprintf(" against %d digest%s", len(digests), plural(len(digests)))
+		summary += fmt.Sprintf(" against %d digest%s", len(digests), render.S(len(digests)))
 	}
 	if err != nil {
 		return fmt.Errorf("%s before the verification failed: %w (the problems above were found until then)", summary, err)
 	}
 	if rep.Skipped > 0 {
-		summary += fmt.Sprintf(", %d message%s skipped (on subjects that are not instance subjects: not runlog's)", rep.Skipped, plural(rep.Skipped))
+		summary += fmt.Sprintf(", %d message%s skipped (on subjects that are not instance subjects: not runlog's)", rep.Skipped, render.S(rep.Skipped))
 	}
 	switch {
 	case rep.Incomplete && rep.ReadThrough > 0:
-		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the log was read through seq %d only", len(rep.Problems), plural(len(rep.Problems)), rep.ReadThrough)
+		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the log was read through seq %d only", len(rep.Problems), render.S(len(rep.Problems)), rep.ReadThrough)
 	case rep.Incomplete:
-		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the instances after %q were not verified", len(rep.Problems), plural(len(rep.Problems)), lastInstance(rep))
+		summary += fmt.Sprintf(": stopped at %d problem%s (--max-problems); the instances after %q were not verified", len(rep.Problems), render.S(len(rep.Problems)), lastInstance(rep))
 	case len(rep.Problems) > 0:
-		summary += fmt.Sprintf(": %d problem%s in %d instance%s", len(rep.Problems), plural(len(rep.Problems)), rep.Damaged, plural(rep.Damaged))
+		summary += fmt.Sprintf(": %d problem%s in %d instance%s", len(rep.Problems), render.S(len(rep.Problems)), rep.Damaged, render.S(rep.Damaged))
 	default:
 		summary += ": no problems"
 	}
@@ -117,7 +118,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr, summary)
 	}
 	if !rep.OK() {
-		return &problemsError{msg: fmt.Sprintf("%d problem%s found: the history is damaged or was altered (see above; 'replay show ID' shows the messages)", len(rep.Problems), plural(len(rep.Problems)))}
+		return &problemsError{msg: fmt.Sprintf("%d problem%s found: the history is damaged or was altered (see above; 'replay show ID' shows the messages)", len(rep.Problems), render.S(len(rep.Problems)))}
 	}
 	return nil
 }
