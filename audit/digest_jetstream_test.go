@@ -99,7 +99,7 @@ func TestJetStreamDigestTruncatedBlock(t *testing.T) {
 		id := fmt.Sprintf("order-%d", i)
 		p, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: def, Input: []byte(strings.Repeat("x", 300)), FirstTask: workflow.TaskHint{ID: taskA}})
 		must(t, err)
-		snap, rev := p.Snapshot, p.Revision()
+		snap, rev := p.Snapshot, p.Revision
 		snap.MarkTaskCompleted(taskA, []byte(strings.Repeat("y", 300)), snap.UpdatedAt)
 		snap.MarkCompleted([]byte("done"), snap.UpdatedAt)
 		_, err = store.SaveSnapshot(ctx, snap, rev)

@@ -448,7 +448,7 @@ func TestVerifyCheckpoints(t *testing.T) {
 	must(t, err)
 	p, err := s.PrepareRun(t.Context(), lifecycle.PrepareRunRequest{InstanceID: "a", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
 	must(t, err)
-	snap, rev := p.Snapshot, p.Revision()
+	snap, rev := p.Snapshot, p.Revision
 	for i := range 5 {
 		snap.MarkTaskCompleted(workflow.NewTaskID(fmt.Sprint("t", i)), []byte("o"), snap.UpdatedAt)
 		rev, err = s.SaveSnapshot(t.Context(), snap, rev)

@@ -75,7 +75,7 @@ func buildHistories(t *testing.T, log lifecycle.Log) {
 	_ = pb
 
 	// a: checkpoint after task A, park at a signal.
-	snap, rev := pa.Snapshot, pa.Revision()
+	snap, rev := pa.Snapshot, pa.Revision
 	snap.MarkTaskCompleted(taskA, []byte("reserved"), snap.UpdatedAt)
 	snap.UpdatePosition(workflow.AtTaskPosition(taskB), snap.UpdatedAt)
 	rev, err = s.SaveSnapshot(ctx, snap, rev)
@@ -121,7 +121,7 @@ func buildHistories(t *testing.T, log lifecycle.Log) {
 	// b: complete, delete.
 	sb := pb2.Snapshot
 	sb.MarkCompleted([]byte("done"), sb.UpdatedAt)
-	_, err = s.SaveSnapshot(ctx, sb, pb2.Revision())
+	_, err = s.SaveSnapshot(ctx, sb, pb2.Revision)
 	must(t, err)
 	must(t, s.DeleteSnapshot(ctx, "b", "retention"))
 

@@ -51,7 +51,7 @@ func ExampleStore_SaveSnapshot() {
 	p, _ := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "job-1",
 		DefinitionHash: workflow.DefinitionHashOf("two-steps"), FirstTask: workflow.TaskHint{ID: tasks[0]}})
 
-	snap, rev := p.Snapshot, p.Revision()
+	snap, rev := p.Snapshot, p.Revision
 	for i, task := range tasks {
 		snap.MarkTaskCompleted(task, fmt.Appendf(nil, "out-%d", i), snap.UpdatedAt)
 		if i+1 < len(tasks) {
@@ -115,7 +115,7 @@ func ExampleStore_ConsumeEvent() {
 	// The executor parks at the signal.
 	snap := p.Snapshot
 	snap.UpdatePosition(workflow.Position{Kind: workflow.AtSignal, NodeID: wait, SignalName: "approval", NextTaskID: &next}, snap.UpdatedAt)
-	rev, _ := store.SaveSnapshot(ctx, snap, p.Revision())
+	rev, _ := store.SaveSnapshot(ctx, snap, p.Revision)
 
 	store.SendEvent(ctx, "po-9", "approval", []byte(`{"approved":true}`))
 

@@ -66,14 +66,12 @@ type Prepared struct {
 	// Run is the run to execute or the existing run; PreviousRun is the
 	// run that TerminateExisting replaced.
 	Run, PreviousRun ulid.ULID
-	// Seq is the snapshot's revision: the sequence of the creating commit
-	// for Created and Replaced, the last change of the existing snapshot
-	// for UsedExisting. Pass [Prepared.Revision] to the writes that follow.
-	Seq uint64
+	// Revision is the snapshot's revision, which the caller's next write
+	// builds on: Run and the sequence of the creating commit for Created
+	// and Replaced, of the last change of the existing snapshot for
+	// UsedExisting.
+	Revision Revision
 }
-
-// Revision returns the revision the caller's next checkpoint builds on.
-func (p Prepared) Revision() Revision { return Revision{Run: p.Run, Seq: p.Seq} }
 
 // PrepareRun starts a run of an instance, honouring the conflict policy, as
 // Sayiir's prepare_run but race-free: the decision is appended with the
@@ -123,7 +121,7 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 		return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
 	}
 	if out.Outcome != UsedExisting {
-		out.Seq = rev.Seq
+		out.Revision = Revision{Run: out.Run, Seq: rev.Seq}
 	}
 	return out, nil
 }
@@ -156,7 +154,7 @@ func (s *Store) decidePrepare(st *projection.State, req PrepareRunRequest) (Prep
 	status := snap.State.AsStatus()
 	switch req.Policy {
 	case workflow.UseExisting:
-		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Seq: st.Revision}
+		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Revision: Revision{Run: st.Run, Seq: st.Revision}}
 		if o, ok := snap.State.CompletedOutput(); ok {
 			out.Output = append([]byte{}, o...)
 		}

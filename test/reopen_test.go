@@ -37,7 +37,7 @@ func TestStateSurvivesReopen(t *testing.T) {
 	}
 	snap := p.Snapshot
 	snap.MarkTaskCompleted(task, []byte("out"), snap.UpdatedAt)
-	rev, err := s.SaveSnapshot(ctx, snap, p.Revision())
+	rev, err := s.SaveSnapshot(ctx, snap, p.Revision)
 	if err != nil {
 		t.Fatal(err)
 	}

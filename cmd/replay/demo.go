@@ -229,7 +229,7 @@ func (d *demo) order(ctx context.Context, id string, n int) error {
 		return err
 	}
 	wctx := as(ctx, "worker-"+strconv.Itoa(n))
-	snap, rev, err := d.runTasks(wctx, p.Snapshot, p.Revision(), orderTasks, "")
+	snap, rev, err := d.runTasks(wctx, p.Snapshot, p.Revision, orderTasks, "")
 	if err != nil {
 		return err
 	}
@@ -307,7 +307,7 @@ func (d *demo) replace(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := d.runTasks(as(ctx, "worker-4"), p.Snapshot, p.Revision(), orderTasks[:1], orderTasks[1]); err != nil {
+	if _, _, err := d.runTasks(as(ctx, "worker-4"), p.Snapshot, p.Revision, orderTasks[:1], orderTasks[1]); err != nil {
 		return err
 	}
 	if err := d.ls.StoreSignal(as(ctx, "support-ui"), id, workflow.Cancel, workflow.SignalRequest{Reason: "customer changed the address", RequestedBy: "alice@support"}); err != nil {
@@ -330,7 +330,7 @@ func (d *demo) replace(ctx context.Context, id string) error {
 		return err
 	}
 	wctx := as(ctx, "worker-4")
-	snap, rev, err := d.runTasks(wctx, p2.Snapshot, p2.Revision(), orderTasks, "")
+	snap, rev, err := d.runTasks(wctx, p2.Snapshot, p2.Revision, orderTasks, "")
 	if err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func (d *demo) cancel(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := d.runTasks(as(ctx, "payments-worker"), p.Snapshot, p.Revision(), []string{"authorize"}, "capture"); err != nil {
+	if _, _, err := d.runTasks(as(ctx, "payments-worker"), p.Snapshot, p.Revision, []string{"authorize"}, "capture"); err != nil {
 		return err
 	}
 	if err := d.ls.StoreSignal(as(ctx, "support-ui"), id, workflow.Cancel, workflow.SignalRequest{Reason: "customer asked", RequestedBy: "bob@support"}); err != nil {
@@ -369,7 +369,7 @@ func (d *demo) pause(ctx context.Context, id string) error {
 		return err
 	}
 	wctx := as(ctx, "etl-worker")
-	if _, _, err := d.runTasks(wctx, p.Snapshot, p.Revision(), []string{"extract"}, "transform"); err != nil {
+	if _, _, err := d.runTasks(wctx, p.Snapshot, p.Revision, []string{"extract"}, "transform"); err != nil {
 		return err
 	}
 	if err := d.ls.StoreSignal(as(ctx, "ops-console"), id, workflow.Pause, workflow.SignalRequest{Reason: "maintenance window", RequestedBy: "carol@ops"}); err != nil {
@@ -447,7 +447,7 @@ func (d *demo) event(ctx context.Context, id string) error {
 
 // park completes the first task and parks the run at a signal node.
 func (d *demo) park(ctx context.Context, p lifecycle.Prepared, first, node, signal, next string) (*workflow.Snapshot, lifecycle.Revision, error) {
-	snap, rev := p.Snapshot, p.Revision()
+	snap, rev := p.Snapshot, p.Revision
 	now := d.clock()
 	snap.MarkTaskCompleted(task(first), []byte(`{"requested":true}`), now)
 	n := task(next)
@@ -476,7 +476,7 @@ func (d *demo) fail(ctx context.Context, id string) error {
 	}
 	snap := p.Snapshot
 	snap.MarkFailed("payment provider: card expired", d.clock())
-	if _, err := d.ls.SaveSnapshot(as(ctx, "payments-worker"), snap, p.Revision()); err != nil {
+	if _, err := d.ls.SaveSnapshot(as(ctx, "payments-worker"), snap, p.Revision); err != nil {
 		return err
 	}
 	return d.step(id, "PrepareRun; fail", "failed: payment provider: card expired")

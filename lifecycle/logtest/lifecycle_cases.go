@@ -218,8 +218,8 @@ func testCreateFresh(t *testing.T, log lifecycle.Log) {
 				t.Fatalf("history = %d commits, want exactly one snapshot.created", len(recs))
 			}
 			rec := recs[0]
-			if out.Seq != rec.Seq {
-				t.Errorf("Prepared.Seq = %d, the commit is at %d", out.Seq, rec.Seq)
+			if out.Revision.Seq != rec.Seq {
+				t.Errorf("Prepared.Seq = %d, the commit is at %d", out.Revision.Seq, rec.Seq)
 			}
 			if rec.Commit.Run() != out.Run || rec.Commit.Actor != "logtest" || !rec.Commit.Prev.IsZero() {
 				t.Errorf("commit run %v actor %q prev %v", rec.Commit.Run(), rec.Commit.Actor, rec.Commit.Prev)
@@ -299,8 +299,8 @@ func testUseExisting(t *testing.T, log lifecycle.Log) {
 			if out.Run != created.Run || !out.PreviousRun.IsZero() {
 				t.Errorf("%s: Run %v PreviousRun %v, want the existing run", step, out.Run, out.PreviousRun)
 			}
-			if out.Seq != created.Seq {
-				t.Errorf("%s: Seq = %d, want the snapshot's revision %d (signals do not change it)", step, out.Seq, created.Seq)
+			if out.Revision.Seq != created.Revision.Seq {
+				t.Errorf("%s: Seq = %d, want the snapshot's revision %d (signals do not change it)", step, out.Revision.Seq, created.Revision.Seq)
 			}
 			sameSnapshot(t, step, out.Snapshot, created.Snapshot)
 			if string(out.Snapshot.InitialInput) != `{"n":1}` {
@@ -440,8 +440,8 @@ func testTerminateExisting(t *testing.T, log lifecycle.Log) {
 			if !slices.Equal(got, want) {
 				t.Errorf("commit events = %q, want %q", got, want)
 			}
-			if rec.Seq != out.Seq {
-				t.Errorf("Prepared.Seq = %d, commit at %d", out.Seq, rec.Seq)
+			if rec.Seq != out.Revision.Seq {
+				t.Errorf("Prepared.Seq = %d, commit at %d", out.Revision.Seq, rec.Seq)
 			}
 			if rec.Commit.Prev != workflow.Sha256(before[len(before)-1].Data) {
 				t.Error("the commit does not chain to the previous one")
@@ -881,8 +881,8 @@ func testConcurrentTerminate(t *testing.T, log lifecycle.Log) {
 				if outs[i].PreviousRun != prevRun {
 					t.Errorf("goroutine %d: PreviousRun %v, but its commit replaced %v", i, outs[i].PreviousRun, prevRun)
 				}
-				if outs[i].Seq != rec.Seq {
-					t.Errorf("goroutine %d: Seq %d, its commit is at %d", i, outs[i].Seq, rec.Seq)
+				if outs[i].Revision.Seq != rec.Seq {
+					t.Errorf("goroutine %d: Seq %d, its commit is at %d", i, outs[i].Revision.Seq, rec.Seq)
 				}
 			}
 			if created != len(byRun) {

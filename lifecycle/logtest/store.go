@@ -171,8 +171,8 @@ var storeCases = []storeCase{
 	{"SaveAndLoad", func(t *testing.T, h *storeHarness) {
 		p := h.start("wf")
 		snap, rev := h.load("wf")
-		if snap.InstanceID != "wf" || snap.DefinitionHash != stDef || rev != p.Revision() {
-			t.Fatalf("loaded %q %s rev %+v, want wf %s rev %+v", snap.InstanceID, snap.DefinitionHash, rev, stDef, p.Revision())
+		if snap.InstanceID != "wf" || snap.DefinitionHash != stDef || rev != p.Revision {
+			t.Fatalf("loaded %q %s rev %+v, want wf %s rev %+v", snap.InstanceID, snap.DefinitionHash, rev, stDef, p.Revision)
 		}
 		rev = h.checkpoint(snap, rev, 0, []byte("r0"))
 		got, rev2 := h.load("wf")
@@ -270,7 +270,7 @@ var storeCases = []storeCase{
 				if i%2 == 1 {
 					s = h.other() // branches in other processes
 				}
-				_, errs[i] = s.SaveTaskResult(h.ctx, "fork", p.Revision(), stTasks[i], fmt.Appendf(nil, "branch-%d", i))
+				_, errs[i] = s.SaveTaskResult(h.ctx, "fork", p.Revision, stTasks[i], fmt.Appendf(nil, "branch-%d", i))
 			})
 		}
 		wg.Wait()
@@ -314,10 +314,10 @@ var storeCases = []storeCase{
 		p := h.start("wf")
 		a, _ := h.load("wf")
 		b, _ := h.load("wf")
-		rev := h.checkpoint(a, p.Revision(), 0, []byte("writer-a"))
+		rev := h.checkpoint(a, p.Revision, 0, []byte("writer-a"))
 		before := h.lastSeq("wf")
 		b.MarkTaskCompleted(stTasks[0], []byte("writer-b"), b.UpdatedAt)
-		_, err := h.other().SaveSnapshot(h.ctx, b, p.Revision())
+		_, err := h.other().SaveSnapshot(h.ctx, b, p.Revision)
 		var se *lifecycle.StaleError
 		if !errors.As(err, &se) || se.Current != rev {
 			t.Fatalf("stale save = %v, want StaleError with current %+v", err, rev)
@@ -570,7 +570,7 @@ var storeCases = []storeCase{
 		snap := p.Snapshot
 		next := stTasks[2]
 		snap.UpdatePosition(workflow.Position{Kind: workflow.AtSignal, NodeID: stTasks[1], SignalName: "go", NextTaskID: &next}, snap.UpdatedAt)
-		rev, err := h.store.SaveSnapshot(h.ctx, snap, p.Revision())
+		rev, err := h.store.SaveSnapshot(h.ctx, snap, p.Revision)
 		h.must(err)
 		h.must(h.store.SendEvent(h.ctx, "wf", "go", []byte("payload")))
 		advance := func(s *workflow.Snapshot, payload []byte) error {
@@ -579,7 +579,7 @@ var storeCases = []storeCase{
 			return nil
 		}
 		// A stale revision is refused and consumes nothing.
-		_, err = h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "go", Revision: p.Revision(), Advance: advance})
+		_, err = h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "go", Revision: p.Revision, Advance: advance})
 		wantErr(t, err, lifecycle.ErrStale)
 		got, err := h.store.ConsumeEvent(h.ctx, lifecycle.ConsumeRequest{InstanceID: "wf", Name: "go", Revision: rev, Advance: advance})
 		h.must(err)
@@ -611,7 +611,7 @@ var storeCases = []storeCase{
 		var execErr error
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			snap, rev := p.Snapshot, p.Revision()
+			snap, rev := p.Snapshot, p.Revision
 			for i := range 50 {
 				id := workflow.NewTaskID(fmt.Sprint("race-", i))
 				snap.MarkTaskCompleted(id, []byte{byte(i)}, snap.UpdatedAt)
@@ -719,7 +719,7 @@ var storeCases = []storeCase{
 		const n = 1000
 		out := bytes.Repeat([]byte("o"), 100)
 		p := h.start("long")
-		snap, rev := p.Snapshot, p.Revision()
+		snap, rev := p.Snapshot, p.Revision
 		for i := range n {
 			snap.MarkTaskCompleted(workflow.NewTaskID(fmt.Sprint("t", i)), out, snap.UpdatedAt)
 			snap.UpdatePosition(workflow.AtTaskPosition(workflow.NewTaskID(fmt.Sprint("t", i+1))), snap.UpdatedAt)
@@ -951,7 +951,7 @@ func checkpointedHistory(t *testing.T, h *storeHarness, s *lifecycle.Store, id s
 	t.Helper()
 	p, err := s.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: stDef, Input: []byte("in"), FirstTask: workflow.TaskHint{ID: stTasks[0]}})
 	h.must(err)
-	snap, rev := p.Snapshot, p.Revision()
+	snap, rev := p.Snapshot, p.Revision
 	for i := range 30 {
 		snap.MarkTaskCompleted(stTasks[i%len(stTasks)], []byte(fmt.Sprint("out", i)), snap.UpdatedAt)
 		snap.UpdatePosition(workflow.AtTaskPosition(stTasks[(i+1)%len(stTasks)]), snap.UpdatedAt)

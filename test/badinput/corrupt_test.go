@@ -69,7 +69,7 @@ func (e *env) start(t *testing.T, id string) (*workflow.Snapshot, lifecycle.Revi
 	snap := p.Snapshot.Clone()
 	snap.MarkTaskCompleted(first.ID, []byte("out"), p.Snapshot.CreatedAt)
 	snap.UpdatePosition(workflow.AtTaskPosition(workflow.NewTaskID("second")), p.Snapshot.CreatedAt)
-	rev, err := e.store.SaveSnapshot(ctx, snap, p.Revision())
+	rev, err := e.store.SaveSnapshot(ctx, snap, p.Revision)
 	if err != nil {
 		t.Fatalf("SaveSnapshot %q: %v", id, err)
 	}

@@ -69,17 +69,17 @@ func TestOversizedPayloads(t *testing.T) {
 		{"task output in a checkpoint", func() error {
 			snap := p.Snapshot.Clone()
 			snap.MarkTaskCompleted(first.ID, big, snap.CreatedAt)
-			_, err := s.SaveSnapshot(ctx, snap, p.Revision())
+			_, err := s.SaveSnapshot(ctx, snap, p.Revision)
 			return err
 		}},
 		{"final output", func() error {
 			snap := p.Snapshot.Clone()
 			snap.MarkCompleted(big, snap.CreatedAt)
-			_, err := s.SaveSnapshot(ctx, snap, p.Revision())
+			_, err := s.SaveSnapshot(ctx, snap, p.Revision)
 			return err
 		}},
 		{"task result", func() error {
-			_, err := s.SaveTaskResult(ctx, id, p.Revision(), first.ID, big)
+			_, err := s.SaveTaskResult(ctx, id, p.Revision, first.ID, big)
 			return err
 		}},
 		{"event payload", func() error { return s.SendEvent(ctx, id, "approval", big) }},
@@ -142,7 +142,7 @@ func TestCommitOverServerMaxPayload(t *testing.T) {
 	snap := p.Snapshot.Clone()
 	snap.MarkTaskCompleted(first.ID, big, snap.CreatedAt)
 	w = e.watch(t)
-	_, err = s.SaveSnapshot(ctx, snap, p.Revision())
+	_, err = s.SaveSnapshot(ctx, snap, p.Revision)
 	if !errors.Is(err, jetstream.ErrTooLarge) {
 		t.Fatalf("SaveSnapshot with a 100 KiB output: %v, want jetstream.ErrTooLarge", err)
 	}
@@ -165,7 +165,7 @@ func TestCommitOverServerMaxPayload(t *testing.T) {
 	// The run goes on with a checkpoint that fits.
 	snap = p.Snapshot.Clone()
 	snap.MarkTaskCompleted(first.ID, []byte("fits"), snap.CreatedAt)
-	if _, err := s.SaveSnapshot(ctx, snap, p.Revision()); err != nil {
+	if _, err := s.SaveSnapshot(ctx, snap, p.Revision); err != nil {
 		t.Fatalf("SaveSnapshot that fits: %v", err)
 	}
 }

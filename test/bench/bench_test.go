@@ -357,7 +357,7 @@ func runners(b *testing.B, st *lifecycle.Store, prefix string, n int) []*runner 
 		if err != nil {
 			b.Fatal(err)
 		}
-		out[i] = &runner{id: id, snap: p.Snapshot, rev: p.Revision()}
+		out[i] = &runner{id: id, snap: p.Snapshot, rev: p.Revision}
 	}
 	return out
 }

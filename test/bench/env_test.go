@@ -274,7 +274,7 @@ func longHistory(tb testing.TB, st *lifecycle.Store, id string, n int) (*workflo
 	if err != nil {
 		tb.Fatalf("create %s: %v", id, err)
 	}
-	snap, rev := p.Snapshot, p.Revision()
+	snap, rev := p.Snapshot, p.Revision
 	out := bytes.Repeat([]byte("o"), 128)
 	for i := 1; i < n; i++ {
 		copy(out, strconv.Itoa(i))

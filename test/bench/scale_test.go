@@ -308,7 +308,7 @@ func BenchmarkCacheBytesPerInstance(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r := &runner{id: id, snap: p.Snapshot, rev: p.Revision()}
+				r := &runner{id: id, snap: p.Snapshot, rev: p.Revision}
 				for range tasks {
 					if err := r.checkpoint(ctx, w, output); err != nil {
 						b.Fatal(err)

@@ -299,8 +299,8 @@ func (c *client) race(ctx context.Context) error {
 	})
 	a := attempt{client: c.n, outcome: classify(err), err: err, trace: c.trace.String()}
 	if err == nil {
-		a.created, a.run, a.seq = p.Outcome == lifecycle.Created, p.Run.String(), p.Seq
-		c.owned = append(c.owned, &owned{id: id, snap: p.Snapshot, rev: p.Revision()})
+		a.created, a.run, a.seq = p.Outcome == lifecycle.Created, p.Run.String(), p.Revision.Seq
+		c.owned = append(c.owned, &owned{id: id, snap: p.Snapshot, rev: p.Revision})
 	}
 	c.led.attempt(id, a)
 	return err

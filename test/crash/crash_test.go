@@ -337,9 +337,9 @@ func (w *worker) prepare(ctx context.Context, in *inst, k opKind) op {
 	})
 	o.outcome, o.err = classify(err), err
 	if err == nil {
-		o.seq, o.run = p.Seq, p.Run.String()
+		o.seq, o.run = p.Revision.Seq, p.Run.String()
 		in.exists, in.cancelled, in.signal = true, false, false
-		in.snap, in.rev = p.Snapshot, p.Revision()
+		in.snap, in.rev = p.Snapshot, p.Revision
 	}
 	return o
 }

@@ -509,9 +509,9 @@ func exec(ctx context.Context, s *lifecycle.Store, in input, v *view) output {
 			FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("first")}, Policy: in.Policy,
 		})
 		if err == nil {
-			out = output{Outcome: p.Outcome, Run: p.Run, PrevRun: p.PreviousRun, Seq: p.Seq,
+			out = output{Outcome: p.Outcome, Run: p.Run, PrevRun: p.PreviousRun, Seq: p.Revision.Seq,
 				Kind: p.Snapshot.State.Kind, Tasks: len(p.Snapshot.State.CompletedTasks)}
-			*v = view{run: p.Run, rev: p.Revision(), snap: p.Snapshot}
+			*v = view{run: p.Run, rev: p.Revision, snap: p.Snapshot}
 		}
 	case opCheckpoint:
 		next := v.snap.Clone()

@@ -193,10 +193,10 @@ func writerWork(t *testing.T, url string, limit time.Duration) (violation, err e
 	snap := p.Snapshot.Clone()
 	snap.MarkTaskCompleted(first.ID, []byte("out"), snap.CreatedAt)
 	snap.UpdatePosition(workflow.AtTaskPosition(workflow.NewTaskID("second")), snap.CreatedAt)
-	if _, err := a.SaveSnapshot(ctx, snap, p.Revision()); err != nil {
+	if _, err := a.SaveSnapshot(ctx, snap, p.Revision); err != nil {
 		return nil, fmt.Errorf("SaveSnapshot: %w", err)
 	}
-	if _, err := b.SaveTaskResult(ctx, id, p.Revision(), workflow.NewTaskID("branch"), []byte("b")); err != nil {
+	if _, err := b.SaveTaskResult(ctx, id, p.Revision, workflow.NewTaskID("branch"), []byte("b")); err != nil {
 		return nil, fmt.Errorf("SaveTaskResult: %w", err)
 	}
 	if err := b.StoreSignal(ctx, id, workflow.Pause, workflow.SignalRequest{Reason: "ops"}); err != nil {
