@@ -44,8 +44,10 @@ const headsAttempts = 5
 // stored meanwhile they may count it, so Heads tries again, up to a few
 // times, and on a stream written to without pause it reads the whole
 // stream once with [Store.Scan] instead (consistent by construction).
-// Where instances have few messages each it reads the whole stream from
-// the start: the server walks every subject for every page of 100,000
+// On a replicated stream, whose direct gets may be answered by a replica
+// that lags the leader, it always reads the whole stream (an ordered
+// consumer, served by the leader). Where instances have few messages each
+// it reads the whole stream from the start too: the server walks every subject for every page of 100,000
 // subject totals, which costs more than the read (see
 // headsByScanIsCheaper). Memory grows with the number of instances.
 // Errors are wrapped as "jetstream: heads: ...".
@@ -54,7 +56,10 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 	if err != nil {
 		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 	}
-	if headsByScanIsCheaper(info.State.Msgs, uint64(info.State.NumSubjects)) {
+	if info.Config.Replicas > 1 || headsByScanIsCheaper(info.State.Msgs, uint64(info.State.NumSubjects)) {
+		// A replicated stream's direct gets may be answered by a replica
+		// that lags the leader: its last messages would not be those the
+		// leader's totals count. The scan is served by the leader.
 		return s.headsByScan(ctx)
 	}
 	for range headsAttempts {
