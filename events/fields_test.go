@@ -135,3 +135,18 @@ func (f *filler) fill(v reflect.Value, path string) {
 		f.t.Fatalf("%s: the filler does not know kind %s", path, v.Kind())
 	}
 }
+
+func TestIsServerHeader(t *testing.T) {
+	for _, h := range ServerHeaders {
+		for _, name := range []string{h, strings.ToLower(h), strings.ToUpper(h)} {
+			if !IsServerHeader(name) {
+				t.Errorf("IsServerHeader(%q) = false", name)
+			}
+		}
+	}
+	for _, name := range []string{"", "Nats-", "Nats-Msg-Id", "Nats-Expected-Last-Subject-Sequence", "Runlog-Events", "Nats-Sequence-Note", "X-Nats-Sequence"} {
+		if IsServerHeader(name) {
+			t.Errorf("IsServerHeader(%q) = true", name)
+		}
+	}
+}

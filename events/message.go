@@ -84,6 +84,11 @@ var ErrReservedHeader = errors.New("events: header reserved for the server")
 // IsServerHeader reports whether name is one of [ServerHeaders], in any
 // letter case.
 func IsServerHeader(name string) bool {
+	// Every server header starts with "Nats-": most names are dismissed
+	// on their first five bytes (this runs on every append).
+	if len(name) < 6 || !strings.EqualFold(name[:5], "nats-") {
+		return false
+	}
 	for _, h := range ServerHeaders {
 		if strings.EqualFold(h, name) {
 			return true
