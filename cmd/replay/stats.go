@@ -51,8 +51,18 @@ func runStats(ctx context.Context, e *env, args []string) error {
 			}
 			v.Messages++
 			v.Bytes += int64(len(m.Data))
-			rec, err := events.Decode(m, id)
-			if err != nil {
+			// One decode-then-fold step (projection.State.ApplyMessage);
+			// after a failure the rest is still counted, not folded.
+			var rec events.Record
+			if ferr == nil {
+				rec, err = s.ApplyMessage(m)
+				if err != nil {
+					ferr = err
+				}
+			} else {
+				rec, err = events.Decode(m, id)
+			}
+			if rec.Commit.ID.IsZero() {
 				ferr = cmpErr(ferr, err)
 				continue
 			}
@@ -67,9 +77,6 @@ func runStats(ctx context.Context, e *env, args []string) error {
 			for _, ev := range rec.Commit.Events {
 				v.Events++
 				v.ByType[string(ev.Type)]++
-			}
-			if ferr == nil {
-				ferr = s.Apply(rec)
 			}
 		}
 		if ferr != nil {
