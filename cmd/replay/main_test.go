@@ -381,6 +381,15 @@ func TestVerifyForeignMessage(t *testing.T) {
 	if !strings.Contains(r.stdout, "1 message skipped") || !strings.Contains(r.stdout, ": 1 problem in 1 instance") {
 		t.Errorf("the summary does not count the skipped message and the one problem:\n%s", r.stdout)
 	}
+	// stats counts the commits that decode and calls the instance corrupt.
+	var sv statsView
+	r = mustRun(t, "stats", "--dir", dir, "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &sv); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sv.Corrupt, []string{"order-s1-2"}) || sv.Commits != sv.Messages-1 {
+		t.Errorf("stats: corrupt %v, %d commits of %d messages; want order-s1-2 and one message that is not a commit", sv.Corrupt, sv.Commits, sv.Messages)
+	}
 	// JSON says the same.
 	r = replay(t, "verify", "order-s1-2", "--dir", dir, "-o", "json")
 	if r.code != exitProblems {
