@@ -249,6 +249,22 @@ func verifyNode(ctx context.Context, errorf func(format string, args ...any), js
 	if rep.Instances != len(withHistory) {
 		errorf("audit.Verify verified %d instances, want %d", rep.Instances, len(withHistory))
 	}
+	// A digest of the replicated stream (read through the leader) covers
+	// every instance, and the log holds what it committed to.
+	d, err := audit.MakeDigest(ctx, js, audit.DigestOptions{})
+	if err != nil {
+		return f, fmt.Errorf("digest: %w", err)
+	}
+	if d.Instances != len(withHistory) {
+		errorf("the digest lists %d instances, want %d", d.Instances, len(withHistory))
+	}
+	drep, err := audit.VerifyDigest(ctx, js, "", d)
+	if err != nil {
+		return f, fmt.Errorf("verify against the digest: %w", err)
+	}
+	for _, p := range drep.Problems {
+		errorf("audit.VerifyDigest: %v", p)
+	}
 	return f, nil
 }
 
