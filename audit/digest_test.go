@@ -495,3 +495,25 @@ func TestVerifyCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// A digest of an empty log round-trips and still holds once the log grew.
+func TestDigestOfEmptyLog(t *testing.T) {
+	kp := newKey(t)
+	log := memlog.New(nil)
+	d := digestOf(t, log, kp)
+	var buf bytes.Buffer
+	_, err := d.WriteTo(&buf)
+	must(t, err)
+	back, err := ParseDigest(&buf, pubOf(t, kp))
+	must(t, err)
+	if back.Instances != 0 || back.IsCompact() {
+		t.Fatalf("empty digest %+v", back)
+	}
+	buildHistories(t, log)
+	if ps := digestProblems(t, log, back); len(ps) != 0 {
+		t.Fatalf("%v", ps)
+	}
+	if _, err := Prove(back, "a"); !errors.Is(err, ErrDigest) {
+		t.Fatalf("Prove in an empty digest: %v", err)
+	}
+}
