@@ -74,17 +74,16 @@ func parseDirect(m *nats.Msg, batch bool) (directMsg, error) {
 	if batch {
 		names = batchHeaders
 	}
-	stored := make(nats.Header, len(m.Header))
-	for k, vs := range m.Header {
-		stored[k] = vs
-	}
-	server := make(map[string]string, len(names))
-	for _, name := range names {
+	// The reply is this read's own: its header map becomes the stored
+	// headers, the server's values taken out of it.
+	stored := m.Header
+	var server [6]string
+	for i, name := range names {
 		vs := stored[name]
 		if len(vs) == 0 {
 			return directMsg{}, fmt.Errorf("direct get: the reply has no %s header", name)
 		}
-		server[name] = vs[len(vs)-1]
+		server[i] = vs[len(vs)-1]
 		if len(vs) == 1 {
 			delete(stored, name)
 		} else {
@@ -94,17 +93,19 @@ func parseDirect(m *nats.Msg, batch bool) (directMsg, error) {
 	if len(stored) == 0 {
 		stored = nil
 	}
-	d := directMsg{subject: server[natsjs.SubjectHeader], header: stored, data: m.Data}
+	// server holds the values in the order of directHeaders and
+	// batchHeaders: stream, subject, sequence, time, pending, last.
+	d := directMsg{subject: server[1], header: stored, data: m.Data}
 	var err error
-	if d.seq, err = strconv.ParseUint(server[natsjs.SequenceHeader], 10, 64); err != nil || d.seq == 0 {
-		return directMsg{}, fmt.Errorf("direct get: bad sequence %q in the reply", server[natsjs.SequenceHeader])
+	if d.seq, err = strconv.ParseUint(server[2], 10, 64); err != nil || d.seq == 0 {
+		return directMsg{}, fmt.Errorf("direct get: bad sequence %q in the reply", server[2])
 	}
-	if d.time, err = time.Parse(time.RFC3339Nano, server[natsjs.TimeStampHeaer]); err != nil {
-		return directMsg{}, fmt.Errorf("direct get: bad time %q in the reply", server[natsjs.TimeStampHeaer])
+	if d.time, err = time.Parse(time.RFC3339Nano, server[3]); err != nil {
+		return directMsg{}, fmt.Errorf("direct get: bad time %q in the reply", server[3])
 	}
 	if batch {
-		if d.pending, err = strconv.ParseUint(server["Nats-Num-Pending"], 10, 64); err != nil {
-			return directMsg{}, fmt.Errorf("direct get: bad Nats-Num-Pending %q in the reply", server["Nats-Num-Pending"])
+		if d.pending, err = strconv.ParseUint(server[4], 10, 64); err != nil {
+			return directMsg{}, fmt.Errorf("direct get: bad Nats-Num-Pending %q in the reply", server[4])
 		}
 	}
 	return d, nil
