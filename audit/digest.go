@@ -196,7 +196,7 @@ func (d *Digest) Check(key string) error {
 	}
 	if d.IsCompact() {
 		if d.Instances > int(d.Messages) {
-			return fmt.Errorf("%w: %d instances cannot have fewer than %d messages", ErrDigest, d.Instances, d.Messages)
+			return fmt.Errorf("%w: %d instances cannot fit in %d messages", ErrDigest, d.Instances, d.Messages)
 		}
 		return checkSignature(d, key)
 	}

@@ -62,11 +62,10 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 		// leader's totals count. The scan is served by the leader.
 		return s.headsByScan(ctx)
 	}
+	// Each reading of the state after the counts is the reading before
+	// the next try's.
+	before := info
 	for range headsAttempts {
-		before, err := s.streamInfo(ctx)
-		if err != nil {
-			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
-		}
 		counts, err := s.InstanceCounts(ctx)
 		if err != nil {
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
@@ -76,6 +75,7 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 		}
 		if after.State.LastSeq != before.State.LastSeq || after.State.Msgs != before.State.Msgs {
+			before = after
 			continue // written to meanwhile: the counts may not be as of one sequence
 		}
 		st := before.State

@@ -259,7 +259,7 @@ func runVerifyProof(ctx context.Context, e *env, args []string) error {
 	}
 	var data []byte
 	if args[0] == "-" {
-		data, err = readAll(os.Stdin)
+		data, err = io.ReadAll(os.Stdin)
 	} else {
 		data, err = os.ReadFile(args[0])
 	}
@@ -284,12 +284,6 @@ func runVerifyProof(ctx context.Context, e *env, args []string) error {
 		p.Leaf.Instance, p.Leaf.Commits, render.S(int(p.Leaf.Commits)), p.Leaf.Seq, p.Leaf.Head, p.Digest.Stream, p.Digest.LastSeq,
 		p.Digest.Time.UTC().Format(time.RFC3339), who)
 	return nil
-}
-
-func readAll(f *os.File) ([]byte, error) {
-	var b bytes.Buffer
-	_, err := b.ReadFrom(f)
-	return b.Bytes(), err
 }
 
 // stringList is a repeatable string flag.
