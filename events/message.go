@@ -39,9 +39,14 @@ const (
 )
 
 // Scanned is a message read by a scan of a whole log (all instances, in
-// log order), with the instance it was stored for.
+// log order, partition after partition in a partitioned log), with the
+// instance it was stored for.
 type Scanned struct {
 	Message
+	// Partition is the partition of the log that holds the message: 0 in
+	// a log of one partition. Sequences are positions within a
+	// partition.
+	Partition int
 	// Instance is the id of the instance the message was stored for; ""
 	// when InstanceErr is set.
 	Instance string

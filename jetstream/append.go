@@ -100,9 +100,10 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 	if id != "" {
 		h[natsjs.MsgIDHeader] = []string{id}
 	}
-	h[natsjs.ExpectedStreamHeader] = []string{s.cfg.Stream}
+	p := s.part(instance)
+	h[natsjs.ExpectedStreamHeader] = []string{p.name}
 	h[natsjs.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expect, 10)}
-	m := &nats.Msg{Subject: s.SubjectFor(instance), Header: h, Data: msg.Data}
+	m := &nats.Msg{Subject: p.prefix + "." + EncodeID(instance), Header: h, Data: msg.Data}
 	if max := s.nc.MaxPayload(); max > 0 {
 		if size := int64(wireSize(h, m.Data)); size > max {
 			return 0, fmt.Errorf("%w: append %q: the message is %d bytes (%d of data, %d of headers), over the server's max payload of %d bytes; "+
@@ -123,7 +124,7 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 			}
 			// De-duplication is stream-wide: make sure the message with
 			// this Msg-Id is this instance's.
-			_, subj, found, gerr := s.leaderGet(ctx, ack.Seq, "")
+			_, subj, found, gerr := s.leaderGet(ctx, p, ack.Seq, "")
 			switch {
 			case gerr != nil:
 				return 0, fmt.Errorf("jetstream: append %q: acknowledged as a duplicate of message %d, which could not be read: %w", instance, ack.Seq, gerr)
@@ -140,7 +141,7 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 			if id == "" {
 				return 0, fmt.Errorf("jetstream: append %q: %w: %w", instance, lifecycle.ErrWrongSequence, apiErr)
 			}
-			last, _, found, perr := s.leaderGet(ctx, 0, m.Subject)
+			last, _, found, perr := s.leaderGet(ctx, p, 0, m.Subject)
 			switch {
 			case perr == nil && found && last.MsgID == id:
 				log.Debug("jetstream: append had already landed", slog.Uint64(logKeySeq, last.Seq), slog.Int(logKeyAttempt, attempt))
@@ -166,7 +167,7 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 			// The last attempt's outcome may be unknown: look once, if
 			// there is still time, before giving up.
 			if transient(err) && id != "" && ctx.Err() == nil {
-				if last, _, found, perr := s.leaderGet(ctx, 0, m.Subject); perr == nil && found && last.MsgID == id {
+				if last, _, found, perr := s.leaderGet(ctx, p, 0, m.Subject); perr == nil && found && last.MsgID == id {
 					log.Debug("jetstream: append had landed despite the error", slog.Uint64(logKeySeq, last.Seq), slog.Any(logKeyErr, err))
 					return last.Seq, nil
 				}
@@ -248,7 +249,7 @@ func transient(err error) bool {
 // get: direct gets may be answered by a replica that has not applied the
 // latest write, and the checks in Append must see their own writes. It
 // returns the message, its subject and whether it exists.
-func (s *Store) leaderGet(ctx context.Context, seq uint64, lastBySubj string) (events.Message, string, bool, error) {
+func (s *Store) leaderGet(ctx context.Context, p *partition, seq uint64, lastBySubj string) (events.Message, string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendAttemptWait)
 	defer cancel()
 	req, err := json.Marshal(struct {
@@ -258,7 +259,7 @@ func (s *Store) leaderGet(ctx context.Context, seq uint64, lastBySubj string) (e
 	if err != nil {
 		return events.Message{}, "", false, err
 	}
-	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.MSG.GET."+s.cfg.Stream), req)
+	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.MSG.GET."+p.name), req)
 	if err != nil {
 		return events.Message{}, "", false, err
 	}

@@ -27,6 +27,17 @@ type Config struct {
 	// Subject + "." + EncodeID(id), and the stream's only subject is
 	// Subject + ".>". Default [DefaultSubject].
 	Subject string
+	// Partitions is the number of streams the store's instances are
+	// spread over, 1 to [MaxPartitions], fixed when the store is created
+	// and recorded in its streams' metadata. 0 (the default) opens an
+	// existing store with the number it records and creates a new one
+	// with 1: one stream named Stream, today's layout. With K > 1 the
+	// streams are Stream_P0 … Stream_P<K-1>, partition p's instances on
+	// Subject + "." + p + "." + EncodeID(id), and an instance lives in
+	// partition [PartitionOf](id, K). A set value that is not the
+	// store's is refused with [ErrPartitionMismatch]. docs/ARCHITECTURE.md
+	// says how to choose K.
+	Partitions int
 	// Replicas is the number of stream replicas, 1 to 5. Default 1.
 	// More than 1 needs a clustered server.
 	Replicas int
@@ -88,6 +99,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := validSubjectPrefix(c.Subject); err != nil {
 		return c, fmt.Errorf("%w: Subject %q: %s", ErrInvalidConfig, c.Subject, err)
+	}
+	if c.Partitions < 0 || c.Partitions > MaxPartitions {
+		return c, fmt.Errorf("%w: Partitions is %d, want 0 (the store's own) or 1 to %d", ErrInvalidConfig, c.Partitions, MaxPartitions)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return c, fmt.Errorf("%w: Replicas is %d, want 1 to 5", ErrInvalidConfig, c.Replicas)

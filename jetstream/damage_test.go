@@ -77,7 +77,7 @@ func TestHeadsPathsAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info2, scanned, err := s.headsByScan(t.Context())
+	info2, scanned, err := s.headsByScan(t.Context(), s.parts[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,9 +30,10 @@ func (s *Store) DigestSubject() string { return "runlog.digests." + s.cfg.Stream
 // with [Config.ReadOnly] too: it does not write to the log.
 func (s *Store) PublishDigest(ctx context.Context, digest []byte, id string) (uint64, error) {
 	cfg := Config{Stream: s.DigestStream(), Subject: s.DigestSubject(), Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, Duplicates: s.cfg.Duplicates}
+	dp := &partition{name: cfg.Stream, prefix: cfg.Subject}
 	stream, err := s.js.Stream(ctx, cfg.Stream)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		sc := streamConfig(cfg)
+		sc := streamConfig(cfg, dp, 1)
 		sc.Description = "runlog digests of stream " + s.cfg.Stream
 		stream, err = s.js.CreateStream(ctx, sc)
 		if errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
@@ -42,7 +43,7 @@ func (s *Store) PublishDigest(ctx context.Context, digest []byte, id string) (ui
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: publish digest: stream %s: %w", cfg.Stream, err)
 	}
-	if unsafe, shape := streamDiffs(stream.CachedInfo().Config, cfg); len(unsafe)+len(shape) > 0 {
+	if unsafe, shape := streamDiffs(stream.CachedInfo().Config, cfg, dp.filter()); len(unsafe)+len(shape) > 0 {
 		return 0, fmt.Errorf("jetstream: publish digest: %w", &StreamMismatchError{Stream: cfg.Stream, Differences: append(shape, unsafe...)})
 	}
 	m := nats.NewMsg(cfg.Subject + ".digest")

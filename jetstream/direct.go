@@ -137,8 +137,8 @@ func directStatusErr(st *directStatus) error {
 // directLast returns the last message on subject (a literal subject),
 // with a direct get. No message gives an error matching
 // natsjs.ErrMsgNotFound.
-func (s *Store) directLast(ctx context.Context, subject string) (directMsg, error) {
-	reply, err := s.nc.RequestWithContext(ctx, s.apiSubject("DIRECT.GET."+s.cfg.Stream+"."+subject), nil)
+func (s *Store) directLast(ctx context.Context, p *partition, subject string) (directMsg, error) {
+	reply, err := s.nc.RequestWithContext(ctx, s.apiSubject("DIRECT.GET."+p.name+"."+subject), nil)
 	if err != nil {
 		return directMsg{}, err
 	}
@@ -148,12 +148,12 @@ func (s *Store) directLast(ctx context.Context, subject string) (directMsg, erro
 // directNext returns the first message with a sequence of at least seq
 // on filter (wildcards allowed), with a direct get. No such message gives
 // an error matching natsjs.ErrMsgNotFound.
-func (s *Store) directNext(ctx context.Context, seq uint64, filter string) (directMsg, error) {
+func (s *Store) directNext(ctx context.Context, p *partition, seq uint64, filter string) (directMsg, error) {
 	body, err := json.Marshal(directRequest{Seq: seq, NextBySubj: filter})
 	if err != nil {
 		return directMsg{}, err
 	}
-	reply, err := s.nc.RequestWithContext(ctx, s.apiSubject("DIRECT.GET."+s.cfg.Stream), body)
+	reply, err := s.nc.RequestWithContext(ctx, s.apiSubject("DIRECT.GET."+p.name), body)
 	if err != nil {
 		return directMsg{}, err
 	}
@@ -176,7 +176,7 @@ func (s *Store) directReply(reply *nats.Msg, batch bool) (directMsg, error) {
 // the caller, who goes on from the last message). It returns how many
 // messages came (-1: filter has none from seq), the pending count and
 // sequence of the last one.
-func (s *Store) directBatch(ctx context.Context, filter string, seq uint64, batch int, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
+func (s *Store) directBatch(ctx context.Context, p *partition, filter string, seq uint64, batch int, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
 	body, err := json.Marshal(directRequest{Seq: seq, NextBySubj: filter, Batch: batch})
 	if err != nil {
 		return 0, 0, 0, err
@@ -187,7 +187,7 @@ func (s *Store) directBatch(ctx context.Context, filter string, seq uint64, batc
 		return 0, 0, 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(s.apiSubject("DIRECT.GET."+s.cfg.Stream), inbox, body); err != nil {
+	if err := s.nc.PublishRequest(s.apiSubject("DIRECT.GET."+p.name), inbox, body); err != nil {
 		return 0, 0, 0, err
 	}
 	for {

@@ -252,8 +252,8 @@ func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store,
 		return nil, errors.Join(err, emb.Close())
 	}
 	s.ownConn, s.emb = true, emb
-	if info, err := s.streamInfo(ctx); err == nil {
-		if d := damage(info.State); len(d) > 0 {
+	if d, err := s.Damage(ctx); err == nil {
+		if len(d) > 0 {
 			l := ecfg.Logger
 			if l == nil {
 				l = slog.Default()

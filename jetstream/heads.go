@@ -12,10 +12,30 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
+// ErrPartitionedDigest is matched by the error of [Store.LogInfo] and
+// [Store.Heads] on a partitioned store: a digest describes one sequence,
+// and a partitioned store has one per partition. Digests of partitioned
+// stores are not implemented yet.
+var ErrPartitionedDigest = errors.New("jetstream: digests of a partitioned store are not supported yet")
+
+// onePartition returns the store's one partition, or an error matching
+// ErrPartitionedDigest.
+func (s *Store) onePartition(op string) (*partition, error) {
+	if len(s.parts) > 1 {
+		return nil, fmt.Errorf("jetstream: %s: %w (the store has %d partitions)", op, ErrPartitionedDigest, len(s.parts))
+	}
+	return s.parts[0], nil
+}
+
 // LogInfo describes the stream as a whole: its name, when it was created,
-// its first and last sequences and its message count.
+// its first and last sequences and its message count. A partitioned store
+// gives an error matching [ErrPartitionedDigest].
 func (s *Store) LogInfo(ctx context.Context) (events.LogInfo, error) {
-	info, err := s.streamInfo(ctx)
+	p, err := s.onePartition("log info")
+	if err != nil {
+		return events.LogInfo{}, err
+	}
+	info, err := s.streamInfo(ctx, p)
 	if err != nil {
 		return events.LogInfo{}, fmt.Errorf("jetstream: log info: %w", err)
 	}
@@ -50,9 +70,14 @@ const headsAttempts = 5
 // it reads the whole stream from the start too: the server walks every subject for every page of 100,000
 // subject totals, which costs more than the read (see
 // headsByScanIsCheaper). Memory grows with the number of instances.
-// Errors are wrapped as "jetstream: heads: ...".
+// Errors are wrapped as "jetstream: heads: ..."; a partitioned store
+// gives an error matching [ErrPartitionedDigest].
 func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
-	info, err := s.streamInfo(ctx)
+	p, err := s.onePartition("heads")
+	if err != nil {
+		return events.LogInfo{}, nil, err
+	}
+	info, err := s.streamInfo(ctx, p)
 	if err != nil {
 		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 	}
@@ -60,7 +85,7 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 		// A replicated stream's direct gets may be answered by a replica
 		// that lags the leader: its last messages would not be those the
 		// leader's totals count. The scan is served by the leader.
-		return s.headsByScan(ctx)
+		return s.headsByScan(ctx, p)
 	}
 	// Each reading of the state after the counts is the reading before
 	// the next try's.
@@ -70,7 +95,7 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 		if err != nil {
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 		}
-		after, err := s.streamInfo(ctx)
+		after, err := s.streamInfo(ctx, p)
 		if err != nil {
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 		}
@@ -80,13 +105,13 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 		}
 		st := before.State
 		info := logInfo(s.cfg.Stream, before.Created, st.FirstSeq, st.LastSeq, st.Msgs)
-		heads, err := s.lastOf(ctx, counts, st.LastSeq)
+		heads, err := s.lastOf(ctx, p, counts, st.LastSeq)
 		if err != nil {
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 		}
 		return info, heads, nil
 	}
-	return s.headsByScan(ctx)
+	return s.headsByScan(ctx, p)
 }
 
 // subjectsPerPage is how many subjects the server puts in one stream info
@@ -108,7 +133,7 @@ func headsByScanIsCheaper(msgs, subjects uint64) bool {
 
 // lastOf reads the last message of each instance of counts with a sequence
 // of at most upTo.
-func (s *Store) lastOf(ctx context.Context, counts map[string]uint64, upTo uint64) ([]events.InstanceHead, error) {
+func (s *Store) lastOf(ctx context.Context, p *partition, counts map[string]uint64, upTo uint64) ([]events.InstanceHead, error) {
 	ids := make([]string, 0, len(counts))
 	for id := range counts {
 		ids = append(ids, id)
@@ -128,7 +153,7 @@ func (s *Store) lastOf(ctx context.Context, counts map[string]uint64, upTo uint6
 			ids = ids[1:]
 		}
 		got := 0
-		err := s.directMultiLast(ctx, subjects, upTo, func(d directMsg) bool {
+		err := s.directMultiLast(ctx, p, subjects, upTo, func(d directMsg) bool {
 			id, ok := byInstance[d.subject]
 			if !ok {
 				return true
@@ -148,8 +173,8 @@ func (s *Store) lastOf(ctx context.Context, counts map[string]uint64, upTo uint6
 }
 
 // headsByScan is Heads from one read of the whole stream.
-func (s *Store) headsByScan(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
-	info, err := s.streamInfo(ctx)
+func (s *Store) headsByScan(ctx context.Context, p *partition) (events.LogInfo, []events.InstanceHead, error) {
+	info, err := s.streamInfo(ctx, p)
 	if err != nil {
 		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 	}
@@ -195,7 +220,7 @@ type multiLastRequest struct {
 // directMultiLast sends one batched direct get of the last message of
 // each of subjects (at most 1024) with a sequence of at most upTo, and
 // calls fn with each message. Subjects with no such message are left out.
-func (s *Store) directMultiLast(ctx context.Context, subjects []string, upTo uint64, fn func(directMsg) bool) error {
+func (s *Store) directMultiLast(ctx context.Context, p *partition, subjects []string, upTo uint64, fn func(directMsg) bool) error {
 	body, err := json.Marshal(multiLastRequest{MultiLast: subjects, UpToSeq: upTo, Batch: len(subjects)})
 	if err != nil {
 		return err
@@ -207,7 +232,7 @@ func (s *Store) directMultiLast(ctx context.Context, subjects []string, upTo uin
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(s.apiSubject("DIRECT.GET."+s.cfg.Stream), sub.Subject, body); err != nil {
+	if err := s.nc.PublishRequest(s.apiSubject("DIRECT.GET."+p.name), sub.Subject, body); err != nil {
 		return err
 	}
 	for {

@@ -73,7 +73,7 @@ func (s *Store) Read(ctx context.Context, instance string, after uint64) iter.Se
 			yield(events.Message{}, fmt.Errorf("jetstream: read: %w", err))
 			return
 		}
-		err := s.batches(ctx, s.SubjectFor(instance), after, func(d directMsg) bool {
+		err := s.batches(ctx, s.part(instance), s.SubjectFor(instance), after, func(d directMsg) bool {
 			return yield(toMessage(d), nil)
 		})
 		if err != nil && err != errStopped {
@@ -101,13 +101,13 @@ var errStopped = errors.New("stopped")
 // it, 0 on the last one. A page that ends with messages still pending (a
 // timeout, or the server's max bytes per batch) is followed by the next
 // page; a page with no message and no error is a timeout.
-func (s *Store) batches(ctx context.Context, filter string, after uint64, fn func(directMsg) bool) error {
+func (s *Store) batches(ctx context.Context, p *partition, filter string, after uint64, fn func(directMsg) bool) error {
 	next := after + 1
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, pending, last, err := s.page(ctx, filter, next, fn)
+		n, pending, last, err := s.page(ctx, p, filter, next, fn)
 		if err != nil {
 			return err
 		}
@@ -137,10 +137,10 @@ const readPageTimeout = 5 * time.Second
 // that died fails in readPageTimeout, not at the caller's deadline. A page
 // cut short by it while messages were flowing is harmless: paging goes on
 // from the last message received.
-func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
+func (s *Store) page(ctx context.Context, p *partition, filter string, next uint64, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
 	pctx, cancel := context.WithTimeout(ctx, readPageTimeout)
 	defer cancel()
-	n, pending, last, err = s.directBatch(pctx, filter, next, s.cfg.ReadBatch, fn)
+	n, pending, last, err = s.directBatch(pctx, p, filter, next, s.cfg.ReadBatch, fn)
 	switch {
 	case err == nil, err == errStopped:
 		return n, pending, last, err
@@ -148,8 +148,8 @@ func (s *Store) page(ctx context.Context, filter string, next uint64, fn func(di
 		return n, pending, last, nil // the page's own deadline
 	case errors.Is(err, nats.ErrNoResponders):
 		// Say whether the stream is gone.
-		if _, serr := s.js.Stream(ctx, s.cfg.Stream); errors.Is(serr, natsjs.ErrStreamNotFound) {
-			return 0, 0, 0, fmt.Errorf("stream %s: %w", s.cfg.Stream, serr)
+		if _, serr := s.js.Stream(ctx, p.name); errors.Is(serr, natsjs.ErrStreamNotFound) {
+			return 0, 0, 0, fmt.Errorf("stream %s: %w", p.name, serr)
 		}
 	}
 	return n, pending, last, err
@@ -176,7 +176,7 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 	var err error
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, readPageTimeout)
-		d, err = s.directLast(actx, s.SubjectFor(instance))
+		d, err = s.directLast(actx, s.part(instance), s.SubjectFor(instance))
 		cancel()
 		if attempt == 2 || ctx.Err() != nil || !transient(err) {
 			break
@@ -202,7 +202,7 @@ func (s *Store) MessageAt(ctx context.Context, instance string, seq uint64) (eve
 		return events.Message{}, false, nil
 	}
 	actx, cancel := context.WithTimeout(ctx, readPageTimeout)
-	d, err := s.directNext(actx, seq, s.SubjectFor(instance))
+	d, err := s.directNext(actx, s.part(instance), seq, s.SubjectFor(instance))
 	cancel()
 	if errors.Is(err, natsjs.ErrMsgNotFound) || err == nil && d.seq != seq {
 		return events.Message{}, false, nil
@@ -225,7 +225,11 @@ const defaultScanWait = 5 * time.Second
 
 // Scan returns the messages of the stream stored when it starts, with a
 // sequence greater than after, in sequence order, whatever their
-// instance. It follows the iterator contract of [Store.Read]. A subject
+// instance. A partitioned store's partitions are read one after the
+// other, each in its sequence order ([ScannedMessage.Partition] says
+// which); after must then be 0 (a sequence names a message only within a
+// partition: [Store.ScanPartition] reads one from a sequence): there is
+// no order across the instances of different partitions. It follows the iterator contract of [Store.Read]. A subject
 // that does not decode is reported in [ScannedMessage.InstanceErr], not as
 // an iterator error. Errors are wrapped as "jetstream: scan: ...".
 //
@@ -237,107 +241,135 @@ const defaultScanWait = 5 * time.Second
 // permissions that [Store.Follow] needs.
 func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage, error] {
 	return func(yield func(ScannedMessage, error) bool) {
-		fail := func(err error) {
-			if ctx.Err() != nil {
-				yield(ScannedMessage{}, ctx.Err())
+		if after > 0 && len(s.parts) > 1 {
+			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: after is %d, but the store has %d partitions with a sequence each: scan from 0, or one partition with ScanPartition", after, len(s.parts)))
+			return
+		}
+		for _, p := range s.parts {
+			if !s.scanPartition(ctx, p, after, yield) {
 				return
 			}
-			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: %w", err))
 		}
-		info, err := s.streamInfo(ctx)
-		if err != nil {
-			fail(err)
+	}
+}
+
+// ScanPartition is [Store.Scan] of one partition, 0 to
+// [Store.Partitions]-1: its messages with a sequence greater than after.
+func (s *Store) ScanPartition(ctx context.Context, partition int, after uint64) iter.Seq2[ScannedMessage, error] {
+	return func(yield func(ScannedMessage, error) bool) {
+		if partition < 0 || partition >= len(s.parts) {
+			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.parts), len(s.parts)-1))
 			return
 		}
-		last := info.State.LastSeq
-		if info.State.Msgs == 0 || last <= after {
-			return
+		s.scanPartition(ctx, s.parts[partition], after, yield)
+	}
+}
+
+// scanPartition yields partition p's messages after after; it returns
+// false when the scan must end (yield returned false, or an error was
+// yielded).
+func (s *Store) scanPartition(ctx context.Context, p *partition, after uint64, yield func(ScannedMessage, error) bool) bool {
+	fail := func(err error) bool {
+		if ctx.Err() != nil {
+			yield(ScannedMessage{}, ctx.Err())
+			return false
 		}
-		cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{s.cfg.Subject + ".>"}}
-		if after > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, after+1
+		if len(s.parts) > 1 {
+			err = fmt.Errorf("stream %s: %w", p.name, err)
 		}
-		cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
-		if err != nil {
-			fail(err)
-			return
+		yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: %w", err))
+		return false
+	}
+	info, err := s.streamInfo(ctx, p)
+	if err != nil {
+		return fail(err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 || last <= after {
+		return true
+	}
+	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{p.filter()}}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, after+1
+	}
+	cons, err := s.js.OrderedConsumer(ctx, p.name, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	// The consumer's callback hands messages over a bounded channel:
+	// when the caller is slower than the server, the callback blocks
+	// and the pull requests stop (at most scanPull messages in
+	// flight). done ends the callback's waits once the scan ends.
+	ch := make(chan natsjs.Msg, scanPull)
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(m natsjs.Msg) {
+		select {
+		case ch <- m:
+		case <-done:
 		}
-		// The consumer's callback hands messages over a bounded channel:
-		// when the caller is slower than the server, the callback blocks
-		// and the pull requests stop (at most scanPull messages in
-		// flight). done ends the callback's waits once the scan ends.
-		ch := make(chan natsjs.Msg, scanPull)
-		done := make(chan struct{})
-		cc, err := cons.Consume(func(m natsjs.Msg) {
-			select {
-			case ch <- m:
-			case <-done:
-			}
-		}, natsjs.PullMaxMessages(scanPull))
-		if err != nil {
-			fail(err)
-			return
-		}
-		defer func() {
-			close(done)
-			cc.Stop()
-			s.deleteConsumer(ctx, cons)
-		}()
-		tick := time.NewTicker(s.scanWait)
-		defer tick.Stop()
-		idle := false
-		seen := after // the sequence of the last message read
-		for {
-			var m natsjs.Msg
-			select {
-			case m = <-ch:
-				idle = false
-			case <-ctx.Done():
-				fail(ctx.Err())
-				return
-			case <-tick.C:
-				if !idle {
-					idle = true
-					continue
-				}
-				// Nothing for a whole tick: are messages left at all (the
-				// last ones may have been deleted since the scan began)?
-				// A direct get of the next one says, with the reader's
-				// permissions.
-				gctx, cancel := context.WithTimeout(ctx, readPageTimeout)
-				next, err := s.directNext(gctx, seen+1, s.cfg.Subject+".>")
-				cancel()
-				switch {
-				case errors.Is(err, natsjs.ErrMsgNotFound), err == nil && next.seq > last:
-					return
-				case err != nil && !transient(err):
-					fail(err)
-					return
-				}
+	}, natsjs.PullMaxMessages(scanPull))
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		close(done)
+		cc.Stop()
+		s.deleteConsumer(ctx, p, cons)
+	}()
+	tick := time.NewTicker(s.scanWait)
+	defer tick.Stop()
+	idle := false
+	seen := after // the sequence of the last message read
+	for {
+		var m natsjs.Msg
+		select {
+		case m = <-ch:
+			idle = false
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-tick.C:
+			if !idle {
+				idle = true
 				continue
 			}
-			md, err := m.Metadata()
-			if err != nil {
-				fail(err)
-				return
+			// Nothing for a whole tick: are messages left at all (the
+			// last ones may have been deleted since the scan began)?
+			// A direct get of the next one says, with the reader's
+			// permissions.
+			gctx, cancel := context.WithTimeout(ctx, readPageTimeout)
+			next, err := s.directNext(gctx, p, seen+1, p.filter())
+			cancel()
+			switch {
+			case errors.Is(err, natsjs.ErrMsgNotFound), err == nil && next.seq > last:
+				return true
+			case err != nil && !transient(err):
+				return fail(err)
 			}
-			seq := md.Sequence.Stream
-			if seq > last {
-				return
+			continue
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fail(err)
+		}
+		seq := md.Sequence.Stream
+		if seq > last {
+			return true
+		}
+		seen = seq
+		sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}, Partition: p.index}
+		if h := m.Headers(); len(h) > 0 {
+			// The header map is this message's own: no copy.
+			sm.Header = h
+			if v := h[events.HeaderMsgID]; len(v) > 0 {
+				sm.MsgID = v[0]
 			}
-			seen = seq
-			sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}}
-			if h := m.Headers(); len(h) > 0 {
-				// The header map is this message's own: no copy.
-				sm.Header = h
-				if v := h[events.HeaderMsgID]; len(v) > 0 {
-					sm.MsgID = v[0]
-				}
-			}
-			sm.Instance, sm.InstanceErr = s.InstanceFromSubject(m.Subject())
-			if !yield(sm, nil) || seq == last || md.NumPending == 0 {
-				return
-			}
+		}
+		sm.Instance, sm.InstanceErr = s.instanceFromPartition(p, m.Subject())
+		if !yield(sm, nil) {
+			return false
+		}
+		if seq == last || md.NumPending == 0 {
+			return true
 		}
 	}
 }
@@ -347,13 +379,13 @@ const scanPull = 1024
 
 // streamInfo returns the stream's info, within the connection's default
 // timeout if ctx has no deadline.
-func (s *Store) streamInfo(ctx context.Context) (*natsjs.StreamInfo, error) {
+func (s *Store) streamInfo(ctx context.Context, p *partition) (*natsjs.StreamInfo, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
 		defer cancel()
 	}
-	st, err := s.js.Stream(ctx, s.cfg.Stream)
+	st, err := s.js.Stream(ctx, p.name)
 	if err != nil {
 		return nil, err
 	}
@@ -362,10 +394,10 @@ func (s *Store) streamInfo(ctx context.Context) (*natsjs.StreamInfo, error) {
 
 // deleteConsumer deletes the ephemeral consumer of a finished ordered
 // read now, rather than leaving it to the server's inactivity threshold.
-func (s *Store) deleteConsumer(ctx context.Context, cons natsjs.Consumer) {
+func (s *Store) deleteConsumer(ctx context.Context, p *partition, cons natsjs.Consumer) {
 	if info := cons.CachedInfo(); info != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = s.js.DeleteConsumer(dctx, s.cfg.Stream, info.Name)
+		_ = s.js.DeleteConsumer(dctx, p.name, info.Name)
 		cancel()
 	}
 }
@@ -400,28 +432,30 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 		slices.Sort(ids)
 		ids = slices.Clip(ids[:min(len(ids), limit)])
 	}
-	for offset := 0; ; {
-		subjects, total, err := s.subjectsPage(ctx, s.cfg.Subject+".*", offset)
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: instances: %w", err)
-		}
-		for _, subj := range subjects {
-			id, err := s.InstanceFromSubject(subj)
+	for _, p := range s.parts {
+		for offset := 0; ; {
+			subjects, total, err := s.subjectsPage(ctx, p, offset)
 			if err != nil {
-				s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
-				continue
+				return nil, fmt.Errorf("jetstream: instances: %w", err)
 			}
-			if id <= after {
-				continue
+			for _, subj := range subjects {
+				id, err := s.instanceFromPartition(p, subj)
+				if err != nil {
+					s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
+					continue
+				}
+				if id <= after {
+					continue
+				}
+				ids = append(ids, id)
+				if len(ids) >= 2*limit {
+					keep()
+				}
 			}
-			ids = append(ids, id)
-			if len(ids) >= 2*limit {
-				keep()
+			offset += len(subjects)
+			if len(subjects) == 0 || offset >= total {
+				break
 			}
-		}
-		offset += len(subjects)
-		if len(subjects) == 0 || offset >= total {
-			break
 		}
 	}
 	keep()
@@ -429,8 +463,9 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 }
 
 // AllInstances yields the id of every instance that has messages, in the
-// byte order of their subjects, starting after the instance after ("" for
-// the first). It reads the stream's subject list once, one server page of
+// byte order of their subjects (partition after partition in a
+// partitioned store), starting after the instance after ("" for the
+// first). It reads each stream's subject list once, one server page of
 // up to 100,000 subjects at a time: memory is one page, and listing every
 // instance costs about as much as one call of [Store.Instances] (which
 // reads the whole list to return one page in id order). Stop the loop to
@@ -441,75 +476,92 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 // are wrapped as "jetstream: all instances: ...".
 func (s *Store) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
+		first := 0 // the partition to start with
 		last := "" // the subject yielded last, or the cursor's
 		if after != "" {
 			if err := workflow.ValidateInstanceID(after); err != nil {
 				yield("", fmt.Errorf("jetstream: all instances: cursor: %w", err))
 				return
 			}
-			last = s.SubjectFor(after)
+			first, last = s.part(after).index, s.SubjectFor(after)
 		}
-		for offset := 0; ; {
-			page, total, err := s.subjectsPage(ctx, s.cfg.Subject+".*", offset)
-			if err != nil {
-				yield("", fmt.Errorf("jetstream: all instances: %w", err))
-				return
+		for _, p := range s.parts[first:] {
+			if p.index != first {
+				last = ""
 			}
-			// The server sorts the whole list to page it; a page comes
-			// as a JSON object, so it is sorted again here.
-			slices.Sort(page)
-			for _, subj := range page {
-				if subj <= last {
-					continue
-				}
-				last = subj
-				id, err := s.InstanceFromSubject(subj)
+			for offset := 0; ; {
+				page, total, err := s.subjectsPage(ctx, p, offset)
 				if err != nil {
-					s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
-					continue
-				}
-				if !yield(id, nil) {
+					yield("", fmt.Errorf("jetstream: all instances: %w", err))
 					return
 				}
-			}
-			offset += len(page)
-			if len(page) == 0 || offset >= total {
-				return
+				// The server sorts the whole list to page it; a page comes
+				// as a JSON object, so it is sorted again here.
+				slices.Sort(page)
+				for _, subj := range page {
+					if subj <= last {
+						continue
+					}
+					last = subj
+					id, err := s.instanceFromPartition(p, subj)
+					if err != nil {
+						s.log.Warn("jetstream: skipping a subject that is not an instance subject", slog.String("subject", subj), slog.Any(logKeyErr, err))
+						continue
+					}
+					if !yield(id, nil) {
+						return
+					}
+				}
+				offset += len(page)
+				if len(page) == 0 || offset >= total {
+					break
+				}
 			}
 		}
 	}
 }
 
 // InstanceCounts returns the number of messages of every instance that
-// has any, from the stream's subject counts (stream info with a subject
+// has any, from the streams' subject counts (stream info with a subject
 // filter, paged by the server at 100,000 subjects): memory is one entry
 // per instance. Subjects under the prefix that are not canonical instance
 // subjects are left out. Errors are wrapped as "jetstream: instance
 // counts: ...".
 func (s *Store) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
 	counts := make(map[string]uint64)
-	for offset := 0; ; {
-		page, total, err := s.subjectCounts(ctx, s.cfg.Subject+".*", offset)
-		if err != nil {
+	for _, p := range s.parts {
+		if err := s.partitionCounts(ctx, p, counts); err != nil {
 			return nil, fmt.Errorf("jetstream: instance counts: %w", err)
 		}
+	}
+	return counts, nil
+}
+
+// partitionCounts adds the message counts of partition p's instances to
+// counts.
+func (s *Store) partitionCounts(ctx context.Context, p *partition, counts map[string]uint64) error {
+	for offset := 0; ; {
+		page, total, err := s.subjectCounts(ctx, p, offset)
+		if err != nil {
+			return err
+		}
 		for subj, n := range page {
-			if id, err := s.InstanceFromSubject(subj); err == nil {
+			if id, err := s.instanceFromPartition(p, subj); err == nil {
 				counts[id] = n
 			}
 		}
 		offset += len(page)
 		if len(page) == 0 || offset >= total {
-			return counts, nil
+			return nil
 		}
 	}
 }
 
-// subjectsPage returns one page of the stream's subjects matching filter,
-// starting at offset in the server's sorted list, and the total number of
-// matching subjects.
-func (s *Store) subjectsPage(ctx context.Context, filter string, offset int) ([]string, int, error) {
-	counts, total, err := s.subjectCounts(ctx, filter, offset)
+// subjectsPage returns one page of partition p's instance subjects
+// (prefix.*), starting at offset in the server's sorted list, and the
+// total number of them.
+func (s *Store) subjectsPage(ctx context.Context, p *partition, offset int) ([]string, int, error) {
+	counts, total, err := s.subjectCounts(ctx, p, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -522,7 +574,8 @@ func (s *Store) subjectsPage(ctx context.Context, filter string, offset int) ([]
 
 // subjectCounts is subjectsPage with the number of messages of each
 // subject.
-func (s *Store) subjectCounts(ctx context.Context, filter string, offset int) (map[string]uint64, int, error) {
+func (s *Store) subjectCounts(ctx context.Context, p *partition, offset int) (map[string]uint64, int, error) {
+	filter := p.prefix + ".*"
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
@@ -535,7 +588,7 @@ func (s *Store) subjectCounts(ctx context.Context, filter string, offset int) (m
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.INFO."+s.cfg.Stream), req)
+	resp, err := s.nc.RequestWithContext(ctx, s.apiSubject("STREAM.INFO."+p.name), req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -581,12 +634,13 @@ func (s *Store) Follow(ctx context.Context, instance string, after uint64) iter.
 			DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
 			OptStartSeq:    after + 1,
 		}
-		cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
+		p := s.part(instance)
+		cons, err := s.js.OrderedConsumer(ctx, p.name, cfg)
 		if err != nil {
 			fail(err)
 			return
 		}
-		defer s.deleteConsumer(ctx, cons)
+		defer s.deleteConsumer(ctx, p, cons)
 		msgs, err := cons.Messages()
 		if err != nil {
 			fail(err)

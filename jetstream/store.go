@@ -36,11 +36,13 @@ const (
 // Store is the event log on one JetStream stream. It is safe for
 // concurrent use. Make one with [Open], [OpenEmbedded] or [Connect].
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	nc     *nats.Conn
-	js     natsjs.JetStream
-	stream natsjs.Stream
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	js  natsjs.JetStream
+	// parts are the store's partitions, one stream each: one (the
+	// stream cfg.Stream) unless the store is partitioned.
+	parts []*partition
 	// request sends an append's publish and waits for the answer:
 	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
 	request func(context.Context, *nats.Msg) (*nats.Msg, error)
@@ -87,27 +89,40 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: open: %w", err)
 	}
-	stream, err := ensureStream(ctx, js, cfg)
+	k, err := layout(ctx, js, cfg)
 	if err != nil {
 		return nil, err
+	}
+	parts := make([]*partition, k)
+	for p := range k {
+		part := &partition{index: p, name: PartitionStream(cfg.Stream, p, k), prefix: partitionPrefix(cfg.Subject, p, k)}
+		if part.stream, err = ensureStream(ctx, js, cfg, part, k); err != nil {
+			return nil, err
+		}
+		parts[p] = part
 	}
 	return &Store{
 		cfg:      cfg,
 		log:      cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
 		nc:       nc,
 		js:       js,
-		stream:   stream,
+		parts:    parts,
 		request:  nc.RequestMsgWithContext,
 		scanWait: defaultScanWait,
 	}, nil
 }
 
-// streamConfig is the configuration Open creates.
-func streamConfig(cfg Config) natsjs.StreamConfig {
+// streamConfig is the configuration Open creates for partition p of k.
+func streamConfig(cfg Config, p *partition, k int) natsjs.StreamConfig {
+	desc := "runlog event log"
+	if k > 1 {
+		desc = fmt.Sprintf("runlog event log %s, partition %d of %d", cfg.Stream, p.index, k)
+	}
 	return natsjs.StreamConfig{
-		Name:              cfg.Stream,
-		Description:       "runlog event log",
-		Subjects:          []string{cfg.Subject + ".>"},
+		Name:              p.name,
+		Description:       desc,
+		Subjects:          []string{p.filter()},
+		Metadata:          partitionMeta(p.index, k),
 		Retention:         natsjs.LimitsPolicy,
 		MaxConsumers:      -1,
 		MaxMsgs:           -1,
@@ -125,32 +140,41 @@ func streamConfig(cfg Config) natsjs.StreamConfig {
 	}
 }
 
-// ensureStream creates the stream or verifies the existing one.
-func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.Stream, error) {
-	stream, err := js.Stream(ctx, cfg.Stream)
+// ensureStream creates partition p's stream (of k) or verifies the
+// existing one.
+func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config, p *partition, k int) (natsjs.Stream, error) {
+	stream, err := js.Stream(ctx, p.name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) && (cfg.NoCreate || cfg.ReadOnly) {
-		return nil, fmt.Errorf("jetstream: stream %s does not exist (not created: Config.NoCreate or ReadOnly is set): %w", cfg.Stream, err)
+		what := "stream " + p.name
+		if k > 1 {
+			what = fmt.Sprintf("stream %s (partition %d of %d)", p.name, p.index, k)
+		}
+		return nil, fmt.Errorf("jetstream: %s does not exist (not created: Config.NoCreate or ReadOnly is set): %w", what, err)
 	}
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		stream, err = js.CreateStream(ctx, streamConfig(cfg))
+		stream, err = js.CreateStream(ctx, streamConfig(cfg, p, k))
 		if errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
 			// Created by someone else in between: verify theirs.
-			stream, err = js.Stream(ctx, cfg.Stream)
+			stream, err = js.Stream(ctx, p.name)
 		} else if err != nil {
-			return nil, fmt.Errorf("jetstream: create stream %s: %w", cfg.Stream, err)
+			return nil, fmt.Errorf("jetstream: create stream %s: %w", p.name, err)
 		} else {
 			return stream, nil
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: look up stream %s: %w", cfg.Stream, err)
+		return nil, fmt.Errorf("jetstream: look up stream %s: %w", p.name, err)
 	}
-	unsafe, shape := streamDiffs(stream.CachedInfo().Config, cfg)
+	got := stream.CachedInfo().Config
+	if err := checkPartition(p.name, got.Metadata, p.index, k); err != nil {
+		return nil, err
+	}
+	unsafe, shape := streamDiffs(got, cfg, p.filter())
 	if cfg.ReadOnly {
 		unsafe = nil // reported by StreamProblems
 	}
 	if diffs := append(shape, unsafe...); len(diffs) > 0 {
-		return nil, &StreamMismatchError{Stream: cfg.Stream, Differences: diffs}
+		return nil, &StreamMismatchError{Stream: p.name, Differences: diffs}
 	}
 	return stream, nil
 }
@@ -167,10 +191,10 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 // metadata, de-duplication window, compression) are ignored. With
 // readOnly, storage, replicas, sealing and mirroring do not matter: a
 // reader needs only the subjects and direct gets.
-func streamDiffs(got natsjs.StreamConfig, cfg Config) (unsafe, shape []string) {
+func streamDiffs(got natsjs.StreamConfig, cfg Config, filter string) (unsafe, shape []string) {
 	bad := func(list *[]string, format string, args ...any) { *list = append(*list, fmt.Sprintf(format, args...)) }
 
-	want := []string{cfg.Subject + ".>"}
+	want := []string{filter}
 	if g := slices.Sorted(slices.Values(got.Subjects)); !slices.Equal(g, want) {
 		bad(&shape, "subjects are [%s] want [%s]", strings.Join(got.Subjects, " "), want[0])
 	}
@@ -255,13 +279,30 @@ func streamDiffs(got natsjs.StreamConfig, cfg Config) (unsafe, shape []string) {
 // messages were lost ([Store.Damage]), one sentence each, or nil.
 // A store opened with [Config.ReadOnly] may have such problems; audits
 // report them (audit.Verify does, through this method).
+//
+// A partitioned store's sentences begin with the stream they are about.
 func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
-	info, err := s.streamInfo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream problems: %w", err)
+	var all []string
+	for _, p := range s.parts {
+		info, err := s.streamInfo(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: stream problems: %w", err)
+		}
+		unsafe, _ := streamDiffs(info.Config, s.cfg, p.filter())
+		all = append(all, s.about(p, append(unsafe, damage(info.State)...))...)
 	}
-	unsafe, _ := streamDiffs(info.Config, s.cfg)
-	return append(unsafe, damage(info.State)...), nil
+	return all, nil
+}
+
+// about prefixes each of a partition's findings with its stream's name
+// when the store has several.
+func (s *Store) about(p *partition, findings []string) []string {
+	if len(s.parts) > 1 {
+		for i, f := range findings {
+			findings[i] = "stream " + p.name + ": " + f
+		}
+	}
+	return findings
 }
 
 // Damage reads the stream's state afresh and describes the signs that the
@@ -269,11 +310,15 @@ func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
 // or returns nil. [OpenEmbedded] logs them at warn level when it opens a
 // damaged store.
 func (s *Store) Damage(ctx context.Context) ([]string, error) {
-	info, err := s.streamInfo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: damage: %w", err)
+	var all []string
+	for _, p := range s.parts {
+		info, err := s.streamInfo(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: damage: %w", err)
+		}
+		all = append(all, s.about(p, damage(info.State))...)
 	}
-	return damage(info.State), nil
+	return all, nil
 }
 
 // damage describes the signs of lost messages in a stream's state: the
@@ -332,7 +377,10 @@ func discardName(p natsjs.DiscardPolicy) string {
 	return fmt.Sprintf("unknown(%d)", int(p))
 }
 
-// Stream returns the name of the store's stream.
+// Stream returns the name of the store: its stream's, or for a
+// partitioned store the base name of its streams ([Store.Streams]).
+// Derived data is named after it ([Store.CheckpointBucket],
+// [Store.DigestStream]).
 func (s *Store) Stream() string { return s.cfg.Stream }
 
 // Close releases what the store owns: the connection made by [Connect] or

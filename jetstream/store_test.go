@@ -57,7 +57,7 @@ func testMsg(id, data string) events.Message {
 
 func streamMsgs(t *testing.T, s *Store) uint64 {
 	t.Helper()
-	info, err := s.stream.Info(t.Context())
+	info, err := s.parts[0].stream.Info(t.Context())
 	if err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
@@ -95,7 +95,7 @@ func seqs(ms []events.Message) []uint64 {
 
 func TestOpenCreatesStream(t *testing.T) {
 	s, _, nc := newStore(t, Config{Duplicates: time.Minute})
-	info, err := s.stream.Info(t.Context())
+	info, err := s.parts[0].stream.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestOpenCreatesStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Open: %v", err)
 	}
-	info2, err := s2.stream.Info(t.Context())
+	info2, err := s2.parts[0].stream.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestOpenUnsafeStream(t *testing.T) {
 		cfg := base
 		cfg.Stream = fmt.Sprintf("UNSAFE%d", i)
 		cfg.Subject = fmt.Sprintf("unsafe%d", i)
-		sc := streamConfig(cfg)
+		sc := streamConfig(cfg, &partition{name: cfg.Stream, prefix: cfg.Subject}, 1)
 		tc.edit(&sc)
 		if _, err := js.CreateStream(t.Context(), sc); err != nil {
 			t.Fatalf("%s: create: %v", tc.field, err)
@@ -583,7 +583,7 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := streamConfig(cfg)
+	sc := streamConfig(cfg, &partition{name: cfg.Stream, prefix: cfg.Subject}, 1)
 	sc.DenyDelete = false
 	st, err := js.CreateStream(t.Context(), sc)
 	if err != nil {
@@ -598,7 +598,7 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	}
 	s.scanWait = 50 * time.Millisecond
 	// The same stream, written as another program would.
-	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, stream: s.stream, request: s.request}
+	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, parts: s.parts, request: s.request}
 	w.cfg.ReadOnly = false
 	first := mustAppend(t, w, "a", testMsg("m1", "one"), 0)
 	second := mustAppend(t, w, "a", testMsg("m2", "two"), first)
@@ -773,7 +773,7 @@ func TestFollow(t *testing.T) {
 	if len(got) != 2 || got[0] != s2 {
 		t.Fatalf("Follow yielded %v", got)
 	}
-	info, err := s.stream.Info(ctx)
+	info, err := s.parts[0].stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -785,7 +785,7 @@ func TestFollow(t *testing.T) {
 	for range s.Follow(ctx, "f", 0) {
 		break
 	}
-	if info, _ := s.stream.Info(ctx); info.State.Consumers != 0 {
+	if info, _ := s.parts[0].stream.Info(ctx); info.State.Consumers != 0 {
 		t.Fatalf("%d consumers left after break", info.State.Consumers)
 	}
 }

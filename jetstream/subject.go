@@ -101,26 +101,57 @@ func DecodeID(token string) (string, error) {
 }
 
 // SubjectFor returns the subject that holds instance id's messages:
-// the configured subject prefix, a dot, and [EncodeID](id).
+// the subject prefix of its partition (the configured prefix, followed by
+// "." and the partition number in a partitioned store), a dot, and
+// [EncodeID](id).
 func (s *Store) SubjectFor(id string) string {
-	return s.cfg.Subject + "." + EncodeID(id)
+	return s.part(id).prefix + "." + EncodeID(id)
 }
 
 // InstanceFromSubject returns the instance id stored on subj, the inverse
-// of [Store.SubjectFor]. A subject outside the store's prefix, with more
-// than one token after it, or whose token is not a canonical encoding
-// gives an error matching [ErrInvalidSubject].
+// of [Store.SubjectFor]. A subject outside the store's partitions, with
+// more than one token after the partition's prefix, whose token is not a
+// canonical encoding, or that stands in a partition other than its
+// instance's gives an error matching [ErrInvalidSubject].
 func (s *Store) InstanceFromSubject(subj string) (string, error) {
-	tok, ok := strings.CutPrefix(subj, s.cfg.Subject+".")
+	p, tok, ok := s.subjectPartition(subj)
 	if !ok {
-		return "", fmt.Errorf("%w: subject %q is not under %q", ErrInvalidSubject, subj, s.cfg.Subject+".")
+		return "", fmt.Errorf("%w: subject %q is not under %q", ErrInvalidSubject, subj, s.partsPrefix())
 	}
+	return s.instanceOn(p, subj, tok)
+}
+
+// partsPrefix describes the prefix of the store's instance subjects.
+func (s *Store) partsPrefix() string {
+	if len(s.parts) == 1 {
+		return s.parts[0].prefix + "."
+	}
+	return fmt.Sprintf("%s.<0-%d>.", s.cfg.Subject, len(s.parts)-1)
+}
+
+// instanceOn decodes tok, the rest of subj after partition p's prefix.
+func (s *Store) instanceOn(p *partition, subj, tok string) (string, error) {
 	if strings.Contains(tok, ".") {
-		return "", fmt.Errorf("%w: subject %q has more than one token after %q", ErrInvalidSubject, subj, s.cfg.Subject+".")
+		return "", fmt.Errorf("%w: subject %q has more than one token after %q", ErrInvalidSubject, subj, p.prefix+".")
 	}
 	id, err := DecodeID(tok)
 	if err != nil {
 		return "", fmt.Errorf("subject %q: %w", subj, err)
 	}
+	if k := len(s.parts); k > 1 {
+		if want := PartitionOf(id, k); want != p.index {
+			return "", fmt.Errorf("%w: subject %q is in partition %d, but instance %q belongs to partition %d: a message written by another program", ErrInvalidSubject, subj, p.index, id, want)
+		}
+	}
 	return id, nil
+}
+
+// instanceFromPartition is InstanceFromSubject for a subject read from
+// partition p's stream.
+func (s *Store) instanceFromPartition(p *partition, subj string) (string, error) {
+	tok, ok := strings.CutPrefix(subj, p.prefix+".")
+	if !ok {
+		return "", fmt.Errorf("%w: subject %q is not under %q", ErrInvalidSubject, subj, p.prefix+".")
+	}
+	return s.instanceOn(p, subj, tok)
 }

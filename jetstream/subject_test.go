@@ -2,8 +2,11 @@ package jetstream
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // tokenSafe reports whether tok is one literal subject token of the
@@ -104,8 +107,18 @@ func TestDecodeIDRefusesNonCanonical(t *testing.T) {
 	}
 }
 
+// layoutStore returns a store with k partitions on prefix, with no
+// connection: enough for the subject functions.
+func layoutStore(prefix string, k int) *Store {
+	s := &Store{cfg: Config{Stream: "RUNLOG", Subject: prefix}}
+	for p := range k {
+		s.parts = append(s.parts, &partition{index: p, name: PartitionStream("RUNLOG", p, k), prefix: partitionPrefix(prefix, p, k)})
+	}
+	return s
+}
+
 func TestInstanceFromSubject(t *testing.T) {
-	s := &Store{cfg: Config{Subject: "runlog.wf"}}
+	s := layoutStore("runlog.wf", 1)
 	for _, id := range []string{"a.b", "x", "日本", "=", "a>b"} {
 		subj := s.SubjectFor(id)
 		if strings.Count(subj, ".") != 2 {
@@ -119,6 +132,67 @@ func TestInstanceFromSubject(t *testing.T) {
 	for _, subj := range []string{"other.x", "runlog.wf", "runlog.wf.", "runlog.wf.a.b", "runlog.wfx.a", "runlog.wf.=2e"} {
 		if got, err := s.InstanceFromSubject(subj); !errors.Is(err, ErrInvalidSubject) {
 			t.Errorf("InstanceFromSubject(%q) = %q, %v; want ErrInvalidSubject", subj, got, err)
+		}
+	}
+}
+
+func TestInstanceFromSubjectPartitioned(t *testing.T) {
+	s := layoutStore("runlog.wf", 4)
+	seen := map[int]bool{}
+	for _, id := range []string{"a.b", "x", "日本", "=", "a>b", "order-1", "order-2", "order-3", "order-4"} {
+		p := PartitionOf(id, 4)
+		seen[p] = true
+		subj := s.SubjectFor(id)
+		if want := fmt.Sprintf("runlog.wf.%d.%s", p, EncodeID(id)); subj != want {
+			t.Errorf("SubjectFor(%q) = %q, want %q", id, subj, want)
+		}
+		got, err := s.InstanceFromSubject(subj)
+		if err != nil || got != id {
+			t.Errorf("InstanceFromSubject(%q) = %q, %v; want %q", subj, got, err, id)
+		}
+		// The same token in another partition is not this instance's.
+		other := fmt.Sprintf("runlog.wf.%d.%s", (p+1)%4, EncodeID(id))
+		if got, err := s.InstanceFromSubject(other); !errors.Is(err, ErrInvalidSubject) {
+			t.Errorf("InstanceFromSubject(%q) = %q, %v; want ErrInvalidSubject (wrong partition)", other, got, err)
+		}
+	}
+	if len(seen) < 3 {
+		t.Errorf("9 ids fell in %d of 4 partitions", len(seen))
+	}
+	for _, subj := range []string{"runlog.wf.x", "runlog.wf.4.x", "runlog.wf.01.x", "runlog.wf.-1.x", "runlog.wf.0", "runlog.wf.0.a.b", "runlog.wf.x.y"} {
+		if got, err := s.InstanceFromSubject(subj); !errors.Is(err, ErrInvalidSubject) {
+			t.Errorf("InstanceFromSubject(%q) = %q, %v; want ErrInvalidSubject", subj, got, err)
+		}
+	}
+}
+
+// TestPartitionOfIsTheServersMapping holds PartitionOf to nats-server's
+// own {{partition(K,1)}} subject mapping over the instance's token (one
+// definition of the placement, checked against the other), and pins a
+// value: the function is part of the stored layout, so a change would
+// strand every partitioned store's instances in the wrong partition.
+func TestPartitionOfIsTheServersMapping(t *testing.T) {
+	if got := PartitionOf("order-1", 4); got != 0x2b7fcd6d%4 { // FNV-1a 32 of "order-1"
+		t.Errorf("PartitionOf(order-1, 4) = %d, want %d", got, 0x2b7fcd6d%4)
+	}
+	if PartitionOf("x", 1) != 0 || PartitionOf("x", 0) != 0 {
+		t.Error("PartitionOf with k <= 1 is not 0")
+	}
+	for _, k := range []int{2, 3, 4, 16, 255} {
+		tr, err := server.NewSubjectTransform("runlog.wf.*", fmt.Sprintf("runlog.wf.{{partition(%d,1)}}.{{wildcard(1)}}", k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			id := fmt.Sprintf("inst-%d.é/%d", i, i*7919)
+			tok := EncodeID(id)
+			got, err := tr.Match("runlog.wf." + tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("runlog.wf.%d.%s", PartitionOf(id, k), tok); got != want {
+				t.Fatalf("k=%d id %q: the server maps to %q, PartitionOf gives %q", k, id, got, want)
+			}
 		}
 	}
 }

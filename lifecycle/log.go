@@ -20,8 +20,12 @@ var ErrWrongSequence = errors.New("lifecycle: wrong last sequence")
 type Log interface {
 	// Read returns the messages stored for instance with a sequence greater
 	// than after, in increasing sequence order. Sequences are positions in
-	// one log shared by all instances: they increase but are not contiguous
-	// per instance. The iterator yields an error at most once, as its last
+	// the log: they increase but are not contiguous per instance. A log
+	// may be partitioned (jetstream.Config.Partitions), each partition
+	// numbering its messages on its own: an instance lives in one
+	// partition, so its sequences increase, but two instances' messages
+	// may have the same sequence, and no order across instances is
+	// promised. The iterator yields an error at most once, as its last
 	// value; it stops as soon as yield returns false and releases what it
 	// holds; it may be ranged over again, reading afresh. An instance with
 	// no messages yields nothing. Cancelling ctx ends it with ctx.Err().

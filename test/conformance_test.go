@@ -26,10 +26,15 @@ func TestConformanceMemlog(t *testing.T) {
 // openJetStream returns a factory of JetStream logs, each on its own
 // embedded server (its own store directory) with the given storage.
 func openJetStream(storage natsjs.StorageType) func(t *testing.T) lifecycle.Log {
+	return openPartitioned(storage, 0)
+}
+
+// openPartitioned is openJetStream with k partitions (0: the default).
+func openPartitioned(storage natsjs.StorageType, k int) func(t *testing.T) lifecycle.Log {
 	return func(t *testing.T) lifecycle.Log {
 		t.Helper()
 		nc := natstest.Connect(t, natstest.Start(t))
-		s, err := jetstream.Open(t.Context(), nc, jetstream.Config{Storage: storage})
+		s, err := jetstream.Open(t.Context(), nc, jetstream.Config{Storage: storage, Partitions: k})
 		if err != nil {
 			t.Fatalf("jetstream.Open: %v", err)
 		}
@@ -50,4 +55,12 @@ func TestConformanceJetStreamFile(t *testing.T) {
 func TestConformanceJetStreamMemory(t *testing.T) {
 	t.Parallel()
 	logtest.Run(t, openJetStream(natsjs.MemoryStorage))
+}
+
+// The whole contract again on a store of 4 partitions: every operation
+// goes to its instance's partition, and reads across instances (Scan,
+// listings) cover all of them.
+func TestConformanceJetStreamPartitioned(t *testing.T) {
+	t.Parallel()
+	logtest.Run(t, openPartitioned(natsjs.FileStorage, 4))
 }

@@ -27,3 +27,8 @@ func TestStoreConformanceJetStreamMemory(t *testing.T) {
 	t.Parallel()
 	logtest.RunStore(t, openJetStream(natsjs.MemoryStorage))
 }
+
+func TestStoreConformanceJetStreamPartitioned(t *testing.T) {
+	t.Parallel()
+	logtest.RunStore(t, openPartitioned(natsjs.FileStorage, 4))
+}
