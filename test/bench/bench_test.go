@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -554,6 +554,71 @@ func BenchmarkCodec(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
+		})
+	}
+}
+
+// ---- Durable parallel creates, by partitions ----------------------------
+
+// durableWriters is the number of goroutines of the ...ParallelDurable
+// benchmarks.
+const durableWriters = 16
+
+// partitionCounts are the partition counts the ...ParallelDurable
+// benchmarks compare.
+var partitionCounts = []int{1, 4}
+
+// BenchmarkRawPublishCASParallelDurable is the raw floor of
+// BenchmarkPrepareRunFreshParallelDurable: the same publishes (a fresh
+// Msg-Id, an expected last subject sequence of 0) from 16 goroutines to a
+// server that fsyncs before every acknowledgement, on a store of 1 and
+// of 4 partitions (each publish on its instance's partition).
+func BenchmarkRawPublishCASParallelDurable(b *testing.B) {
+	for _, k := range partitionCounts {
+		b.Run(fmt.Sprintf("partitions=%d", k), func(b *testing.B) {
+			e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k})
+			t := e.template(b)
+			g := ids{prefix: "rawd-"}
+			ctx := context.Background()
+			b.SetParallelism(writersParallelism(durableWriters))
+			b.ResetTimer()
+			cpu := startCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := e.publishCAS(ctx, t, e.log.SubjectFor(g.next())); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			cpu.report(b)
+		})
+	}
+}
+
+// BenchmarkPrepareRunFreshParallelDurable is BenchmarkPrepareRunFresh
+// from 16 goroutines, distinct ids, one store, on a server that fsyncs
+// before every acknowledgement: durable write throughput, on a store of 1
+// and of 4 partitions.
+func BenchmarkPrepareRunFreshParallelDurable(b *testing.B) {
+	for _, k := range partitionCounts {
+		b.Run(fmt.Sprintf("partitions=%d", k), func(b *testing.B) {
+			e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k})
+			st := e.store(b, 0)
+			g := ids{prefix: "freshd-"}
+			ctx := context.Background()
+			b.SetParallelism(writersParallelism(durableWriters))
+			b.ResetTimer()
+			cpu := startCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if p, err := st.PrepareRun(ctx, prepareReq(g.next(), workflow.Fail)); err != nil || p.Outcome != lifecycle.Created {
+						b.Error(p.Outcome, err)
+						return
+					}
+				}
+			})
 			cpu.report(b)
 		})
 	}

@@ -317,7 +317,11 @@ func (r *runner) checkpoint(ctx context.Context, st *lifecycle.Store, output []b
 }
 
 // parallelism returns the RunParallel factor that gives 64 goroutines.
-func parallelism() int { return (parallel + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0) }
+func parallelism() int { return writersParallelism(parallel) }
+
+// writersParallelism returns the RunParallel factor that gives n
+// goroutines (at least n).
+func writersParallelism(n int) int { return (n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0) }
 
 // decodeAll decodes msgs for instance.
 func decodeAll(tb testing.TB, instance string, msgs []events.Message) []events.Record {
