@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +20,20 @@ import (
 )
 
 // The same round trip on the JetStream log: verify, export, import into
-// another stream, verify again, and into memory.
+// another stream, verify again, and into memory; on one stream, and on 4
+// partitions.
 func TestJetStreamRoundTrip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS server")
 	}
+	for _, k := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) { testJetStreamRoundTrip(t, k) })
+	}
+}
+
+func testJetStreamRoundTrip(t *testing.T, k int) {
 	nc := natstest.Connect(t, natstest.Start(t))
-	src, err := jetstream.Open(t.Context(), nc, jetstream.Config{})
+	src, err := jetstream.Open(t.Context(), nc, jetstream.Config{Partitions: k})
 	must(t, err)
 	buildHistories(t, src)
 	// An instance id that needs encoding in a subject.
@@ -49,7 +57,7 @@ func TestJetStreamRoundTrip(t *testing.T) {
 		t.Errorf("the export carries the source stream's publish checks")
 	}
 
-	dst, err := jetstream.Open(t.Context(), nc, jetstream.Config{Stream: "COPY", Subject: "copy.wf"})
+	dst, err := jetstream.Open(t.Context(), nc, jetstream.Config{Stream: "COPY", Subject: "copy.wf", Partitions: k})
 	must(t, err)
 	ist, err := Import(t.Context(), bytes.NewReader(file.Bytes()), dst, ImportOptions{})
 	must(t, err)

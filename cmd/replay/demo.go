@@ -18,6 +18,7 @@ import (
 )
 
 func defineDemo(fs *flag.FlagSet, o *opts) {
+	definePartitions(fs, o)
 	fs.Func("seed", "make instance ids and event ids deterministic from `N` (ids end in -sN; a seed can be used once per store)", func(s string) error {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ type env struct {
 	o   opts            // the subcommand's own flags
 
 	clock time.Time // the fixed "now" when fakeNow is set
+	parts int       // the open store's partitions (0 until opened)
 }
 
 // Output formats.
@@ -212,10 +214,15 @@ func (e *env) defaultDir() (string, error) {
 
 // source describes where the store is, for messages.
 func (e *env) source() string {
-	if e.server != "" {
-		return fmt.Sprintf("stream %s on %s", e.stream, e.server)
+	what := "stream " + e.stream
+	if e.parts > 1 {
+		what = fmt.Sprintf("store %s (%d partitions, streams %s … %s)", e.stream, e.parts,
+			jetstream.PartitionStream(e.stream, 0, e.parts), jetstream.PartitionStream(e.stream, e.parts-1, e.parts))
 	}
-	return fmt.Sprintf("stream %s in %s", e.stream, e.dir)
+	if e.server != "" {
+		return what + " on " + e.server
+	}
+	return what + " in " + e.dir
 }
 
 // store is an open store and how to release it.
@@ -265,7 +272,7 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler) // damage is reported below
-	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, Logger: quiet}, jetstream.Config{Stream: e.stream, ReadOnly: !write})
+	st, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir, Logger: quiet}, jetstream.Config{Stream: e.stream, ReadOnly: !write, Partitions: e.o.partitions})
 	if errors.Is(err, jetstream.ErrDirInUse) {
 		// The embedded server's own lock (or a server another process
 		// runs on the directory) refused it.
@@ -283,7 +290,21 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 		}
 		fmt.Fprintf(e.stderr, "  Histories may be cut short or missing: 'replay verify --digest FILE' against a digest taken before tells which.\n")
 	}
+	e.parts = st.Partitions()
 	return &store{Store: st}, nil
+}
+
+// definePartitions defines --partitions, for the commands that may
+// create a store.
+func definePartitions(fs *flag.FlagSet, o *opts) {
+	fs.Func("partitions", fmt.Sprintf("create a new store with `K` partitions (streams STREAM_P0 … STREAM_P<K-1>), 1 to %d; an existing store must have K (default: the store's own, 1 for a new one)", jetstream.MaxPartitions), func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > jetstream.MaxPartitions {
+			return fmt.Errorf("want a whole number from 1 to %d", jetstream.MaxPartitions)
+		}
+		o.partitions = n
+		return nil
+	})
 }
 
 // checkEmbedded refuses to open a directory that holds no store or not
@@ -303,8 +324,8 @@ func checkEmbedded(dir, stream string) error {
 	if err != nil {
 		return fmt.Errorf("no runlog store at %s (no JetStream data there): seed one with 'replay demo', or pass the right --dir", dir)
 	}
-	if slices.Contains(names, stream) {
-		return nil
+	if slices.Contains(names, stream) || slices.Contains(names, jetstream.PartitionStream(stream, 0, 2)) {
+		return nil // a one-stream store, or partition 0 of a partitioned one
 	}
 	if len(names) == 0 {
 		return fmt.Errorf("no runlog store at %s (no stream there): seed one with 'replay demo', or pass the right --dir", dir)
@@ -323,7 +344,7 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 	// A read never creates the stream (ReadOnly): a missing one is an
 	// error, and one that could lose history is opened and reported by
 	// verify.
-	st, err := jetstream.Connect(ctx, e.server, cc, jetstream.Config{Stream: e.stream, ReadOnly: !write})
+	st, err := jetstream.Connect(ctx, e.server, cc, jetstream.Config{Stream: e.stream, ReadOnly: !write, Partitions: e.o.partitions})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrInvalidConfig) {
 			return nil, &openError{fmt.Errorf("%w (check --creds, --nkey, --user/--password, --token and --tls* flags)", err)}
@@ -337,5 +358,6 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 		}
 		return nil, &openError{fmt.Errorf("%w: %s", err, hint)}
 	}
+	e.parts = st.Partitions()
 	return &store{Store: st}, nil
 }

@@ -431,30 +431,50 @@ func TestExportImport(t *testing.T) {
 	src := seeded(t)
 	file := filepath.Join(t.TempDir(), "export.ndjson")
 	mustRun(t, "export", "--dir", src, "--file", file)
-	dst := filepath.Join(t.TempDir(), "copy")
-	mustRun(t, "import", "--dir", dst, "--file", file)
-
-	mustRun(t, "verify", "--dir", dst)
-	// The copy holds the same commits, byte for byte; only the stream
-	// sequences and stored times are the destination's own (the import
-	// appends instance after instance).
 	ids := listIDs(t, src)
 	if len(ids) != 10 {
 		t.Fatalf("demo made %d instances, want 10", len(ids))
 	}
-	if got := listIDs(t, dst); !slices.Equal(got, ids) {
-		t.Errorf("the copy lists %v, want %v", got, ids)
+	// Into a one-stream store, and into a store of 4 partitions: the
+	// documented way to re-partition; and back from the partitioned
+	// copy into a one-stream store.
+	dst := filepath.Join(t.TempDir(), "copy")
+	mustRun(t, "import", "--dir", dst, "--file", file)
+	parted := filepath.Join(t.TempDir(), "parted")
+	mustRun(t, "import", "--dir", parted, "--partitions", "4", "--file", file)
+	if r := mustRun(t, "stats", "--dir", parted); !strings.Contains(r.stdout, "4 partitions") {
+		t.Errorf("stats of the partitioned copy does not name its partitions:\n%s", r.stdout)
 	}
-	for _, id := range ids {
-		a, b := timelineOf(t, src, id), timelineOf(t, dst, id)
-		if a != b {
-			t.Errorf("show %s differs after export and import:\n%s\nwant:\n%s", id, b, a)
+	file2 := filepath.Join(t.TempDir(), "export2.ndjson")
+	mustRun(t, "export", "--dir", parted, "--file", file2)
+	back := filepath.Join(t.TempDir(), "back")
+	mustRun(t, "import", "--dir", back, "--file", file2)
+
+	for _, dst := range []string{dst, parted, back} {
+		mustRun(t, "verify", "--dir", dst)
+		// The copy holds the same commits, byte for byte; only the stream
+		// sequences and stored times are the destination's own (the import
+		// appends instance after instance).
+		if got := listIDs(t, dst); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(ids))) {
+			t.Errorf("the copy %s lists %v, want %v", filepath.Base(dst), got, ids)
 		}
-		sa := mustRun(t, "state", id, "--dir", src, "-o", "json")
-		sb := mustRun(t, "state", id, "--dir", dst, "-o", "json")
-		if noSeqs(sa.stdout) != noSeqs(sb.stdout) {
-			t.Errorf("state %s differs after export and import:\n%s\nwant:\n%s", id, sb.stdout, sa.stdout)
+		for _, id := range ids {
+			a, b := timelineOf(t, src, id), timelineOf(t, dst, id)
+			if a != b {
+				t.Errorf("show %s differs after export and import into %s:\n%s\nwant:\n%s", id, filepath.Base(dst), b, a)
+			}
+			sa := mustRun(t, "state", id, "--dir", src, "-o", "json")
+			sb := mustRun(t, "state", id, "--dir", dst, "-o", "json")
+			if noSeqs(sa.stdout) != noSeqs(sb.stdout) {
+				t.Errorf("state %s differs after export and import into %s:\n%s\nwant:\n%s", id, filepath.Base(dst), sb.stdout, sa.stdout)
+			}
 		}
+	}
+	// A store of 4 partitions is refused to a client asking for another
+	// number, and nothing is written.
+	r := replay(t, "import", "--dir", parted, "--partitions", "2", "--file", file)
+	if r.code == 0 || !strings.Contains(r.stderr, "has 4 partitions") {
+		t.Errorf("import --partitions 2 into a store of 4: exit %d, %s", r.code, r.stderr)
 	}
 
 	// Export from stdout reads back the same.

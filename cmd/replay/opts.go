@@ -47,6 +47,8 @@ type opts struct {
 	unsigned bool   // digest: no signature
 	publish  bool   // digest: also to the digest stream
 
+	partitions int // demo, import: the partitions of a store they create
+
 	checkpoints bool     // verify: the projection checkpoints too
 	digests     []string // verify, prove: --digest files
 }

@@ -18,6 +18,7 @@ func defineExport(fs *flag.FlagSet, o *opts) {
 }
 
 func defineImport(fs *flag.FlagSet, o *opts) {
+	definePartitions(fs, o)
 	fs.StringVar(&o.file, "file", "", "the export to import: a `file`, or - for stdin (required)")
 }
 
