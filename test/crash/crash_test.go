@@ -38,10 +38,18 @@ const (
 // directory and port, then check every acknowledged decision against the
 // history (see verify_test.go). It repeats for cyclesCI kill cycles
 // (cyclesSoak with RUNLOG_SOAK=1).
+//
+// It runs on one stream and on 4 partitions.
 func TestKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: kills and restarts a server process; skipped with -short")
 	}
+	for _, k := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) { killRestart(t, k) })
+	}
+}
+
+func killRestart(t *testing.T, partitions int) {
 	sd := faulttest.Seed(t)
 	cycles := cyclesCI
 	if faulttest.Soak() {
@@ -57,7 +65,7 @@ func TestKillRestart(t *testing.T) {
 	counts := logcount.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logger := slog.New(counts)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "runlog-crash-test"}, jetstream.Config{Logger: logger})
+	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "runlog-crash-test"}, jetstream.Config{Logger: logger, Partitions: partitions})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -87,21 +87,27 @@ func TestLinearizableMemlog(t *testing.T) {
 	run(t, sz, seed(t), logs)
 }
 
+// TestLinearizableJetStream runs the check on one stream and on 4
+// partitions.
 func TestLinearizableJetStream(t *testing.T) {
-	sz := workloadSize()
-	srv := natstest.Start(t)
-	logs := make([]lifecycle.Log, sz.Stores)
-	for i := range logs {
-		// One connection and one jetstream.Store per group of clients, as
-		// separate processes would have.
-		js, err := jetstream.Open(t.Context(), natstest.Connect(t, srv), jetstream.Config{Logger: discard})
-		if err != nil {
-			t.Fatalf("jetstream.Open: %v", err)
-		}
-		t.Cleanup(func() { _ = js.Close() })
-		logs[i] = js
+	for _, k := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) {
+			sz := workloadSize()
+			srv := natstest.Start(t)
+			logs := make([]lifecycle.Log, sz.Stores)
+			for i := range logs {
+				// One connection and one jetstream.Store per group of clients, as
+				// separate processes would have.
+				js, err := jetstream.Open(t.Context(), natstest.Connect(t, srv), jetstream.Config{Logger: discard, Partitions: k})
+				if err != nil {
+					t.Fatalf("jetstream.Open: %v", err)
+				}
+				t.Cleanup(func() { _ = js.Close() })
+				logs[i] = js
+			}
+			run(t, sz, seed(t), logs)
+		})
 	}
-	run(t, sz, seed(t), logs)
 }
 
 // newStore returns a store on log. Each store caches the projections it
