@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,9 +142,12 @@ func connect(t *testing.T, ctx context.Context, url, user, pass string, cfg jets
 
 // createStream has the admin create the stream (with runlog's own
 // configuration: jetstream.Connect creates it when missing).
-func createStream(t *testing.T, url string) *conn {
+func createStream(t *testing.T, url string) *conn { return createPartitioned(t, url, 0) }
+
+// createPartitioned is createStream of a store of k partitions.
+func createPartitioned(t *testing.T, url string, k int) *conn {
 	t.Helper()
-	admin, err := connect(t, t.Context(), url, adminUser, adminPass, jetstream.Config{})
+	admin, err := connect(t, t.Context(), url, adminUser, adminPass, jetstream.Config{Partitions: k})
 	if err != nil {
 		t.Fatalf("admin: connect: %v", err)
 	}
@@ -352,6 +356,40 @@ func TestWriterAndReader(t *testing.T) {
 	}
 	if _, ok, err := admin.LastMessage(ctx, "forbidden"); ok || err != nil {
 		t.Errorf("a message was stored for the reader: %t %v", ok, err)
+	}
+}
+
+// partitionedSet is a permission set of the one-stream store for a store
+// of k partitions: each entry naming the stream RUNLOG names each
+// partition's stream instead (RUNLOG_P0 …), and the look-up of RUNLOG
+// itself stays (jetstream.Open looks for the one-stream layout first).
+func partitionedSet(set []string, k int) []string {
+	var out []string
+	for _, e := range set {
+		if !strings.Contains(e, ".RUNLOG") {
+			out = append(out, e)
+			continue
+		}
+		if e == "$JS.API.STREAM.INFO.RUNLOG" {
+			out = append(out, e)
+		}
+		for p := range k {
+			out = append(out, strings.Replace(e, ".RUNLOG", "."+jetstream.PartitionStream("RUNLOG", p, k), 1))
+		}
+	}
+	return out
+}
+
+// TestWriterAndReaderPartitioned: the minimal sets, mapped to the
+// partitions' streams, suffice on a store of 4 partitions.
+func TestWriterAndReaderPartitioned(t *testing.T) {
+	url := startServer(t, partitionedSet(writerPublish, 4), partitionedSet(readerPublish, 4))
+	createPartitioned(t, url, 4)
+	if v, err := writerWork(t, url, 4*step); err != nil || v != nil {
+		t.Fatalf("writer: %v (connection: %v)", err, v)
+	}
+	if v, err := readerWork(t, url, 4*step); err != nil || v != nil {
+		t.Fatalf("reader: %v (connection: %v)", err, v)
 	}
 }
 
