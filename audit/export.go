@@ -150,7 +150,14 @@ func embeddable(data []byte, buf *bytes.Buffer) bool {
 // expectedHeaderPrefix marks the publish checks JetStream stores with a
 // message (Nats-Expected-Stream, Nats-Expected-Last-Subject-Sequence, ...):
 // they name the source stream's sequences and are not exported.
-const expectedHeaderPrefix = "nats-expected-"
+// batchHeaderPrefix marks the headers of an atomic batch publish
+// (Nats-Batch-Id, -Sequence, -Commit: a group commit's, see
+// jetstream.Config.GroupCommit): they describe how the message was
+// published, and published again they would open a batch.
+const (
+	expectedHeaderPrefix = "nats-expected-"
+	batchHeaderPrefix    = "nats-batch-"
+)
 
 func exportHeaders(h map[string][]string) map[string][]string {
 	if len(h) == 0 {
@@ -158,7 +165,7 @@ func exportHeaders(h map[string][]string) map[string][]string {
 	}
 	out := make(map[string][]string, len(h))
 	for k, v := range h {
-		if strings.HasPrefix(strings.ToLower(k), expectedHeaderPrefix) {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, expectedHeaderPrefix) || strings.HasPrefix(lk, batchHeaderPrefix) {
 			continue
 		}
 		out[k] = v

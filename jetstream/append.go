@@ -116,7 +116,13 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 	backoff := appendBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, appendAttemptWait)
-		ack, err := s.publish(actx, m)
+		var ack pubAck
+		var err error
+		if attempt == 1 && p.commit != nil {
+			ack, err = p.commit.publish(actx, m)
+		} else {
+			ack, err = s.publish(actx, m)
+		}
 		cancel()
 		if err == nil {
 			if !ack.Duplicate {

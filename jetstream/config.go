@@ -38,6 +38,20 @@ type Config struct {
 	// store's is refused with [ErrPartitionMismatch]. docs/ARCHITECTURE.md
 	// says how to choose K.
 	Partitions int
+	// GroupCommit turns on the group commit when it is above 0: while
+	// that many appends of one partition are being published, further
+	// appends of the partition are gathered and sent together as one
+	// atomic batch (stored with one fsync where the server syncs every
+	// write), each keeping its own Msg-Id and sequence check and getting
+	// its own verdict; a batch the server refuses (one failing check
+	// fails all) is published again one append at a time. 0, the
+	// default, publishes every append on its own. It pays only with many
+	// concurrent writers per partition (BENCHMARKS.md §5.11 measures
+	// where). It needs atomic batch publishes on the streams (server
+	// 2.12+): Open creates new streams with them allowed when GroupCommit
+	// is set; on an existing stream without them the group commit stays
+	// off, logged at warn level.
+	GroupCommit int
 	// Replicas is the number of stream replicas, 1 to 5. Default 1.
 	// More than 1 needs a clustered server.
 	Replicas int
@@ -102,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Partitions < 0 || c.Partitions > MaxPartitions {
 		return c, fmt.Errorf("%w: Partitions is %d, want 0 (the store's own) or 1 to %d", ErrInvalidConfig, c.Partitions, MaxPartitions)
+	}
+	if c.GroupCommit < 0 {
+		return c, fmt.Errorf("%w: GroupCommit is %d, want 0 (off) or the appends in flight from which to batch", ErrInvalidConfig, c.GroupCommit)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return c, fmt.Errorf("%w: Replicas is %d, want 1 to 5", ErrInvalidConfig, c.Replicas)

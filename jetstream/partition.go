@@ -79,6 +79,9 @@ type partition struct {
 	name   string // the stream's name
 	prefix string // the subject prefix of its instances: an instance is on prefix + "." + EncodeID(id)
 	stream natsjs.Stream
+	// commit gathers appends into atomic batches (Config.GroupCommit),
+	// or is nil.
+	commit *committer
 }
 
 // filter is the subject filter of every message of the partition's

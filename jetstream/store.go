@@ -101,7 +101,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		}
 		parts[p] = part
 	}
-	return &Store{
+	s := &Store{
 		cfg:      cfg,
 		log:      cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
 		nc:       nc,
@@ -109,7 +109,18 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		parts:    parts,
 		request:  nc.RequestMsgWithContext,
 		scanWait: defaultScanWait,
-	}, nil
+	}
+	if cfg.GroupCommit > 0 && !cfg.ReadOnly {
+		for _, p := range parts {
+			if !p.stream.CachedInfo().Config.AllowAtomicPublish {
+				s.log.Warn("jetstream: group commit off: the stream does not allow atomic batch publishes (runlog never changes an existing stream; allow_atomic can be set on it with nats stream edit)",
+					slog.String("partition_stream", p.name))
+				continue
+			}
+			p.commit = &committer{s: s, p: p, min: cfg.GroupCommit}
+		}
+	}
+	return s, nil
 }
 
 // streamConfig is the configuration Open creates for partition p of k.
@@ -119,24 +130,25 @@ func streamConfig(cfg Config, p *partition, k int) natsjs.StreamConfig {
 		desc = fmt.Sprintf("runlog event log %s, partition %d of %d", cfg.Stream, p.index, k)
 	}
 	return natsjs.StreamConfig{
-		Name:              p.name,
-		Description:       desc,
-		Subjects:          []string{p.filter()},
-		Metadata:          partitionMeta(p.index, k),
-		Retention:         natsjs.LimitsPolicy,
-		MaxConsumers:      -1,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxAge:            0,
-		MaxMsgsPerSubject: -1,
-		Discard:           natsjs.DiscardOld,
-		Storage:           cfg.Storage,
-		Compression:       cfg.Compression,
-		Replicas:          cfg.Replicas,
-		Duplicates:        cfg.Duplicates,
-		AllowDirect:       true,
-		DenyDelete:        true,
-		DenyPurge:         true,
+		Name:               p.name,
+		Description:        desc,
+		Subjects:           []string{p.filter()},
+		Metadata:           partitionMeta(p.index, k),
+		AllowAtomicPublish: cfg.GroupCommit > 0,
+		Retention:          natsjs.LimitsPolicy,
+		MaxConsumers:       -1,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		Discard:            natsjs.DiscardOld,
+		Storage:            cfg.Storage,
+		Compression:        cfg.Compression,
+		Replicas:           cfg.Replicas,
+		Duplicates:         cfg.Duplicates,
+		AllowDirect:        true,
+		DenyDelete:         true,
+		DenyPurge:          true,
 	}
 }
 

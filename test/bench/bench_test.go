@@ -623,3 +623,43 @@ func BenchmarkPrepareRunFreshParallelDurable(b *testing.B) {
 		})
 	}
 }
+
+// groupCommitMin is the Config.GroupCommit the group-commit benchmarks
+// use: appends queue for a batch once this many publishes of the
+// partition are in flight.
+const groupCommitMin = 4
+
+// BenchmarkGroupCommitDurable is BenchmarkPrepareRunFreshParallelDurable
+// at 16, 64 and 128 writers, on 1 and 4 partitions, with the group commit
+// off and on (Config.GroupCommit = groupCommitMin): where gathering
+// appends into atomic batches pays.
+func BenchmarkGroupCommitDurable(b *testing.B) {
+	for _, writers := range []int{16, 64, 128} {
+		for _, k := range partitionCounts {
+			for _, group := range []int{0, groupCommitMin} {
+				name := fmt.Sprintf("writers=%d/partitions=%d/group=off", writers, k)
+				if group > 0 {
+					name = fmt.Sprintf("writers=%d/partitions=%d/group=%d", writers, k, group)
+				}
+				b.Run(name, func(b *testing.B) {
+					e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k, GroupCommit: group})
+					st := e.store(b, 0)
+					g := ids{prefix: "group-"}
+					ctx := context.Background()
+					b.SetParallelism(writersParallelism(writers))
+					b.ResetTimer()
+					cpu := startCPU()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if p, err := st.PrepareRun(ctx, prepareReq(g.next(), workflow.Fail)); err != nil || p.Outcome != lifecycle.Created {
+								b.Error(p.Outcome, err)
+								return
+							}
+						}
+					})
+					cpu.report(b)
+				})
+			}
+		}
+	}
+}

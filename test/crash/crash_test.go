@@ -39,17 +39,26 @@ const (
 // history (see verify_test.go). It repeats for cyclesCI kill cycles
 // (cyclesSoak with RUNLOG_SOAK=1).
 //
-// It runs on one stream and on 4 partitions.
+// It runs on one stream, on 4 partitions, and on one stream with the
+// group commit on (appends in atomic batches: a kill mid-batch must lose
+// no acknowledged append and acknowledge nothing that was not stored).
 func TestKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: kills and restarts a server process; skipped with -short")
 	}
-	for _, k := range []int{1, 4} {
-		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) { killRestart(t, k) })
+	for _, tc := range []struct {
+		name              string
+		partitions, group int
+	}{
+		{"partitions=1", 1, 0},
+		{"partitions=4", 4, 0},
+		{"groupcommit=1", 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { killRestart(t, tc.partitions, tc.group) })
 	}
 }
 
-func killRestart(t *testing.T, partitions int) {
+func killRestart(t *testing.T, partitions, group int) {
 	sd := faulttest.Seed(t)
 	cycles := cyclesCI
 	if faulttest.Soak() {
@@ -65,7 +74,7 @@ func killRestart(t *testing.T, partitions int) {
 	counts := logcount.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logger := slog.New(counts)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "runlog-crash-test"}, jetstream.Config{Logger: logger, Partitions: partitions})
+	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "runlog-crash-test"}, jetstream.Config{Logger: logger, Partitions: partitions, GroupCommit: group})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -138,8 +147,12 @@ func killRestart(t *testing.T, partitions int) {
 	for _, w := range ws {
 		deadlines += w.deadlines.Load()
 	}
-	t.Logf("FIGURES: seed %d: %d kills (SIGKILL) under load, %d more during recovery; %s; client: %s; %d operations or reloads ran into their %v deadline",
-		sd, cycles, earlyKills, total, counts, deadlines, opTimeout)
+	gc := js.GroupCommitStats()
+	t.Logf("FIGURES: seed %d: %d kills (SIGKILL) under load, %d more during recovery; %s; client: %s; %d operations or reloads ran into their %v deadline; group commit: %d batches of %d appends, %d refused and published one by one",
+		sd, cycles, earlyKills, total, counts, deadlines, opTimeout, gc.Batches, gc.Batched, gc.Fallbacks)
+	if group > 0 && gc.Batched == 0 {
+		t.Errorf("the group commit was on and no append went in a batch: the kills did not test it")
+	}
 }
 
 // run is a load phase: every worker writing until stop.
