@@ -624,19 +624,19 @@ func BenchmarkPrepareRunFreshParallelDurable(b *testing.B) {
 	}
 }
 
-// groupCommitMin is the Config.GroupCommit the group-commit benchmarks
-// use: appends queue for a batch once this many publishes of the
-// partition are in flight.
-const groupCommitMin = 4
+// groupCommitSettings are the Config.GroupCommit values the group-commit
+// benchmarks compare (0: off): appends queue for a batch once this many
+// publishes of the partition are in flight.
+var groupCommitSettings = []int{0, 4, 32}
 
 // BenchmarkGroupCommitDurable is BenchmarkPrepareRunFreshParallelDurable
 // at 16, 64 and 128 writers, on 1 and 4 partitions, with the group commit
-// off and on (Config.GroupCommit = groupCommitMin): where gathering
-// appends into atomic batches pays.
+// off and on (Config.GroupCommit = 4 and 32): where gathering appends
+// into atomic batches pays.
 func BenchmarkGroupCommitDurable(b *testing.B) {
 	for _, writers := range []int{16, 64, 128} {
 		for _, k := range partitionCounts {
-			for _, group := range []int{0, groupCommitMin} {
+			for _, group := range groupCommitSettings {
 				name := fmt.Sprintf("writers=%d/partitions=%d/group=off", writers, k)
 				if group > 0 {
 					name = fmt.Sprintf("writers=%d/partitions=%d/group=%d", writers, k, group)

@@ -36,7 +36,7 @@ const (
 )
 
 // quietLogger returns a logger of warnings and errors to the test output.
-func quietLogger(t *testing.T) *slog.Logger {
+func quietLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 

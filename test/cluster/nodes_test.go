@@ -31,7 +31,7 @@ type node struct {
 // cluster is three nodes, each a child process, routed to each other on
 // loopback.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*node
 }
 
@@ -48,7 +48,7 @@ const (
 // cannot start all the same (another process took a port meanwhile: the
 // node reports the listen error at once), the cluster starts again on new
 // ports, up to three times.
-func startCluster(t *testing.T, size int, stream string) *cluster {
+func startCluster(t testing.TB, size int, stream string) *cluster {
 	t.Helper()
 	var err error
 	for range 3 {
@@ -65,7 +65,7 @@ func startCluster(t *testing.T, size int, stream string) *cluster {
 // tryStartCluster starts size nodes on new ports and directories, and
 // waits until each accepts clients. If one does not, it kills them all
 // and returns why.
-func tryStartCluster(t *testing.T, size int, stream string) (*cluster, error) {
+func tryStartCluster(t testing.TB, size int, stream string) (*cluster, error) {
 	c := &cluster{t: t}
 	var routes []string
 	ports := distinctPorts(t, 2*size)
@@ -97,7 +97,7 @@ func tryStartCluster(t *testing.T, size int, stream string) (*cluster, error) {
 
 // distinctPorts returns n different free ports from faulttest.Port (which
 // checks each port alone, so two calls may give the same one).
-func distinctPorts(t *testing.T, n int) []int {
+func distinctPorts(t testing.TB, n int) []int {
 	var ports []int
 	for len(ports) < n {
 		if p := faulttest.Port(t); !slices.Contains(ports, p) {

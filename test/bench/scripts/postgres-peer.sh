@@ -44,4 +44,4 @@ as_pg "$BIN/pg_ctl" -D "$DATA" -w -l "$DATA/log" \
 
 export RUNLOG_PG_URL="postgres://runlog@127.0.0.1:$PORT/bench?sslmode=disable"
 [ $# -gt 0 ] || set -- -count 3
-go test -run '^$' -bench 'Postgres|PrepareRunFreshParallelDurable|RawPublishCASParallelDurable|PrepareRunFreshSyncAlways|CheckpointSyncAlways' "$@" .
+go test -run '^$' -bench 'Postgres|PrepareRunFreshParallelDurable|RawPublishCASParallelDurable|GroupCommitDurable|PrepareRunFreshSyncAlways|CheckpointSyncAlways' "$@" .
