@@ -207,3 +207,63 @@ func jetstreamSource(t *testing.T) (*jetstream.Store, *nats.Conn) {
 	must(t, err)
 	return src, nc
 }
+
+// A partitioned store has a digest per partition, made and verified
+// through the partition's view: together they list every instance once,
+// each verifies as the store grows, and one verified against another
+// partition is refused.
+func TestJetStreamPartitionDigests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx := t.Context()
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(ctx, nc, jetstream.Config{Partitions: 3})
+	must(t, err)
+	store, err := lifecycle.New(src, lifecycle.Config{})
+	must(t, err)
+	for i := range 24 {
+		_, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("inst-%d", i), DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+		must(t, err)
+	}
+	if _, err := MakeDigest(ctx, src, DigestOptions{}); err == nil || !strings.Contains(err.Error(), "Store.Partition") {
+		t.Fatalf("a digest of the whole partitioned store: %v, want an error pointing to Store.Partition", err)
+	}
+	kp := newKey(t)
+	views := make([]*jetstream.Store, 3)
+	ds := make([]*Digest, 3)
+	seen := map[string]bool{}
+	for p := range 3 {
+		views[p], err = src.Partition(p)
+		must(t, err)
+		ds[p] = digestOf(t, views[p], kp)
+		if want := jetstream.PartitionStream("RUNLOG", p, 3); ds[p].Stream != want {
+			t.Fatalf("digest of partition %d names stream %s, want %s", p, ds[p].Stream, want)
+		}
+		for _, l := range ds[p].Leaves {
+			if seen[l.Instance] || jetstream.PartitionOf(l.Instance, 3) != p {
+				t.Fatalf("instance %s in the digest of partition %d (seen before: %t)", l.Instance, p, seen[l.Instance])
+			}
+			seen[l.Instance] = true
+		}
+	}
+	if len(seen) != 24 {
+		t.Fatalf("the digests list %d instances, want 24", len(seen))
+	}
+	// The store grows: each digest still holds.
+	for i := range 24 {
+		_, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("inst-%d", i), DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}, Policy: workflow.TerminateExisting})
+		must(t, err)
+	}
+	for p := range 3 {
+		if ps := digestProblems(t, views[p], ds[p]); len(ps) != 0 {
+			t.Fatalf("partition %d: %v", p, ps)
+		}
+	}
+	// Partition 0's digest is not partition 1's log.
+	if ps := digestProblems(t, views[1], ds[0]); len(ps) == 0 {
+		t.Fatal("the digest of partition 0 verified against partition 1")
+	} else {
+		t.Logf("digest of partition 0 against partition 1: %s", ps[0])
+	}
+}

@@ -228,7 +228,7 @@ type GroupCommitStats struct {
 // when it is off).
 func (s *Store) GroupCommitStats() GroupCommitStats {
 	var st GroupCommitStats
-	for _, p := range s.parts {
+	for _, p := range s.all {
 		if c := p.commit; c != nil {
 			st.Batches += c.batches.Load()
 			st.Batched += c.batched.Load()

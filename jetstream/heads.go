@@ -13,10 +13,10 @@ import (
 )
 
 // ErrPartitionedDigest is matched by the error of [Store.LogInfo] and
-// [Store.Heads] on a partitioned store: a digest describes one sequence,
-// and a partitioned store has one per partition. Digests of partitioned
-// stores are not implemented yet.
-var ErrPartitionedDigest = errors.New("jetstream: digests of a partitioned store are not supported yet")
+// [Store.Heads] on a partitioned store: a digest describes one stream's
+// sequence, and a partitioned store has one per partition. Make and
+// verify a digest of each partition through [Store.Partition].
+var ErrPartitionedDigest = errors.New("jetstream: a partitioned store has a digest per partition (use Store.Partition)")
 
 // onePartition returns the store's one partition, or an error matching
 // ErrPartitionedDigest.
@@ -39,7 +39,7 @@ func (s *Store) LogInfo(ctx context.Context) (events.LogInfo, error) {
 	if err != nil {
 		return events.LogInfo{}, fmt.Errorf("jetstream: log info: %w", err)
 	}
-	return logInfo(s.cfg.Stream, info.Created, info.State.FirstSeq, info.State.LastSeq, info.State.Msgs), nil
+	return logInfo(p.name, info.Created, info.State.FirstSeq, info.State.LastSeq, info.State.Msgs), nil
 }
 
 func logInfo(name string, created time.Time, first, last, msgs uint64) events.LogInfo {
@@ -104,7 +104,7 @@ func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHea
 			continue // written to meanwhile: the counts may not be as of one sequence
 		}
 		st := before.State
-		info := logInfo(s.cfg.Stream, before.Created, st.FirstSeq, st.LastSeq, st.Msgs)
+		info := logInfo(p.name, before.Created, st.FirstSeq, st.LastSeq, st.Msgs)
 		heads, err := s.lastOf(ctx, p, counts, st.LastSeq)
 		if err != nil {
 			return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
@@ -179,7 +179,7 @@ func (s *Store) headsByScan(ctx context.Context, p *partition) (events.LogInfo, 
 		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
 	}
 	st := info.State
-	li := logInfo(s.cfg.Stream, info.Created, st.FirstSeq, st.LastSeq, st.Msgs)
+	li := logInfo(p.name, info.Created, st.FirstSeq, st.LastSeq, st.Msgs)
 	byID := make(map[string]*events.InstanceHead)
 	var msgs uint64
 	for m, err := range s.Scan(ctx, 0) {

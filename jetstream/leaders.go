@@ -14,8 +14,8 @@ import (
 // stream, partition by partition ("" for a stream with no leader, or not
 // clustered).
 func (s *Store) Leaders(ctx context.Context) ([]string, error) {
-	leaders := make([]string, len(s.parts))
-	for i, p := range s.parts {
+	leaders := make([]string, len(s.all))
+	for i, p := range s.all {
 		info, err := s.streamInfo(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: leaders: %w", err)
@@ -42,9 +42,9 @@ func (s *Store) Leaders(ctx context.Context) ([]string, error) {
 // On a store of one partition, or not replicated, it changes nothing.
 // Leaderships move again when servers restart; call it again after.
 func (s *Store) SpreadLeaders(ctx context.Context) ([]string, error) {
-	infos := make([]*natsjs.StreamInfo, len(s.parts))
+	infos := make([]*natsjs.StreamInfo, len(s.all))
 	var servers []string
-	for i, p := range s.parts {
+	for i, p := range s.all {
 		info, err := s.streamInfo(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: spread leaders: %w", err)
@@ -56,12 +56,12 @@ func (s *Store) SpreadLeaders(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	if len(s.parts) == 1 || len(servers) < 2 {
+	if len(s.all) == 1 || len(servers) < 2 {
 		return s.Leaders(ctx)
 	}
 	slices.Sort(servers)
 	moved := false
-	for i, p := range s.parts {
+	for i, p := range s.all {
 		holders := peers(infos[i])
 		want := servers[i%len(servers)]
 		if !slices.Contains(holders, want) {

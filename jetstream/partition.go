@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -90,25 +91,44 @@ func (p *partition) filter() string { return p.prefix + ".>" }
 
 // part returns the partition that holds instance id.
 func (s *Store) part(id string) *partition {
-	if len(s.parts) == 1 {
-		return s.parts[0]
+	if len(s.all) == 1 {
+		return s.all[0]
 	}
-	return s.parts[PartitionOf(id, len(s.parts))]
+	return s.all[PartitionOf(id, len(s.all))]
 }
 
 // Partitions returns the number of partitions of the store (1: the
 // one-stream layout).
-func (s *Store) Partitions() int { return len(s.parts) }
+func (s *Store) Partitions() int { return len(s.all) }
 
 // Streams returns the names of the store's streams, partition by
 // partition: the one stream [Store.Stream] names when it has one
 // partition.
 func (s *Store) Streams() []string {
-	names := make([]string, len(s.parts))
-	for i, p := range s.parts {
+	names := make([]string, len(s.all))
+	for i, p := range s.all {
 		names[i] = p.name
 	}
 	return names
+}
+
+// Partition returns a view of partition p (0 to [Store.Partitions]-1) of
+// s: operations on an instance still go to the instance's partition, but
+// the reads across instances ([Store.Scan], [Store.Instances],
+// [Store.AllInstances], [Store.InstanceCounts], [Store.LogInfo],
+// [Store.Heads], [Store.StreamProblems], [Store.Damage]) cover only
+// partition p, whose stream is then the log they describe. A digest of a
+// partitioned store is made, and verified, partition by partition through
+// such views (audit.MakeDigest of each; replay digest writes one file per
+// partition). The view shares s's connection: closing it closes nothing.
+// On a one-partition store, Partition(0) covers what s covers.
+func (s *Store) Partition(p int) (*Store, error) {
+	if p < 0 || p >= len(s.all) {
+		return nil, fmt.Errorf("jetstream: partition %d does not exist: the store has %d (0 to %d)", p, len(s.all), len(s.all)-1)
+	}
+	v := &Store{cfg: s.cfg, log: s.log.With(slog.String("partition_stream", s.all[p].name)), nc: s.nc, js: s.js,
+		all: s.all, parts: []*partition{s.all[p]}, request: s.request, scanWait: s.scanWait}
+	return v, nil
 }
 
 // partitionMeta returns the metadata that partition p of k records.
@@ -215,9 +235,9 @@ func plural(n int) string {
 // subjectPartition returns the partition whose prefix subj is under, and
 // the rest of subj after the prefix and its dot.
 func (s *Store) subjectPartition(subj string) (*partition, string, bool) {
-	if len(s.parts) == 1 {
-		tok, ok := strings.CutPrefix(subj, s.parts[0].prefix+".")
-		return s.parts[0], tok, ok
+	if len(s.all) == 1 {
+		tok, ok := strings.CutPrefix(subj, s.all[0].prefix+".")
+		return s.all[0], tok, ok
 	}
 	rest, ok := strings.CutPrefix(subj, s.cfg.Subject+".")
 	if !ok {
@@ -228,8 +248,8 @@ func (s *Store) subjectPartition(subj string) (*partition, string, bool) {
 		return nil, "", false
 	}
 	p, err := strconv.Atoi(num)
-	if err != nil || p < 0 || p >= len(s.parts) || strconv.Itoa(p) != num {
+	if err != nil || p < 0 || p >= len(s.all) || strconv.Itoa(p) != num {
 		return nil, "", false
 	}
-	return s.parts[p], tok, true
+	return s.all[p], tok, true
 }

@@ -257,11 +257,11 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 // [Store.Partitions]-1: its messages with a sequence greater than after.
 func (s *Store) ScanPartition(ctx context.Context, partition int, after uint64) iter.Seq2[ScannedMessage, error] {
 	return func(yield func(ScannedMessage, error) bool) {
-		if partition < 0 || partition >= len(s.parts) {
-			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.parts), len(s.parts)-1))
+		if partition < 0 || partition >= len(s.all) {
+			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.all), len(s.all)-1))
 			return
 		}
-		s.scanPartition(ctx, s.parts[partition], after, yield)
+		s.scanPartition(ctx, s.all[partition], after, yield)
 	}
 }
 
@@ -485,7 +485,10 @@ func (s *Store) AllInstances(ctx context.Context, after string) iter.Seq2[string
 			}
 			first, last = s.part(after).index, s.SubjectFor(after)
 		}
-		for _, p := range s.parts[first:] {
+		for _, p := range s.parts {
+			if p.index < first {
+				continue
+			}
 			if p.index != first {
 				last = ""
 			}

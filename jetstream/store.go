@@ -40,8 +40,13 @@ type Store struct {
 	log *slog.Logger
 	nc  *nats.Conn
 	js  natsjs.JetStream
-	// parts are the store's partitions, one stream each: one (the
-	// stream cfg.Stream) unless the store is partitioned.
+	// all are the store's partitions, one stream each, by index: one
+	// (the stream cfg.Stream) unless the store is partitioned. Operations
+	// on an instance go to its partition among them.
+	all []*partition
+	// parts are the partitions the reads across instances cover (Scan,
+	// listings, heads, problems): all of them, or one for a view made by
+	// Store.Partition.
 	parts []*partition
 	// request sends an append's publish and waits for the answer:
 	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
@@ -106,6 +111,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		log:      cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
 		nc:       nc,
 		js:       js,
+		all:      parts,
 		parts:    parts,
 		request:  nc.RequestMsgWithContext,
 		scanWait: defaultScanWait,

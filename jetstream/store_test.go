@@ -598,7 +598,7 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	}
 	s.scanWait = 50 * time.Millisecond
 	// The same stream, written as another program would.
-	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, parts: s.parts, request: s.request}
+	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, all: s.all, parts: s.parts, request: s.request}
 	w.cfg.ReadOnly = false
 	first := mustAppend(t, w, "a", testMsg("m1", "one"), 0)
 	second := mustAppend(t, w, "a", testMsg("m2", "two"), first)

@@ -123,10 +123,10 @@ func (s *Store) InstanceFromSubject(subj string) (string, error) {
 
 // partsPrefix describes the prefix of the store's instance subjects.
 func (s *Store) partsPrefix() string {
-	if len(s.parts) == 1 {
-		return s.parts[0].prefix + "."
+	if len(s.all) == 1 {
+		return s.all[0].prefix + "."
 	}
-	return fmt.Sprintf("%s.<0-%d>.", s.cfg.Subject, len(s.parts)-1)
+	return fmt.Sprintf("%s.<0-%d>.", s.cfg.Subject, len(s.all)-1)
 }
 
 // instanceOn decodes tok, the rest of subj after partition p's prefix.
@@ -138,7 +138,7 @@ func (s *Store) instanceOn(p *partition, subj, tok string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("subject %q: %w", subj, err)
 	}
-	if k := len(s.parts); k > 1 {
+	if k := len(s.all); k > 1 {
 		if want := PartitionOf(id, k); want != p.index {
 			return "", fmt.Errorf("%w: subject %q is in partition %d, but instance %q belongs to partition %d: a message written by another program", ErrInvalidSubject, subj, p.index, id, want)
 		}

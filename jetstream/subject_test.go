@@ -112,8 +112,9 @@ func TestDecodeIDRefusesNonCanonical(t *testing.T) {
 func layoutStore(prefix string, k int) *Store {
 	s := &Store{cfg: Config{Stream: "RUNLOG", Subject: prefix}}
 	for p := range k {
-		s.parts = append(s.parts, &partition{index: p, name: PartitionStream("RUNLOG", p, k), prefix: partitionPrefix(prefix, p, k)})
+		s.all = append(s.all, &partition{index: p, name: PartitionStream("RUNLOG", p, k), prefix: partitionPrefix(prefix, p, k)})
 	}
+	s.parts = s.all
 	return s
 }
 

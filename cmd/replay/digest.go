@@ -16,6 +16,7 @@ import (
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/internal/render"
+	"github.com/runlog/runlog/jetstream"
 )
 
 // digestKeyEnv names the file of the signing key when --key is not given.
@@ -131,6 +132,9 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.close()
+	if k := st.Partitions(); k > 1 {
+		return digestPartitions(ctx, e, st.Store, kp)
+	}
 	d, err := audit.MakeDigest(ctx, st.Store, audit.DigestOptions{Key: kp, Now: e.now})
 	if err != nil {
 		return err
@@ -155,6 +159,53 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "digest of stream %s through seq %d: %d instance%s, %d messages, root %s, %s\n",
 		d.Stream, d.LastSeq, d.Instances, render.S(d.Instances), d.Messages, d.Root, signed)
 	return nil
+}
+
+// digestPartitions writes a digest of each partition of a partitioned
+// store (a digest is of one stream's sequence): FILE-p0.json … for -o
+// FILE.json; it refuses stdout, where several digests would not parse.
+func digestPartitions(ctx context.Context, e *env, st *jetstream.Store, kp nkeys.KeyPair) error {
+	k := st.Partitions()
+	if e.o.file == "" || e.o.file == "-" {
+		return usagef("the store has %d partitions and a digest is of one partition's stream: pass -o FILE, and digest writes %s … %s",
+			k, partitionFile("FILE.json", 0), partitionFile("FILE.json", k-1))
+	}
+	for p := range k {
+		view, err := st.Partition(p)
+		if err != nil {
+			return err
+		}
+		d, err := audit.MakeDigest(ctx, view, audit.DigestOptions{Key: kp, Now: e.now})
+		if err != nil {
+			return err
+		}
+		file := partitionFile(e.o.file, p)
+		if err := writeFileAtomic(file, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
+			return err
+		}
+		if e.o.publish {
+			if err := audit.PublishCompact(view)(ctx, d); err != nil {
+				return fmt.Errorf("the digest %s was written but not published: %w", file, err)
+			}
+		}
+		signed := "unsigned"
+		if d.Key != "" {
+			signed = "signed by " + d.Key
+		}
+		fmt.Fprintf(e.stderr, "digest of stream %s through seq %d: %d instance%s, %d messages, root %s, %s: %s\n",
+			d.Stream, d.LastSeq, d.Instances, render.S(d.Instances), d.Messages, d.Root, signed, file)
+	}
+	if e.o.publish {
+		fmt.Fprintf(e.stderr, "published the compact digests to stream %s (subject %s.digest)\n", st.DigestStream(), st.DigestSubject())
+	}
+	return nil
+}
+
+// partitionFile names partition p's digest file after file: "-p<p>"
+// before its extension ("d.json" → "d-p2.json", "d" → "d-p2").
+func partitionFile(file string, p int) string {
+	ext := filepath.Ext(file)
+	return fmt.Sprintf("%s-p%d%s", strings.TrimSuffix(file, ext), p, ext)
 }
 
 // writeFileAtomic writes file with write through a temporary file and a

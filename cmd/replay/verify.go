@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/internal/render"
+	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -62,7 +65,12 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if e.o.checkpoints {
 		vo.Checkpoints = st.Store.Checkpoints()
 	}
-	rep, err := audit.Verify(ctx, st.Store, vo)
+	var rep *audit.Report
+	if len(digests) > 0 && st.Partitions() > 1 {
+		rep, err = verifyPartitions(ctx, st.Store, vo)
+	} else {
+		rep, err = audit.Verify(ctx, st.Store, vo)
+	}
 	bar.done()
 	if rep == nil {
 		rep = &audit.Report{}
@@ -121,6 +129,63 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return &problemsError{msg: fmt.Sprintf("%d problem%s found: the history is damaged or was altered (see above; 'replay show ID' shows the messages)", len(rep.Problems), render.S(len(rep.Problems)))}
 	}
 	return nil
+}
+
+// verifyPartitions verifies a partitioned store against digests: a
+// digest is of one partition's stream, so each partition is verified
+// through its view (jetstream.Store.Partition) against the digests of its
+// stream, and the reports are joined. A digest of a stream that is none of
+// the store's partitions is a usage error, and nothing is verified.
+func verifyPartitions(ctx context.Context, st *jetstream.Store, vo audit.VerifyOptions) (*audit.Report, error) {
+	streams := st.Streams()
+	byStream := map[string][]*audit.Digest{}
+	for _, d := range vo.Digests {
+		if !slices.Contains(streams, d.Stream) {
+			return nil, usagef("--digest: the digest is of stream %s, not one of this store's partitions (%s): pass the digests of this store's partitions ('replay digest -o F' writes one per partition)",
+				d.Stream, strings.Join(streams, ", "))
+		}
+		byStream[d.Stream] = append(byStream[d.Stream], d)
+	}
+	all := &audit.Report{Problems: []audit.Problem{}}
+	for p, name := range streams {
+		view, err := st.Partition(p)
+		if err != nil {
+			return all, err
+		}
+		o := vo
+		o.Digests = byStream[name]
+		if len(vo.IDs) > 0 {
+			o.IDs = nil
+			for _, id := range vo.IDs {
+				if jetstream.PartitionOf(id, len(streams)) == p {
+					o.IDs = append(o.IDs, id)
+				}
+			}
+			if len(o.IDs) == 0 && len(o.Digests) == 0 {
+				continue
+			}
+		}
+		if vo.MaxProblems > 0 {
+			o.MaxProblems = vo.MaxProblems - len(all.Problems)
+		}
+		rep, err := audit.Verify(ctx, view, o)
+		if rep != nil {
+			all.Instances += rep.Instances
+			all.Messages += rep.Messages
+			all.Events += rep.Events
+			all.Bytes += rep.Bytes
+			all.Skipped += rep.Skipped
+			all.Damaged += rep.Damaged
+			all.Problems = append(all.Problems, rep.Problems...)
+			all.Heads = append(all.Heads, rep.Heads...)
+			all.Incomplete = all.Incomplete || rep.Incomplete
+			all.ReadThrough = rep.ReadThrough
+		}
+		if err != nil || all.Incomplete {
+			return all, err
+		}
+	}
+	return all, nil
 }
 
 func lastInstance(rep *audit.Report) string {
