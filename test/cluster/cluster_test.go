@@ -65,10 +65,20 @@ func sleep(ctx context.Context, d time.Duration) {
 // node is down at any time, so the stream always has a quorum. Then the
 // load stops and the ledger is verified against each node's replica (see
 // verifyNode).
+//
+// It runs on one stream and on 4 partitions (the faults then target the
+// leader of partition 0's stream; the other partitions' leaders fall with
+// the nodes that hold them).
 func TestNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("node-loss test: runs a three-node cluster through elections; skipped with -short")
 	}
+	for _, k := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) { nodeLoss(t, k) })
+	}
+}
+
+func nodeLoss(t *testing.T, partitions int) {
 	sd := faulttest.Seed(t)
 	rounds := roundsCI
 	if faulttest.Soak() {
@@ -79,14 +89,17 @@ func TestNodeLoss(t *testing.T) {
 	ctx := t.Context()
 	began := time.Now()
 
-	c := startCluster(t, size, stream)
-	mon := newMonitor(t, c, stream)
+	// The stream whose leader the faults target: the store's own, or
+	// partition 0's.
+	watched := jetstream.PartitionStream(stream, 0, partitions)
+	c := startCluster(t, size, watched)
+	mon := newMonitor(t, c, watched)
 	if err := mon.waitMeta(ctx, electionWait); err != nil {
 		t.Fatalf("no JetStream meta leader: %v", err)
 	}
 	counts := logcount.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logger := slog.New(counts)
-	cfg := jetstream.Config{Stream: stream, Replicas: size, Logger: logger}
+	cfg := jetstream.Config{Stream: stream, Replicas: size, Partitions: partitions, Logger: logger}
 	err := poll(ctx, electionWait, func(ctx context.Context) error {
 		s, err := jetstream.Connect(ctx, c.urls(), jetstream.ConnectConfig{Name: "runlog-cluster-admin"}, cfg)
 		if err == nil {
@@ -97,7 +110,7 @@ func TestNodeLoss(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create the stream with %d replicas: %v", size, err)
 	}
-	if _, err := mon.waitCurrent(ctx, size, electionWait); err != nil {
+	if err := waitAllCurrent(ctx, t, c, stream, partitions, electionWait); err != nil {
 		t.Fatalf("stream not ready: %v", err)
 	}
 	t.Logf("cluster up, stream %s created with %d replicas, in %v", stream, size, time.Since(began).Round(time.Millisecond))
@@ -262,7 +275,7 @@ func TestNodeLoss(t *testing.T) {
 		}
 	}
 
-	if _, err := mon.waitCurrent(ctx, size, catchUpWait); err != nil {
+	if err := waitAllCurrent(ctx, t, c, stream, partitions, catchUpWait); err != nil {
 		t.Fatalf("cluster did not settle: %v", err)
 	}
 	checkCallers(t, led)
@@ -274,6 +287,18 @@ func TestNodeLoss(t *testing.T) {
 		sd, kills, shutdowns, rounds, rounds, elections, streamElections, metaElections, fig,
 		confl.n10164.Load(), confl.n10071.Load(), confl.other.Load(), counts,
 		acks, roundDurations(gaps), deadlines, opTimeout, size, time.Since(began).Round(time.Second))
+}
+
+// waitAllCurrent waits until every partition stream of the store on
+// stream has a leader and current replicas.
+func waitAllCurrent(ctx context.Context, t *testing.T, c *cluster, stream string, partitions int, timeout time.Duration) error {
+	for p := range partitions {
+		name := jetstream.PartitionStream(stream, p, partitions)
+		if _, err := newMonitor(t, c, name).waitCurrent(ctx, size, timeout); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // roundDurations formats ds rounded to 100 ms: "[6.1s 4.8s]".
