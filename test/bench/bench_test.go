@@ -388,11 +388,16 @@ func BenchmarkRawPublishCASParallel(b *testing.B) {
 // BenchmarkPrepareRunFreshParallel is BenchmarkPrepareRunFresh from 64
 // goroutines, distinct ids, one store.
 func BenchmarkPrepareRunFreshParallel(b *testing.B) {
-	e := newEnv(b, syncDefault)
+	parallelCreates(b, newEnv(b, syncDefault), parallel, "freshp-")
+}
+
+// parallelCreates measures fresh PrepareRuns (distinct ids, Fail) from
+// writers goroutines through one lifecycle store on e's log.
+func parallelCreates(b *testing.B, e *env, writers int, prefix string) {
 	st := e.store(b, 0)
-	g := ids{prefix: "freshp-"}
+	g := ids{prefix: prefix}
 	ctx := context.Background()
-	b.SetParallelism(parallelism())
+	b.SetParallelism(writersParallelism(writers))
 	b.ResetTimer()
 	cpu := startCPU()
 	b.RunParallel(func(pb *testing.PB) {
@@ -605,21 +610,7 @@ func BenchmarkPrepareRunFreshParallelDurable(b *testing.B) {
 	for _, k := range partitionCounts {
 		b.Run(fmt.Sprintf("partitions=%d", k), func(b *testing.B) {
 			e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k})
-			st := e.store(b, 0)
-			g := ids{prefix: "freshd-"}
-			ctx := context.Background()
-			b.SetParallelism(writersParallelism(durableWriters))
-			b.ResetTimer()
-			cpu := startCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if p, err := st.PrepareRun(ctx, prepareReq(g.next(), workflow.Fail)); err != nil || p.Outcome != lifecycle.Created {
-						b.Error(p.Outcome, err)
-						return
-					}
-				}
-			})
-			cpu.report(b)
+			parallelCreates(b, e, durableWriters, "freshd-")
 		})
 	}
 }
@@ -643,21 +634,7 @@ func BenchmarkGroupCommitDurable(b *testing.B) {
 				}
 				b.Run(name, func(b *testing.B) {
 					e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k, GroupCommit: group})
-					st := e.store(b, 0)
-					g := ids{prefix: "group-"}
-					ctx := context.Background()
-					b.SetParallelism(writersParallelism(writers))
-					b.ResetTimer()
-					cpu := startCPU()
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if p, err := st.PrepareRun(ctx, prepareReq(g.next(), workflow.Fail)); err != nil || p.Outcome != lifecycle.Created {
-								b.Error(p.Outcome, err)
-								return
-							}
-						}
-					})
-					cpu.report(b)
+					parallelCreates(b, e, writers, "group-")
 				})
 			}
 		}
