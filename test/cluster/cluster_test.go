@@ -278,6 +278,11 @@ func nodeLoss(t *testing.T, partitions int) {
 	if err := waitAllCurrent(ctx, t, c, stream, partitions, catchUpWait); err != nil {
 		t.Fatalf("cluster did not settle: %v", err)
 	}
+	// Opening a partitioned store asks whether the one-stream layout's
+	// stream exists, which in a cluster only the meta leader answers.
+	if err := mon.waitMeta(ctx, electionWait); err != nil {
+		t.Fatalf("no JetStream meta leader after the faults: %v", err)
+	}
 	checkCallers(t, led)
 	fig := verifyEveryNode(t, c, stream, led)
 	t.Logf("FIGURES: seed %d: %d nodes killed with SIGKILL and %d shut down gracefully (%d stream leaders, %d followers), new stream leader after %v; "+

@@ -344,8 +344,13 @@ func verifyEveryNode(t *testing.T, c *cluster, stream string, led *ledger) figur
 // problems of the last run.
 func verifyOnNode(t *testing.T, n *node, stream string, led *ledger) (figures, []string) {
 	began := time.Now()
-	js, err := jetstream.Connect(t.Context(), n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-verify-" + n.name},
-		jetstream.Config{Stream: stream, Replicas: 3, NoCreate: true, Logger: quietLogger(t)})
+	var js *jetstream.Store
+	err := poll(t.Context(), electionWait, func(ctx context.Context) error {
+		var err error
+		js, err = jetstream.Connect(ctx, n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-verify-" + n.name},
+			jetstream.Config{Stream: stream, Replicas: 3, NoCreate: true, Logger: quietLogger(t)})
+		return err
+	})
 	if err != nil {
 		return figures{}, []string{fmt.Sprintf("connect to verify: %v", err)}
 	}
