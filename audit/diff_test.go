@@ -206,6 +206,12 @@ func TestSummarize(t *testing.T) {
 		{&events.EventSentData{Name: "approval", Payload: []byte(`{"approved":true}`)}, `external event "approval" sent (` + id2.String() + `), payload {"approved":true}`},
 		{&events.EventSentData{Name: "big", Payload: make([]byte, 100)}, `external event "big" sent (` + id2.String() + `), payload <100 bytes sha256:` + short(workflow.Sha256(make([]byte, 100))) + "…>"},
 		{&events.EventConsumedData{Name: "approval", EventID: id1}, `external event "approval" consumed (` + id1.String() + ")"},
+		{&events.TaskClaimedData{TaskID: taskA, Worker: "worker-3", TTLMS: 15000},
+			"task " + short(taskA) + ` claimed by "worker-3" until 06:20:15 (lease 15s, renewed by heartbeats outside the history)`},
+		{&events.TaskClaimedData{TaskID: taskA, Worker: "worker-7", TakenOver: &events.ClaimRef{Claim: id1, Worker: "worker-3"}},
+			"task " + short(taskA) + ` claimed by "worker-7" (no expiry); the lease of "worker-3" (claim ` + id1.String() + ") had ended: taken over"},
+		{&events.TaskClaimReleasedData{TaskID: taskA, Claim: id1, Worker: "worker-3", Reason: "checkpoint"},
+			`claim of "worker-3" on task ` + short(taskA) + " released with the checkpoint"},
 	}
 	covered := make(map[events.Type]bool)
 	for _, c := range cases {

@@ -87,6 +87,24 @@ func Summarize(rec events.Record, ev events.Event) string {
 		return s
 	case *events.EventConsumedData:
 		return fmt.Sprintf("external event %s consumed (%s)", quote(d.Name), ulidText(d.EventID))
+	case *events.TaskClaimedData:
+		s := fmt.Sprintf("task %s claimed by %s", short(d.TaskID), quote(d.Worker))
+		if d.TTLMS > 0 {
+			ttl := time.Duration(d.TTLMS) * time.Millisecond
+			s += fmt.Sprintf(" until %s (lease %v, renewed by heartbeats outside the history)", rec.Commit.Time.Add(ttl).UTC().Format(time.TimeOnly), ttl)
+		} else {
+			s += " (no expiry)"
+		}
+		if d.TakenOver != nil {
+			s += fmt.Sprintf("; the lease of %s (claim %s) had ended: taken over", quote(d.TakenOver.Worker), ulidText(d.TakenOver.Claim))
+		}
+		return s
+	case *events.TaskClaimReleasedData:
+		s := fmt.Sprintf("claim of %s on task %s released", quote(d.Worker), short(d.TaskID))
+		if d.Reason == "checkpoint" {
+			s += " with the checkpoint"
+		}
+		return s
 	}
 	return string(ev.Type)
 }

@@ -365,6 +365,35 @@ func (e *encoder) payload(p Payload) {
 		e.str(d.Name)
 		e.key("event_id")
 		e.ulid(d.EventID)
+	case *TaskClaimedData:
+		e.key("task_id")
+		e.hash(d.TaskID)
+		e.key("worker")
+		e.str(d.Worker)
+		if d.TTLMS != 0 {
+			e.key("ttl_ms")
+			e.uint(d.TTLMS)
+		}
+		if d.TakenOver != nil {
+			e.key("taken_over")
+			e.raw("{")
+			e.key("claim")
+			e.ulid(d.TakenOver.Claim)
+			e.key("worker")
+			e.str(d.TakenOver.Worker)
+			e.raw("}")
+		}
+	case *TaskClaimReleasedData:
+		e.key("task_id")
+		e.hash(d.TaskID)
+		e.key("claim")
+		e.ulid(d.Claim)
+		e.key("worker")
+		e.str(d.Worker)
+		if d.Reason != "" {
+			e.key("reason")
+			e.str(d.Reason)
+		}
 	default:
 		e.fail(fmt.Errorf("no encoder for payload %T", p))
 	}

@@ -630,3 +630,58 @@ func (d *EventConsumedData) decode(l *lexer) error {
 		return err
 	})
 }
+
+func (d *TaskClaimedData) decode(l *lexer) error {
+	return l.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "task_id":
+			err = l.text(&d.TaskID)
+		case "worker":
+			d.Worker, err = l.str()
+		case "ttl_ms":
+			d.TTLMS, err = l.uint64(1<<64 - 1)
+		case "taken_over":
+			if l.null() {
+				d.TakenOver = nil
+				return nil
+			}
+			r := &ClaimRef{}
+			err = l.object(func(k []byte) error {
+				var err error
+				switch string(k) {
+				case "claim":
+					err = l.text(&r.Claim)
+				case "worker":
+					r.Worker, err = l.str()
+				default:
+					return unknownField(k)
+				}
+				return err
+			})
+			d.TakenOver = r
+		default:
+			return unknownField(k)
+		}
+		return err
+	})
+}
+
+func (d *TaskClaimReleasedData) decode(l *lexer) error {
+	return l.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "task_id":
+			err = l.text(&d.TaskID)
+		case "claim":
+			err = l.text(&d.Claim)
+		case "worker":
+			d.Worker, err = l.str()
+		case "reason":
+			d.Reason, err = l.str()
+		default:
+			return unknownField(k)
+		}
+		return err
+	})
+}

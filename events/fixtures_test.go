@@ -71,6 +71,9 @@ func samples() map[events.Type]events.Payload {
 		events.WorkflowUnpaused:  &events.WorkflowUnpausedData{},
 		events.EventSent:         &events.EventSentData{Name: "approval", Payload: []byte(`{"approved":true}`)},
 		events.EventConsumed:     &events.EventConsumedData{Name: "approval", EventID: uid(700)},
+		events.TaskClaimed: &events.TaskClaimedData{TaskID: taskB, Worker: "worker-7", TTLMS: 30000,
+			TakenOver: &events.ClaimRef{Claim: uid(701), Worker: "worker-3"}},
+		events.TaskClaimReleased: &events.TaskClaimReleasedData{TaskID: taskB, Claim: uid(702), Worker: "worker-7", Reason: "checkpoint"},
 	}
 }
 

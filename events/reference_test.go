@@ -181,6 +181,9 @@ func referenceSeeds(tb testing.TB) []Message {
 		&WorkflowUnpausedData{},
 		&EventSentData{Name: "approval", Payload: []byte("yes")},
 		&EventConsumedData{Name: "approval", EventID: id(9)},
+		&TaskClaimedData{TaskID: tid, Worker: "w-1", TTLMS: 15000, TakenOver: &ClaimRef{Claim: id(10), Worker: "w-0"}},
+		&TaskClaimedData{TaskID: tid, Worker: "w-1"},
+		&TaskClaimReleasedData{TaskID: tid, Claim: id(11), Worker: "w-1", Reason: "released"},
 	}
 	var out []Message
 	for i, p := range payloads {

@@ -43,6 +43,13 @@ const (
 	EventSent Type = "event.sent"
 	// EventConsumed removes the oldest buffered external event of a name.
 	EventConsumed Type = "event.consumed"
+	// TaskClaimed records that a worker claimed a task of the current run
+	// (a lease: docs/WORKERS.md), or took over a claim whose lease had
+	// ended. The event's own id identifies the claim.
+	TaskClaimed Type = "task.claimed"
+	// TaskClaimReleased ends a claim: released by its worker (on its own,
+	// or in the commit of the checkpoint that finished the task).
+	TaskClaimReleased Type = "task.claim_released"
 )
 
 // Payload is the type-specific body of an event.
@@ -170,6 +177,37 @@ type EventConsumedData struct {
 	EventID ulid.ULID `json:"event_id"` // the id of the EventSent event consumed
 }
 
+// TaskClaimedData is the payload of [TaskClaimed].
+type TaskClaimedData struct {
+	TaskID workflow.TaskID `json:"task_id"`
+	Worker string          `json:"worker"`
+	// TTLMS is the lease's time to live in milliseconds as the worker
+	// asked for it; 0: it never expires. Expiry is judged by the lease
+	// store (the server's clock), not from this value.
+	TTLMS uint64 `json:"ttl_ms,omitempty"`
+	// TakenOver names the claim this one took over, whose lease had
+	// ended without a release; nil for a claim of an unclaimed task.
+	TakenOver *ClaimRef `json:"taken_over,omitempty"`
+}
+
+// ClaimRef names a claim: its id (the id of its TaskClaimed event) and
+// its worker.
+type ClaimRef struct {
+	Claim  ulid.ULID `json:"claim"`
+	Worker string    `json:"worker"`
+}
+
+// TaskClaimReleasedData is the payload of [TaskClaimReleased].
+type TaskClaimReleasedData struct {
+	TaskID workflow.TaskID `json:"task_id"`
+	Claim  ulid.ULID       `json:"claim"` // the id of the TaskClaimed event
+	Worker string          `json:"worker"`
+	Reason string          `json:"reason,omitempty"` // "released", "checkpoint"
+}
+
+func (*TaskClaimedData) EventType() Type       { return TaskClaimed }
+func (*TaskClaimReleasedData) EventType() Type { return TaskClaimReleased }
+
 func (*TaskCompletedData) EventType() Type     { return TaskCompleted }
 func (*CheckpointSavedData) EventType() Type   { return CheckpointSaved }
 func (*WorkflowCompletedData) EventType() Type { return WorkflowCompleted }
@@ -196,12 +234,15 @@ var registry = map[Type]func() Payload{
 	WorkflowUnpaused:  func() Payload { return new(WorkflowUnpausedData) },
 	EventSent:         func() Payload { return new(EventSentData) },
 	EventConsumed:     func() Payload { return new(EventConsumedData) },
+	TaskClaimed:       func() Payload { return new(TaskClaimedData) },
+	TaskClaimReleased: func() Payload { return new(TaskClaimReleasedData) },
 }
 
 // Types returns every known event type, in a stable order.
 func Types() []Type {
 	return []Type{SnapshotCreated, SnapshotDeleted, SignalStored, SignalCleared, TaskCompleted, CheckpointSaved,
-		WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowPaused, WorkflowUnpaused, EventSent, EventConsumed}
+		WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowPaused, WorkflowUnpaused, EventSent, EventConsumed,
+		TaskClaimed, TaskClaimReleased}
 }
 
 // Known reports whether t is part of this version's vocabulary.

@@ -32,6 +32,7 @@ type checkpointWire struct {
 	Signals  map[workflow.SignalKind]workflow.SignalRequest `json:"signals"`
 	Buffered map[string][]Buffered                          `json:"buffered"`
 	Results  map[workflow.TaskID][]byte                     `json:"results"`
+	Claims   map[workflow.TaskID]Claim                      `json:"claims,omitempty"`
 	LastSeq  uint64                                         `json:"last_seq"`
 	Head     workflow.Hash32                                `json:"head"`
 	LastTime time.Time                                      `json:"last_time"`
@@ -50,7 +51,7 @@ type checkpointWire struct {
 // the same encode to the same bytes.
 func (s *State) MarshalCheckpoint() ([]byte, error) {
 	w := checkpointWire{V: CheckpointVersion, Instance: s.Instance, Exists: s.Exists, Snapshot: s.Snapshot, Run: s.Run, Runs: s.Runs,
-		Revision: s.Revision, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, LastSeq: s.LastSeq, Head: s.Head,
+		Revision: s.Revision, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, LastSeq: s.LastSeq, Head: s.Head,
 		LastTime: s.LastTime, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes}
 	for r := range s.pastRuns {
 		w.PastRuns = append(w.PastRuns, r)
@@ -79,7 +80,7 @@ func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 		return State{}, fmt.Errorf("%w: exists is %v with snapshot %v", ErrBadCheckpoint, w.Exists, w.Snapshot != nil)
 	}
 	s := State{Instance: w.Instance, Exists: w.Exists, Snapshot: w.Snapshot, Run: w.Run, Runs: w.Runs, Revision: w.Revision,
-		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
+		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
 		Commits: w.Commits, Events: w.Events, Bytes: w.Bytes}
 	if len(w.PastRuns) > 0 {
 		s.pastRuns = make(map[ulid.ULID]struct{}, len(w.PastRuns))

@@ -24,6 +24,7 @@ var (
 	run3  = uid(903)
 	def   = workflow.DefinitionHashOf("order-workflow@1")
 	taskA = workflow.NewTaskID("charge")
+	taskB = workflow.NewTaskID("ship")
 )
 
 func uid(n int) ulid.ULID { return ulid.MustParse(fmt.Sprintf("01JQ%022d", n)) }

@@ -35,6 +35,11 @@ type State struct {
 	// Results holds every task output of the current run, kept after the
 	// run finishes (a finished snapshot drops them, as Sayiir's does).
 	Results map[workflow.TaskID][]byte
+	// Claims holds the claims on tasks of the current run that were not
+	// released (docs/WORKERS.md): who claimed each task and when. Whether
+	// a claim's lease is still live is the lease store's to say; a new
+	// run, a delete and a terminal state end every claim.
+	Claims map[workflow.TaskID]Claim
 
 	LastSeq  uint64          // sequence of the last commit folded; 0 for none
 	Head     workflow.Hash32 // hash of the last commit folded: the next commit's Prev
@@ -51,6 +56,15 @@ type Buffered struct {
 	ID      ulid.ULID // the EventSent event's id
 	Payload []byte
 	SentAt  time.Time
+}
+
+// Claim is a worker's claim on a task, as its TaskClaimed event recorded
+// it.
+type Claim struct {
+	ID     ulid.ULID     // the TaskClaimed event's id: the claim's id
+	Worker string        // the worker that holds it
+	TTL    time.Duration // the lease's time to live as asked; 0: it never expires
+	At     time.Time     // when the claim was committed
 }
 
 // New returns the state of an instance with no history.
@@ -85,6 +99,7 @@ func (s *State) structural() State {
 	}
 	c.Signals = maps.Clone(s.Signals)
 	c.Results = maps.Clone(s.Results)
+	c.Claims = maps.Clone(s.Claims)
 	c.pastRuns = maps.Clone(s.pastRuns)
 	if s.Buffered != nil {
 		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
@@ -187,7 +202,9 @@ func (s *State) Apply(rec events.Record) error {
 			return fail(i, "%s", err.Error())
 		}
 		switch c.Events[i].Type {
-		case events.SignalStored, events.SignalCleared, events.EventSent, events.EventConsumed:
+		case events.SignalStored, events.SignalCleared, events.EventSent, events.EventConsumed, events.TaskClaimed, events.TaskClaimReleased:
+			// Not a change of the snapshot: a worker's revision stays
+			// valid across its own claim.
 		default:
 			changed = true
 		}
@@ -232,7 +249,7 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 			s.pastRuns = make(map[ulid.ULID]struct{}, 1)
 		}
 		s.pastRuns[e.Run] = struct{}{}
-		s.Snapshot, s.Exists, s.Run, s.Results = snap, true, e.Run, nil
+		s.Snapshot, s.Exists, s.Run, s.Results, s.Claims = snap, true, e.Run, nil, nil
 		s.Runs++
 	case *events.SnapshotDeletedData:
 		if !s.Exists {
@@ -241,7 +258,7 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		// Buffered external events go with the snapshot. Pending signals
 		// must be cleared by their own events in the same commit (checked
 		// once the commit is folded).
-		s.Snapshot, s.Exists, s.Buffered = nil, false, nil
+		s.Snapshot, s.Exists, s.Buffered, s.Claims = nil, false, nil, nil
 	case *events.SignalStoredData:
 		if !s.Exists {
 			return errors.New("signal stored while no snapshot exists")
@@ -294,10 +311,21 @@ func (s *State) applyRunEvent(e *events.Event, at time.Time) error {
 		applyCheckpoint(s, d, at)
 	case *events.WorkflowCompletedData:
 		snap.MarkCompleted(d.Output, at)
+		s.Claims = nil
 	case *events.WorkflowFailedData:
 		snap.MarkFailed(d.Error, at)
+		s.Claims = nil
 	case *events.WorkflowCancelledData:
 		snap.MarkCancelled(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, d.InterruptedAtTask, at)
+		s.Claims = nil
+	case *events.TaskClaimedData:
+		return s.applyClaim(e, d, at)
+	case *events.TaskClaimReleasedData:
+		c, ok := s.Claims[d.TaskID]
+		if !ok || c.ID != d.Claim || c.Worker != d.Worker {
+			return fmt.Errorf("claim %s of %q on task %s released, but it is not the task's claim", d.Claim, d.Worker, d.TaskID)
+		}
+		delete(s.Claims, d.TaskID)
 	case *events.WorkflowPausedData:
 		if !snap.MarkPaused(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, at) {
 			return fmt.Errorf("paused in state %s", kind)
@@ -471,4 +499,33 @@ func (s *State) ApplyMessage(m events.Message) (events.Record, error) {
 		return rec, err
 	}
 	return rec, s.Apply(rec)
+}
+
+// applyClaim folds a TaskClaimed event: a claim on a task of an
+// in-progress run that has no result yet, with no claim on it, or taking
+// over the claim the task has.
+func (s *State) applyClaim(e *events.Event, d *events.TaskClaimedData, at time.Time) error {
+	if k := s.Snapshot.State.Kind; k != workflow.InProgress {
+		return fmt.Errorf("task %s claimed in state %s", d.TaskID, k)
+	}
+	if d.Worker == "" {
+		return fmt.Errorf("task %s claimed by an empty worker id", d.TaskID)
+	}
+	if _, done := s.Results[d.TaskID]; done {
+		return fmt.Errorf("task %s claimed after it completed", d.TaskID)
+	}
+	cur, held := s.Claims[d.TaskID]
+	switch {
+	case held && d.TakenOver == nil:
+		return fmt.Errorf("task %s claimed by %q while %q holds claim %s", d.TaskID, d.Worker, cur.Worker, cur.ID)
+	case held && (d.TakenOver.Claim != cur.ID || d.TakenOver.Worker != cur.Worker):
+		return fmt.Errorf("task %s claim takes over %s of %q, but the task's claim is %s of %q", d.TaskID, d.TakenOver.Claim, d.TakenOver.Worker, cur.ID, cur.Worker)
+	case !held && d.TakenOver != nil:
+		return fmt.Errorf("task %s claim takes over %s of %q, but the task has no claim", d.TaskID, d.TakenOver.Claim, d.TakenOver.Worker)
+	}
+	if s.Claims == nil {
+		s.Claims = make(map[workflow.TaskID]Claim, 1)
+	}
+	s.Claims[d.TaskID] = Claim{ID: e.ID, Worker: d.Worker, TTL: time.Duration(d.TTLMS) * time.Millisecond, At: at}
+	return nil
 }
