@@ -208,3 +208,4 @@ func (*NotPausedError) refusal()              {}
 func (*AlreadyExistsError) refusal()          {}
 func (*DefinitionMismatchError) refusal()     {}
 func (*ConcurrentModificationError) refusal() {}
+func (*ClaimedError) refusal()                {}

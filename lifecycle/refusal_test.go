@@ -19,6 +19,7 @@ func TestSentinelsAreRefusals(t *testing.T) {
 		"ErrDefinitionMismatch": ErrDefinitionMismatch, "ErrConcurrentModification": ErrConcurrentModification, "ErrInvalidConfig": ErrInvalidConfig,
 		"ErrNotFound": ErrNotFound, "ErrTerminal": ErrTerminal, "ErrStale": ErrStale, "ErrCannotCancel": ErrCannotCancel,
 		"ErrCannotPause": ErrCannotPause, "ErrNotPaused": ErrNotPaused, "ErrWrongSequence": ErrWrongSequence,
+		"ErrClaimLost": ErrClaimLost, "ErrAlreadyClaimed": ErrAlreadyClaimed,
 	}
 	notRefusals := map[string]bool{"ErrInvalidConfig": true, "ErrWrongSequence": true}
 	fset := token.NewFileSet()
@@ -85,7 +86,7 @@ func TestSentinelsAreRefusals(t *testing.T) {
 		t.Error("a plain error is a refusal")
 	}
 	for _, err := range []error{&NotFoundError{ID: "x"}, &StaleError{}, &TerminalError{}, &SignalRefusedError{}, &NotPausedError{},
-		&AlreadyExistsError{}, &DefinitionMismatchError{}, &ConcurrentModificationError{}, fmt.Errorf("x: %w", &StaleError{})} {
+		&AlreadyExistsError{}, &DefinitionMismatchError{}, &ConcurrentModificationError{}, &ClaimedError{}, fmt.Errorf("x: %w", &StaleError{})} {
 		if !isDomain(err) {
 			t.Errorf("%T is not a refusal", err)
 		}

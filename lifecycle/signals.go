@@ -281,8 +281,9 @@ type Consumed struct {
 // (OK false, nothing written, when none is buffered). See [ConsumeRequest]
 // for the atomic consume-and-advance. Errors: [*NotFoundError],
 // [*StaleError], [*TerminalError] (when advancing), ErrInvalidRequest, or
-// the error Advance returned, wrapped.
-func (s *Store) ConsumeEvent(ctx context.Context, req ConsumeRequest) (Consumed, error) {
+// the error Advance returned, wrapped. With [WithClaim] it is fenced by
+// the claim too (ErrClaimLost).
+func (s *Store) ConsumeEvent(ctx context.Context, req ConsumeRequest, opts ...SaveOption) (Consumed, error) {
 	id := req.InstanceID
 	if err := validateID(id); err != nil {
 		return Consumed{}, err
@@ -290,11 +291,19 @@ func (s *Store) ConsumeEvent(ctx context.Context, req ConsumeRequest) (Consumed,
 	if req.Name == "" {
 		return Consumed{}, fmt.Errorf("%w: external event name must not be empty", ErrInvalidRequest)
 	}
+	o := saveOptionsOf(opts)
+	if err := s.checkLease(ctx, o); err != nil {
+		return Consumed{}, wrap("consume event", id, err)
+	}
 	actor := ActorFrom(ctx)
 	var out Consumed
 	rev, err := s.write(ctx, "consume event", id, func(st *projection.State) (*events.Commit, error) {
 		out = Consumed{}
 		if err := needSnapshot(st); err != nil {
+			return nil, err
+		}
+		rel, err := fenceClaim(st, o)
+		if err != nil {
 			return nil, err
 		}
 		if req.Advance != nil {
@@ -324,11 +333,18 @@ func (s *Store) ConsumeEvent(ctx context.Context, req ConsumeRequest) (Consumed,
 			}
 			ps = append(ps, more...)
 		}
+		if rel != nil {
+			// Before the advance: a terminal state ends every claim.
+			ps = append([]events.Payload{rel}, ps...)
+		}
 		out = Consumed{OK: true, Payload: slices.Clone(head.Payload)}
 		return s.commitOf(st, "consume_event", actor, st.Run, ps...)
 	})
 	if err != nil {
 		return Consumed{}, wrap("consume event", id, err)
+	}
+	if out.OK {
+		s.afterFencedWrite(ctx, o)
 	}
 	out.Revision = rev
 	return out, nil

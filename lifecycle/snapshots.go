@@ -51,7 +51,9 @@ func (s *Store) LoadSnapshot(ctx context.Context, id string) (*workflow.Snapshot
 //   - ErrInvalidRequest if snap changes what a checkpoint cannot (the
 //     instance id, definition hash, initial input or creation time), or a
 //     payload exceeds Config.MaxPayload.
-func (s *Store) SaveSnapshot(ctx context.Context, snap *workflow.Snapshot, rev Revision) (Revision, error) {
+//   - With [WithClaim], ErrClaimLost if the worker no longer holds the
+//     claim; the same commit may release it.
+func (s *Store) SaveSnapshot(ctx context.Context, snap *workflow.Snapshot, rev Revision, opts ...SaveOption) (Revision, error) {
 	if snap == nil {
 		return Revision{}, fmt.Errorf("%w: nil snapshot", ErrInvalidRequest)
 	}
@@ -62,20 +64,36 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap *workflow.Snapshot, rev R
 	if err := s.checkSnapshotPayloads(snap); err != nil {
 		return Revision{}, err
 	}
+	o := saveOptionsOf(opts)
+	if err := s.checkLease(ctx, o); err != nil {
+		return Revision{}, wrap("save snapshot", id, err)
+	}
 	actor := ActorFrom(ctx)
 	newRev, err := s.write(ctx, "save snapshot", id, func(st *projection.State) (*events.Commit, error) {
 		if err := fence(st, "save snapshot", rev, true); err != nil {
 			return nil, err
 		}
-		ps, err := diffSnapshot(st.Snapshot, snap)
-		if err != nil || len(ps) == 0 {
+		rel, err := fenceClaim(st, o)
+		if err != nil {
 			return nil, err
+		}
+		ps, err := diffSnapshot(st.Snapshot, snap)
+		if err != nil {
+			return nil, err
+		}
+		if rel != nil {
+			// First: a transition to a terminal state ends every claim.
+			ps = append([]events.Payload{rel}, ps...)
+		}
+		if len(ps) == 0 {
+			return nil, nil
 		}
 		return s.commitOf(st, "save_snapshot", actor, st.Run, ps...)
 	})
 	if err != nil {
 		return Revision{}, wrap("save snapshot", id, err)
 	}
+	s.afterFencedWrite(ctx, o)
 	return newRev, nil
 }
 
@@ -85,24 +103,38 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap *workflow.Snapshot, rev R
 // the current run ([*StaleError] otherwise); rev.Seq is not checked. The
 // run must not be terminal ([*TerminalError]); a paused run keeps the
 // result. It returns the new revision; a writer that then saves a whole
-// snapshot must reload it first.
-func (s *Store) SaveTaskResult(ctx context.Context, id string, rev Revision, task workflow.TaskID, output []byte) (Revision, error) {
+// snapshot must reload it first. With [WithClaim] it is fenced by the
+// claim too (ErrClaimLost).
+func (s *Store) SaveTaskResult(ctx context.Context, id string, rev Revision, task workflow.TaskID, output []byte, opts ...SaveOption) (Revision, error) {
 	if err := validateID(id); err != nil {
 		return Revision{}, err
 	}
 	if err := s.checkPayload(id, "task output", len(output)); err != nil {
 		return Revision{}, err
 	}
+	o := saveOptionsOf(opts)
+	if err := s.checkLease(ctx, o); err != nil {
+		return Revision{}, wrap("save task result", id, err)
+	}
 	actor := ActorFrom(ctx)
 	newRev, err := s.write(ctx, "save task result", id, func(st *projection.State) (*events.Commit, error) {
 		if err := fence(st, "save task result", rev, false); err != nil {
 			return nil, err
 		}
-		return s.commitOf(st, "save_task_result", actor, st.Run, &events.TaskCompletedData{TaskID: task, Output: bytes.Clone(output)})
+		rel, err := fenceClaim(st, o)
+		if err != nil {
+			return nil, err
+		}
+		ps := []events.Payload{&events.TaskCompletedData{TaskID: task, Output: bytes.Clone(output)}}
+		if rel != nil {
+			ps = append(ps, rel)
+		}
+		return s.commitOf(st, "save_task_result", actor, st.Run, ps...)
 	})
 	if err != nil {
 		return Revision{}, wrap("save task result", id, err)
 	}
+	s.afterFencedWrite(ctx, o)
 	return newRev, nil
 }
 

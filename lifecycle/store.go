@@ -55,6 +55,11 @@ type Config struct {
 	// instance's last checkpoint before the store writes a new one (after
 	// a fold or an append); 0 means 256. Only used with Checkpoints.
 	CheckpointEvery int
+	// Leases keeps the liveness of task claims (docs/WORKERS.md):
+	// [Store.ClaimTask] and the operations on claims need it
+	// (jetstream.Store.Leases, memlog.Log.Leases); without it they are
+	// refused with ErrInvalidConfig.
+	Leases Leases
 }
 
 // Store is the persistence engine of a workflow runtime: every operation
@@ -87,6 +92,7 @@ type Store struct {
 
 	checkpoints     Checkpoints
 	checkpointEvery int
+	leases          Leases
 }
 
 // New returns a store writing to log.
@@ -98,7 +104,7 @@ func New(log Log, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: MaxAttempts, MaxPayload and CheckpointEvery must not be negative", ErrInvalidConfig)
 	}
 	s := &Store{log: log, now: cfg.Now, maxAttempts: cfg.MaxAttempts, maxPayload: cfg.MaxPayload, logger: cfg.Logger,
-		checkpoints: cfg.Checkpoints, checkpointEvery: cfg.CheckpointEvery}
+		checkpoints: cfg.Checkpoints, checkpointEvery: cfg.CheckpointEvery, leases: cfg.Leases}
 	if s.checkpointEvery == 0 {
 		s.checkpointEvery = 256
 	}
@@ -495,8 +501,13 @@ func (b *commitBuilder) add(run ulid.ULID, p events.Payload) error {
 	if err != nil {
 		return err
 	}
-	b.c.Events = append(b.c.Events, events.Event{ID: id, Type: p.EventType(), Run: run, Data: p, Instance: b.c.Instance, Time: b.c.Time, Schema: events.SchemaVersion})
+	b.addWithID(id, run, p)
 	return nil
+}
+
+// addWithID adds an event whose id was drawn before (a claim's).
+func (b *commitBuilder) addWithID(id, run ulid.ULID, p events.Payload) {
+	b.c.Events = append(b.c.Events, events.Event{ID: id, Type: p.EventType(), Run: run, Data: p, Instance: b.c.Instance, Time: b.c.Time, Schema: events.SchemaVersion})
 }
 
 // commitOf builds a commit of payloads, all of run.

@@ -34,6 +34,7 @@ type Log struct {
 	created   time.Time
 
 	checkpoints *checkpoints // made by Checkpoints
+	leases      *leases      // made by Leases
 }
 
 type entry struct {

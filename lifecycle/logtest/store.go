@@ -23,7 +23,7 @@ import (
 // SignalStore and TaskResultStore contracts, and the fencing Sayiir lacks)
 // against the log newLog returns. Each case gets a fresh log.
 func RunStore(t *testing.T, newLog func(t *testing.T) lifecycle.Log) {
-	for _, c := range storeCases {
+	for _, c := range append(storeCases, claimCases...) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			h := newStoreHarness(t, newLog(t))
@@ -39,9 +39,21 @@ type storeHarness struct {
 	store *lifecycle.Store
 }
 
+// leaseLog is a log that brings its own lease store for task claims
+// (jetstream.Store, memlog.Log).
+type leaseLog interface{ Leases() lifecycle.Leases }
+
+// leasesOf returns log's lease store, or nil.
+func leasesOf(log lifecycle.Log) lifecycle.Leases {
+	if l, ok := log.(leaseLog); ok {
+		return l.Leases()
+	}
+	return nil
+}
+
 func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
 	t.Helper()
-	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 200, MaxPayload: 64 << 10})
+	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 200, MaxPayload: 64 << 10, Leases: leasesOf(log)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +62,7 @@ func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
 
 // other returns a second store on the same log: another process.
 func (h *storeHarness) other() *lifecycle.Store {
-	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 200})
+	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 200, Leases: leasesOf(h.log)})
 	if err != nil {
 		h.t.Fatal(err)
 	}

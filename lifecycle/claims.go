@@ -1,0 +1,414 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Leases keeps the liveness of task claims: one lease per (instance, task)
+// with a holder (the claim's id and worker, as [Store] writes it) and a
+// time to live judged by the lease store's own clock — the server's, for
+// jetstream.Store.Leases — never by the workers'. A claim is a commit in
+// the instance's history; its lease says whether it is still live, so
+// heartbeats renew the lease without growing the history (docs/WORKERS.md).
+// Implementations must be safe for concurrent use by many processes.
+type Leases interface {
+	// AcquireLease makes holder the lease's holder for ttl (0: until
+	// released) if nobody holds it, or its last holder's lease ended;
+	// otherwise it returns acquired false and the live holder.
+	AcquireLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (acquired bool, current string, err error)
+	// RenewLease sets the lease's time to live to ttl from now (never
+	// its old expiry plus ttl) if holder holds it live; false otherwise.
+	RenewLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, error)
+	// LeaseHolder returns the live holder of the lease, ok false if there
+	// is none (never taken, released, or expired).
+	LeaseHolder(ctx context.Context, instance string, task workflow.TaskID) (holder string, ok bool, err error)
+	// ReleaseLease ends the lease if holder holds it; otherwise it does
+	// nothing.
+	ReleaseLease(ctx context.Context, instance string, task workflow.TaskID, holder string) error
+}
+
+// ErrClaimLost is matched by the errors of a claim's operations and of
+// fenced writes when the worker no longer holds the claim: its lease
+// expired, it was released, another worker took it over, or the run it
+// belonged to ended. The worker must stop working on the task.
+var ErrClaimLost = newRefusal("lifecycle: claim lost")
+
+// ErrAlreadyClaimed is matched by [*ClaimedError]: the task is claimed by
+// a live lease.
+var ErrAlreadyClaimed = newRefusal("lifecycle: task already claimed")
+
+// ClaimedError is ClaimTask's answer when the task's claim is live: who
+// holds it, and until when as far as the history tells (renewals are not
+// recorded there).
+type ClaimedError struct {
+	ID, Op string
+	Task   workflow.TaskID
+	Worker string    // the holder's worker id ("" if the holder's claim is not committed yet)
+	Claim  ulid.ULID // the holder's claim id (zero if not committed yet)
+	Since  time.Time // when the holder's claim was committed (zero if not yet)
+	TTL    time.Duration
+}
+
+func (e *ClaimedError) Error() string {
+	who := "another worker, whose claim is being committed"
+	if e.Worker != "" {
+		who = fmt.Sprintf("worker %q (claim %s since %s", e.Worker, e.Claim, e.Since.UTC().Format(time.RFC3339))
+		if e.TTL > 0 {
+			who += fmt.Sprintf(", lease %v renewed by its heartbeats)", e.TTL)
+		} else {
+			who += ", no expiry)"
+		}
+	}
+	return fmt.Sprintf("lifecycle: %s %q: task %s is claimed by %s: wait for its release or expiry, or work on another task", e.Op, e.ID, short(e.Task), who)
+}
+
+// Is reports whether target is [ErrAlreadyClaimed].
+func (e *ClaimedError) Is(target error) bool { return target == ErrAlreadyClaimed }
+
+// TaskClaim is a worker's claim on a task of a run (Sayiir's TaskClaim):
+// pass it to [WithClaim] to fence writes with it, to
+// [Store.ExtendTaskClaim] to renew it.
+type TaskClaim struct {
+	InstanceID string
+	TaskID     workflow.TaskID
+	Worker     string
+	ID         ulid.ULID     // the claim's id: its task.claimed event's id
+	Run        ulid.ULID     // the run it belongs to
+	TTL        time.Duration // 0: it never expires
+	// ExpiresAt is when the lease ends if it is not renewed, by the
+	// claimant's clock when it was acquired (the lease store's clock
+	// decides); nil when it never expires.
+	ExpiresAt *time.Time
+	// TookOver is the claim it took over (whose lease had ended), or nil.
+	TookOver *events.ClaimRef
+}
+
+// leaseHolder is the holder value of a claim's lease: its id and worker.
+func leaseHolder(claim ulid.ULID, worker string) string { return claim.String() + " " + worker }
+
+// parseHolder splits a lease holder value.
+func parseHolder(h string) (claim ulid.ULID, worker string) {
+	id, w, _ := strings.Cut(h, " ")
+	c, _ := ulid.ParseStrict(id)
+	return c, w
+}
+
+// maxWorkerID bounds a worker id, in bytes.
+const maxWorkerID = 256
+
+// validateClaim checks a claim request's worker and ttl.
+func (s *Store) validateClaim(worker string, ttl time.Duration) error {
+	switch {
+	case s.leases == nil:
+		return fmt.Errorf("%w: task claims need a lease store: set Config.Leases (jetstream.Store.Leases(), memlog.Log.Leases())", ErrInvalidConfig)
+	case worker == "":
+		return fmt.Errorf("%w: empty worker id", ErrInvalidRequest)
+	case len(worker) > maxWorkerID:
+		return fmt.Errorf("%w: worker id of %d bytes, want at most %d", ErrInvalidRequest, len(worker), maxWorkerID)
+	case !utf8.ValidString(worker) || strings.ContainsFunc(worker, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Errorf("%w: worker id %q is not printable UTF-8", ErrInvalidRequest, worker)
+	case ttl < 0:
+		return fmt.Errorf("%w: negative ttl %v (0 means a claim that never expires)", ErrInvalidRequest, ttl)
+	case ttl > 0 && ttl < time.Millisecond:
+		return fmt.Errorf("%w: ttl %v is under a millisecond", ErrInvalidRequest, ttl)
+	}
+	return nil
+}
+
+// claimable checks that task of st can be claimed: a snapshot in
+// progress and no result for the task yet.
+func claimable(st *projection.State, task workflow.TaskID) error {
+	if err := needSnapshot(st); err != nil {
+		return err
+	}
+	switch k := st.Snapshot.State.Kind; {
+	case k.Terminal():
+		return &TerminalError{ID: st.Instance, Op: "claim task", State: k}
+	case k != workflow.InProgress:
+		return fmt.Errorf("%w: task %s of %q cannot be claimed: the run is %s", ErrInvalidRequest, short(task), st.Instance, k)
+	}
+	if _, done := st.Results[task]; done {
+		return fmt.Errorf("%w: task %s of %q already completed: there is nothing to run", ErrInvalidRequest, short(task), st.Instance)
+	}
+	return nil
+}
+
+// ClaimTask claims task of instance id for worker (Sayiir's claim_task),
+// with a lease of ttl (0: until released). It returns the claim, or a
+// [*ClaimedError] (ErrAlreadyClaimed) naming the holder while the task's
+// claim is live. A claim whose lease ended without a release is taken
+// over, and the history records it as such. Only a task of an in-progress
+// run without a result can be claimed ([*NotFoundError], [*TerminalError],
+// ErrInvalidRequest); bad input (an empty or unprintable worker id, a
+// negative ttl) is ErrInvalidRequest, and nothing is written.
+//
+// The lease is taken first, in the lease store, whose atomic create is the
+// mutual exclusion; then the claim is committed to the instance's history
+// with the sequence check, naming the claim it takes over if any. If the
+// commit cannot be made (the run ended meanwhile, or the task's claim
+// changed) the lease is released and the refusal returned.
+func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, worker string, ttl time.Duration) (TaskClaim, error) {
+	if err := validateID(id); err != nil {
+		return TaskClaim{}, err
+	}
+	if err := s.validateClaim(worker, ttl); err != nil {
+		return TaskClaim{}, wrap("claim task", id, err)
+	}
+	// What the task's claim is now, and whether its lease is live.
+	var prior *projection.Claim
+	err := s.read(ctx, id, func(st *projection.State) error {
+		if err := claimable(st, task); err != nil {
+			return err
+		}
+		if c, ok := st.Claims[task]; ok {
+			prior = &c
+		}
+		return nil
+	})
+	if err != nil {
+		return TaskClaim{}, wrap("claim task", id, err)
+	}
+	claimID, at, err := s.ids.New()
+	if err != nil {
+		return TaskClaim{}, err
+	}
+	holder := leaseHolder(claimID, worker)
+	acquired, current, err := s.leases.AcquireLease(ctx, id, task, holder, ttl)
+	if err != nil {
+		return TaskClaim{}, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
+	}
+	if !acquired {
+		return TaskClaim{}, s.claimedBy(ctx, id, task, current)
+	}
+	var over *events.ClaimRef
+	if prior != nil {
+		over = &events.ClaimRef{Claim: prior.ID, Worker: prior.Worker}
+	}
+	actor := ActorFrom(ctx)
+	var run ulid.ULID
+	_, err = s.write(ctx, "claim task", id, func(st *projection.State) (*events.Commit, error) {
+		if err := claimable(st, task); err != nil {
+			return nil, err
+		}
+		cur, held := st.Claims[task]
+		if held != (prior != nil) || held && cur.ID != prior.ID {
+			// The task's claim changed since the lease was taken (a
+			// take-over or a release committed by another worker).
+			return nil, fmt.Errorf("%w: the claim of task %s changed while it was being taken: claim again", ErrClaimLost, short(task))
+		}
+		b, err := s.newCommit(st, "claim_task", actor)
+		if err != nil {
+			return nil, err
+		}
+		run = st.Run
+		b.addWithID(claimID, st.Run, &events.TaskClaimedData{TaskID: task, Worker: worker, TTLMS: uint64(ttl.Milliseconds()), TakenOver: over})
+		return &b.c, nil
+	})
+	if err != nil {
+		if rerr := s.leases.ReleaseLease(context.WithoutCancel(ctx), id, task, holder); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("release the lease again: %w", rerr))
+		}
+		return TaskClaim{}, wrap("claim task", id, err)
+	}
+	c := TaskClaim{InstanceID: id, TaskID: task, Worker: worker, ID: claimID, Run: run, TTL: ttl, TookOver: over}
+	if ttl > 0 {
+		exp := at.Add(ttl).UTC()
+		c.ExpiresAt = &exp
+	}
+	return c, nil
+}
+
+// claimedBy builds the answer to a claim refused by a live lease of
+// holder.
+func (s *Store) claimedBy(ctx context.Context, id string, task workflow.TaskID, holder string) error {
+	claim, worker := parseHolder(holder)
+	e := &ClaimedError{ID: id, Op: "claim task", Task: task, Worker: worker, Claim: claim}
+	_ = s.read(ctx, id, func(st *projection.State) error {
+		if c, ok := st.Claims[task]; ok && c.ID == claim {
+			e.Since, e.TTL = c.At, c.TTL
+		} else {
+			e.Worker, e.Claim = "", ulid.ULID{} // not committed (yet)
+		}
+		return nil
+	})
+	return e
+}
+
+// ownClaim returns the task's claim in st if worker holds it: ErrNotFound
+// (a [*NotFoundError]) when the task has no claim, ErrClaimLost when
+// another worker's claim is the task's.
+func ownClaim(st *projection.State, op string, task workflow.TaskID, worker string) (projection.Claim, error) {
+	if err := needSnapshot(st); err != nil {
+		return projection.Claim{}, err
+	}
+	c, ok := st.Claims[task]
+	switch {
+	case !ok:
+		return c, fmt.Errorf("%w: %s: task %s of %q has no claim", ErrNotFound, op, short(task), st.Instance)
+	case c.Worker != worker:
+		return c, fmt.Errorf("%w: task %s of %q is claimed by %q, not %q", ErrClaimLost, short(task), st.Instance, c.Worker, worker)
+	}
+	return c, nil
+}
+
+// ReleaseTaskClaim ends worker's claim on task (Sayiir's
+// release_task_claim): a task.claim_released commit, then the lease is
+// released. [*NotFoundError] (ErrNotFound) when the task has no claim,
+// ErrClaimLost when another worker holds it.
+func (s *Store) ReleaseTaskClaim(ctx context.Context, id string, task workflow.TaskID, worker string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	if err := s.validateClaim(worker, 0); err != nil {
+		return wrap("release task claim", id, err)
+	}
+	actor := ActorFrom(ctx)
+	var released projection.Claim
+	_, err := s.write(ctx, "release task claim", id, func(st *projection.State) (*events.Commit, error) {
+		c, err := ownClaim(st, "release task claim", task, worker)
+		if err != nil {
+			return nil, err
+		}
+		released = c
+		return s.commitOf(st, "release_task_claim", actor, st.Run, &events.TaskClaimReleasedData{TaskID: task, Claim: c.ID, Worker: worker, Reason: "released"})
+	})
+	if err != nil {
+		return wrap("release task claim", id, err)
+	}
+	if err := s.leases.ReleaseLease(ctx, id, task, leaseHolder(released.ID, worker)); err != nil {
+		return wrap("release task claim", id, fmt.Errorf("the release is committed; releasing the lease failed (it expires by itself): %w", err))
+	}
+	return nil
+}
+
+// ExtendTaskClaim renews worker's claim on task (Sayiir's
+// extend_task_claim, the heartbeat): its lease lasts ttl from now (an
+// absolute renewal, never its old expiry plus ttl). It writes nothing to
+// the history. A claim without expiry is left as it is. Errors as
+// [Store.ReleaseTaskClaim], and ErrClaimLost when the lease already
+// ended.
+func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.TaskID, worker string, ttl time.Duration) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	if err := s.validateClaim(worker, ttl); err != nil {
+		return wrap("extend task claim", id, err)
+	}
+	var c projection.Claim
+	err := s.read(ctx, id, func(st *projection.State) error {
+		var err error
+		c, err = ownClaim(st, "extend task claim", task, worker)
+		return err
+	})
+	if err != nil {
+		return wrap("extend task claim", id, err)
+	}
+	if c.TTL == 0 {
+		return nil // never expires
+	}
+	if ttl == 0 {
+		return wrap("extend task claim", id, fmt.Errorf("%w: ttl 0 on a claim with a lease: give the new time to live", ErrInvalidRequest))
+	}
+	ok, err := s.leases.RenewLease(ctx, id, task, leaseHolder(c.ID, worker), ttl)
+	if err != nil {
+		return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
+	}
+	if !ok {
+		return wrap("extend task claim", id, fmt.Errorf("%w: the lease of claim %s on task %s ended before it was renewed: stop working on the task", ErrClaimLost, c.ID, short(task)))
+	}
+	return nil
+}
+
+// SaveOption changes a write: [WithClaim] fences it with a claim.
+type SaveOption func(*saveOptions)
+
+type saveOptions struct {
+	claim   *TaskClaim
+	release bool
+}
+
+// WithClaim fences a write ([Store.SaveSnapshot], [Store.SaveTaskResult],
+// [Store.ConsumeEvent]) with claim: it is refused with ErrClaimLost when
+// the claim is no longer the task's (released, taken over, its run ended)
+// or its lease has ended. With release, the same commit releases the
+// claim (a checkpoint that finishes the task).
+func WithClaim(claim TaskClaim, release bool) SaveOption {
+	return func(o *saveOptions) { o.claim, o.release = &claim, release }
+}
+
+func saveOptionsOf(opts []SaveOption) saveOptions {
+	var o saveOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// checkLease confirms, before a fenced write, that the claim's lease is
+// live. The history check is the decider's (fenced); this one covers
+// expiry, which the history does not record.
+func (s *Store) checkLease(ctx context.Context, o saveOptions) error {
+	if o.claim == nil {
+		return nil
+	}
+	if s.leases == nil {
+		return fmt.Errorf("%w: a fenced write needs a lease store: set Config.Leases", ErrInvalidConfig)
+	}
+	c := o.claim
+	h, ok, err := s.leases.LeaseHolder(ctx, c.InstanceID, c.TaskID)
+	if err != nil {
+		return fmt.Errorf("read the claim's lease: %w", err)
+	}
+	if !ok || h != leaseHolder(c.ID, c.Worker) {
+		return fmt.Errorf("%w: the lease of claim %s of %q on task %s has ended: the write is refused; stop working on the task", ErrClaimLost, c.ID, c.Worker, short(c.TaskID))
+	}
+	return nil
+}
+
+// fenceClaim checks, in a decider, that o's claim is the task's claim in
+// st, and returns the release event to add when asked for.
+func fenceClaim(st *projection.State, o saveOptions) (events.Payload, error) {
+	if o.claim == nil {
+		return nil, nil
+	}
+	c := o.claim
+	cur, ok := st.Claims[c.TaskID]
+	if st.Run != c.Run || !ok || cur.ID != c.ID {
+		return nil, fmt.Errorf("%w: claim %s of %q on task %s is no longer the task's (released, taken over, or its run ended): the write is refused", ErrClaimLost, c.ID, c.Worker, short(c.TaskID))
+	}
+	if !o.release {
+		return nil, nil
+	}
+	return &events.TaskClaimReleasedData{TaskID: c.TaskID, Claim: c.ID, Worker: c.Worker, Reason: "checkpoint"}, nil
+}
+
+// afterFencedWrite releases the lease of a claim released by the write.
+func (s *Store) afterFencedWrite(ctx context.Context, o saveOptions) {
+	if o.claim == nil || !o.release {
+		return
+	}
+	c := o.claim
+	if err := s.leases.ReleaseLease(ctx, c.InstanceID, c.TaskID, leaseHolder(c.ID, c.Worker)); err != nil {
+		s.logger.WarnContext(ctx, "runlog: the claim was released in the history; releasing its lease failed (it expires by itself)",
+			"instance", c.InstanceID, "task", c.TaskID.String(), "err", err)
+	}
+}
+
+func short(t workflow.TaskID) string {
+	s := t.String()
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
