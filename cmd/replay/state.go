@@ -67,7 +67,17 @@ type stateView struct {
 	Signals  map[workflow.SignalKind]workflow.SignalRequest `json:"signals,omitempty"`
 	Buffered map[string][]bufferedView                      `json:"buffered,omitempty"`
 	Results  map[workflow.TaskID][]byte                     `json:"results,omitempty"`
+	Claims   map[workflow.TaskID]claimView                  `json:"claims,omitempty"`
 	Snapshot *workflow.Snapshot                             `json:"snapshot,omitempty"`
+}
+
+// claimView is a claim as the history records it: its lease may have
+// been renewed (heartbeats are not in the history) or have ended.
+type claimView struct {
+	Claim  string    `json:"claim"`
+	Worker string    `json:"worker"`
+	Since  time.Time `json:"since"`
+	TTLMS  int64     `json:"ttl_ms,omitempty"`
 }
 
 type bufferedView struct {
@@ -90,6 +100,12 @@ func viewOf(s *projection.State, p point) stateView {
 	}
 	if s.Commits > 0 {
 		v.Head = s.Head.String()
+	}
+	if len(s.Claims) > 0 {
+		v.Claims = make(map[workflow.TaskID]claimView, len(s.Claims))
+		for t, c := range s.Claims {
+			v.Claims[t] = claimView{Claim: c.ID.String(), Worker: c.Worker, Since: c.At.UTC(), TTLMS: c.TTL.Milliseconds()}
+		}
 	}
 	if len(s.Buffered) > 0 {
 		v.Buffered = make(map[string][]bufferedView, len(s.Buffered))
@@ -206,6 +222,14 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		for _, t := range ids {
 			line("", "%s  %s", shortHash(t), showBytes(s.Results[t], 70))
 		}
+	}
+	for _, t := range slices.SortedFunc(maps.Keys(s.Claims), func(a, b workflow.TaskID) int { return cmp.Compare(a.String(), b.String()) }) {
+		c := s.Claims[t]
+		lease := "no expiry"
+		if c.TTL > 0 {
+			lease = fmt.Sprintf("lease %v from %s, renewed by heartbeats outside the history", c.TTL, fmtTime(c.At))
+		}
+		line("claimed", "task %s by %q since %s (%s; claim %s)", shortHash(t), c.Worker, fmtTime(c.At), lease, c.ID)
 	}
 	for _, k := range workflow.SignalKinds() {
 		if r, ok := s.Signals[k]; ok {
