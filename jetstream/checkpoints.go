@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -22,40 +21,16 @@ func (s *Store) CheckpointBucket() string { return s.cfg.Stream + "_CHECKPOINTS"
 // replicas), created when first written to. Keys are the instances' ids
 // encoded as in subjects ([EncodeID]). It is derived data, outside the
 // audit chain: deleting the bucket costs folds, never history.
-func (s *Store) Checkpoints() lifecycle.Checkpoints { return &kvCheckpoints{s: s} }
-
-type kvCheckpoints struct {
-	s  *Store
-	mu sync.Mutex
-	kv natsjs.KeyValue
+func (s *Store) Checkpoints() lifecycle.Checkpoints {
+	return &kvCheckpoints{b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.CheckpointBucket(),
+		Description: "runlog projection checkpoints of stream " + s.cfg.Stream + " (derived data)",
+		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas}}}
 }
 
-// bucket returns the KV bucket, creating it when create is set; nil, nil
-// when it does not exist and create is not set.
-func (c *kvCheckpoints) bucket(ctx context.Context, create bool) (natsjs.KeyValue, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kv != nil {
-		return c.kv, nil
-	}
-	kv, err := c.s.js.KeyValue(ctx, c.s.CheckpointBucket())
-	if errors.Is(err, natsjs.ErrBucketNotFound) {
-		if !create {
-			return nil, nil
-		}
-		kv, err = c.s.js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{Bucket: c.s.CheckpointBucket(),
-			Description: "runlog projection checkpoints of stream " + c.s.cfg.Stream + " (derived data)",
-			History:     1, Storage: c.s.cfg.Storage, Replicas: c.s.cfg.Replicas})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: checkpoint bucket %s: %w", c.s.CheckpointBucket(), err)
-	}
-	c.kv = kv
-	return kv, nil
-}
+type kvCheckpoints struct{ b *kvBucket }
 
 func (c *kvCheckpoints) LoadCheckpoint(ctx context.Context, instance string) ([]byte, bool, error) {
-	kv, err := c.bucket(ctx, false)
+	kv, err := c.b.get(ctx, false)
 	if err != nil || kv == nil {
 		return nil, false, err
 	}
@@ -70,7 +45,7 @@ func (c *kvCheckpoints) LoadCheckpoint(ctx context.Context, instance string) ([]
 }
 
 func (c *kvCheckpoints) SaveCheckpoint(ctx context.Context, instance string, data []byte) error {
-	kv, err := c.bucket(ctx, true)
+	kv, err := c.b.get(ctx, true)
 	if err != nil {
 		return err
 	}

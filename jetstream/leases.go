@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,36 +26,20 @@ func (s *Store) LeaseBucket() string { return s.cfg.Stream + "_LEASES" }
 // rounded up to 1 s, a longer one up to the next second. The audit stream
 // is never touched (its settings stay as [Open] requires; per-message
 // TTLs live in the bucket's own stream).
-func (s *Store) Leases() lifecycle.Leases { return &kvLeases{s: s} }
+func (s *Store) Leases() lifecycle.Leases {
+	return &kvLeases{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.LeaseBucket(),
+		Description: "runlog task claim leases of stream " + s.cfg.Stream + " (liveness only: the claims are in the log)",
+		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: leaseMarkerTTL}}}
+}
 
 type kvLeases struct {
-	s  *Store
-	mu sync.Mutex
-	kv natsjs.KeyValue
+	s *Store
+	b *kvBucket
 }
 
 // leaseMarkerTTL is how long the bucket keeps the marker of an expired
 // lease.
 const leaseMarkerTTL = time.Minute
-
-func (l *kvLeases) bucket(ctx context.Context) (natsjs.KeyValue, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.kv != nil {
-		return l.kv, nil
-	}
-	kv, err := l.s.js.KeyValue(ctx, l.s.LeaseBucket())
-	if errors.Is(err, natsjs.ErrBucketNotFound) {
-		kv, err = l.s.js.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{Bucket: l.s.LeaseBucket(),
-			Description: "runlog task claim leases of stream " + l.s.cfg.Stream + " (liveness only: the claims are in the log)",
-			History:     1, Storage: l.s.cfg.Storage, Replicas: l.s.cfg.Replicas, LimitMarkerTTL: leaseMarkerTTL})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: lease bucket %s: %w", l.s.LeaseBucket(), err)
-	}
-	l.kv = kv
-	return kv, nil
-}
 
 // leaseKey is the KV key of a task's lease: the instance's subject token
 // and the task id.
@@ -71,7 +54,7 @@ func ttlSeconds(ttl time.Duration) time.Duration {
 }
 
 func (l *kvLeases) AcquireLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, string, error) {
-	kv, err := l.bucket(ctx)
+	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return false, "", err
 	}
@@ -100,7 +83,7 @@ func (l *kvLeases) AcquireLease(ctx context.Context, instance string, task workf
 }
 
 func (l *kvLeases) RenewLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, error) {
-	kv, err := l.bucket(ctx)
+	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return false, err
 	}
@@ -133,7 +116,7 @@ func (l *kvLeases) RenewLease(ctx context.Context, instance string, task workflo
 }
 
 func (l *kvLeases) LeaseHolder(ctx context.Context, instance string, task workflow.TaskID) (string, bool, error) {
-	kv, err := l.bucket(ctx)
+	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return "", false, err
 	}
@@ -149,7 +132,7 @@ func (l *kvLeases) LeaseHolder(ctx context.Context, instance string, task workfl
 }
 
 func (l *kvLeases) ReleaseLease(ctx context.Context, instance string, task workflow.TaskID, holder string) error {
-	kv, err := l.bucket(ctx)
+	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return err
 	}

@@ -367,11 +367,17 @@ func runners(b *testing.B, st *lifecycle.Store, prefix string, n int) []*runner 
 // BenchmarkRawPublishCASParallel is BenchmarkRawPublishCAS from 64
 // goroutines, distinct subjects, one connection.
 func BenchmarkRawPublishCASParallel(b *testing.B) {
-	e := newEnv(b, syncDefault)
+	parallelPublishes(b, newEnv(b, syncDefault), parallel, "rawp-")
+}
+
+// parallelPublishes measures raw CAS publishes of a create's bytes
+// (distinct subjects, each on its instance's partition) from writers
+// goroutines: the floor of parallelCreates.
+func parallelPublishes(b *testing.B, e *env, writers int, prefix string) {
 	t := e.template(b)
-	g := ids{prefix: "rawp-"}
+	g := ids{prefix: prefix}
 	ctx := context.Background()
-	b.SetParallelism(parallelism())
+	b.SetParallelism(writersParallelism(writers))
 	b.ResetTimer()
 	cpu := startCPU()
 	b.RunParallel(func(pb *testing.PB) {
@@ -583,21 +589,7 @@ func BenchmarkRawPublishCASParallelDurable(b *testing.B) {
 	for _, k := range partitionCounts {
 		b.Run(fmt.Sprintf("partitions=%d", k), func(b *testing.B) {
 			e := openEnv(b, b.TempDir(), syncAlways, jetstream.Config{Logger: discard, Partitions: k})
-			t := e.template(b)
-			g := ids{prefix: "rawd-"}
-			ctx := context.Background()
-			b.SetParallelism(writersParallelism(durableWriters))
-			b.ResetTimer()
-			cpu := startCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := e.publishCAS(ctx, t, e.log.SubjectFor(g.next())); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			cpu.report(b)
+			parallelPublishes(b, e, durableWriters, "rawd-")
 		})
 	}
 }
