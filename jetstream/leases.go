@@ -11,7 +11,6 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/lifecycle"
-	"github.com/runlog/runlog/workflow"
 )
 
 // LeaseBucket returns the name of the KV bucket that holds the store's
@@ -41,10 +40,10 @@ type kvLeases struct {
 // lease.
 const leaseMarkerTTL = time.Minute
 
-// leaseKey is the KV key of a task's lease: the instance's subject token
-// and the task id.
-func leaseKey(instance string, task workflow.TaskID) string {
-	return EncodeID(instance) + "." + task.String()
+// leaseKey is the KV key of a task's lease: the instance's subject token,
+// the run and the task id.
+func leaseKey(k lifecycle.LeaseKey) string {
+	return EncodeID(k.Instance) + "." + k.Run.String() + "." + k.Task.String()
 }
 
 // ttlSeconds rounds ttl up to whole seconds, at least 1.
@@ -53,12 +52,12 @@ func ttlSeconds(ttl time.Duration) time.Duration {
 	return max(secs, 1) * time.Second
 }
 
-func (l *kvLeases) AcquireLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, string, error) {
+func (l *kvLeases) AcquireLease(ctx context.Context, lk lifecycle.LeaseKey, holder string, ttl time.Duration) (bool, string, error) {
 	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return false, "", err
 	}
-	key := leaseKey(instance, task)
+	key := leaseKey(lk)
 	var opts []natsjs.KVCreateOpt
 	if ttl > 0 {
 		opts = append(opts, natsjs.KeyTTL(ttlSeconds(ttl)))
@@ -82,12 +81,12 @@ func (l *kvLeases) AcquireLease(ctx context.Context, instance string, task workf
 	}
 }
 
-func (l *kvLeases) RenewLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, error) {
+func (l *kvLeases) RenewLease(ctx context.Context, lk lifecycle.LeaseKey, holder string, ttl time.Duration) (bool, error) {
 	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return false, err
 	}
-	key := leaseKey(instance, task)
+	key := leaseKey(lk)
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return false, nil
@@ -115,12 +114,12 @@ func (l *kvLeases) RenewLease(ctx context.Context, instance string, task workflo
 	return true, nil
 }
 
-func (l *kvLeases) LeaseHolder(ctx context.Context, instance string, task workflow.TaskID) (string, bool, error) {
+func (l *kvLeases) LeaseHolder(ctx context.Context, lk lifecycle.LeaseKey) (string, bool, error) {
 	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return "", false, err
 	}
-	key := leaseKey(instance, task)
+	key := leaseKey(lk)
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return "", false, nil
@@ -131,12 +130,12 @@ func (l *kvLeases) LeaseHolder(ctx context.Context, instance string, task workfl
 	return string(e.Value()), true, nil
 }
 
-func (l *kvLeases) ReleaseLease(ctx context.Context, instance string, task workflow.TaskID, holder string) error {
+func (l *kvLeases) ReleaseLease(ctx context.Context, lk lifecycle.LeaseKey, holder string) error {
 	kv, err := l.b.get(ctx, true)
 	if err != nil {
 		return err
 	}
-	key := leaseKey(instance, task)
+	key := leaseKey(lk)
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return nil

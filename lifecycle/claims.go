@@ -26,16 +26,25 @@ type Leases interface {
 	// AcquireLease makes holder the lease's holder for ttl (0: until
 	// released) if nobody holds it, or its last holder's lease ended;
 	// otherwise it returns acquired false and the live holder.
-	AcquireLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (acquired bool, current string, err error)
+	AcquireLease(ctx context.Context, key LeaseKey, holder string, ttl time.Duration) (acquired bool, current string, err error)
 	// RenewLease sets the lease's time to live to ttl from now (never
 	// its old expiry plus ttl) if holder holds it live; false otherwise.
-	RenewLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, error)
+	RenewLease(ctx context.Context, key LeaseKey, holder string, ttl time.Duration) (bool, error)
 	// LeaseHolder returns the live holder of the lease, ok false if there
 	// is none (never taken, released, or expired).
-	LeaseHolder(ctx context.Context, instance string, task workflow.TaskID) (holder string, ok bool, err error)
+	LeaseHolder(ctx context.Context, key LeaseKey) (holder string, ok bool, err error)
 	// ReleaseLease ends the lease if holder holds it; otherwise it does
 	// nothing.
-	ReleaseLease(ctx context.Context, instance string, task workflow.TaskID, holder string) error
+	ReleaseLease(ctx context.Context, key LeaseKey, holder string) error
+}
+
+// LeaseKey names a lease: a task of one run of an instance. A new run's
+// tasks have leases of their own, so a lease left behind by a run that
+// ended (TerminateExisting, a delete) never blocks the next run.
+type LeaseKey struct {
+	Instance string
+	Run      ulid.ULID
+	Task     workflow.TaskID
 }
 
 // ErrClaimLost is matched by the errors of a claim's operations and of
@@ -93,6 +102,9 @@ type TaskClaim struct {
 	// TookOver is the claim it took over (whose lease had ended), or nil.
 	TookOver *events.ClaimRef
 }
+
+// leaseKey is the key of the claim's lease.
+func (c *TaskClaim) leaseKey() LeaseKey { return LeaseKey{Instance: c.InstanceID, Run: c.Run, Task: c.TaskID} }
 
 // leaseHolder is the holder value of a claim's lease: its id and worker.
 func leaseHolder(claim ulid.ULID, worker string) string { return claim.String() + " " + worker }
@@ -167,6 +179,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 	}
 	// What the task's claim is now, and whether its lease is live.
 	var prior *projection.Claim
+	var run ulid.ULID
 	err := s.read(ctx, id, func(st *projection.State) error {
 		if err := claimable(st, task); err != nil {
 			return err
@@ -174,6 +187,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		if c, ok := st.Claims[task]; ok {
 			prior = &c
 		}
+		run = st.Run
 		return nil
 	})
 	if err != nil {
@@ -184,22 +198,25 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		return TaskClaim{}, err
 	}
 	holder := leaseHolder(claimID, worker)
-	acquired, current, err := s.leases.AcquireLease(ctx, id, task, holder, ttl)
+	key := LeaseKey{Instance: id, Run: run, Task: task}
+	acquired, current, err := s.leases.AcquireLease(ctx, key, holder, ttl)
 	if err != nil {
 		return TaskClaim{}, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
 	}
 	if !acquired {
-		return TaskClaim{}, s.claimedBy(ctx, id, task, current)
+		return TaskClaim{}, s.claimedBy(ctx, key, current)
 	}
 	var over *events.ClaimRef
 	if prior != nil {
 		over = &events.ClaimRef{Claim: prior.ID, Worker: prior.Worker}
 	}
 	actor := ActorFrom(ctx)
-	var run ulid.ULID
 	_, err = s.write(ctx, "claim task", id, func(st *projection.State) (*events.Commit, error) {
 		if err := claimable(st, task); err != nil {
 			return nil, err
+		}
+		if st.Run != run {
+			return nil, fmt.Errorf("%w: the run of %q changed while task %s was being claimed: claim again", ErrClaimLost, id, short(task))
 		}
 		cur, held := st.Claims[task]
 		if held != (prior != nil) || held && cur.ID != prior.ID {
@@ -211,12 +228,11 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		if err != nil {
 			return nil, err
 		}
-		run = st.Run
 		b.addWithID(claimID, st.Run, &events.TaskClaimedData{TaskID: task, Worker: worker, TTLMS: uint64(ttl.Milliseconds()), TakenOver: over})
 		return &b.c, nil
 	})
 	if err != nil {
-		if rerr := s.leases.ReleaseLease(context.WithoutCancel(ctx), id, task, holder); rerr != nil {
+		if rerr := s.leases.ReleaseLease(context.WithoutCancel(ctx), key, holder); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("release the lease again: %w", rerr))
 		}
 		return TaskClaim{}, wrap("claim task", id, err)
@@ -231,11 +247,11 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 
 // claimedBy builds the answer to a claim refused by a live lease of
 // holder.
-func (s *Store) claimedBy(ctx context.Context, id string, task workflow.TaskID, holder string) error {
+func (s *Store) claimedBy(ctx context.Context, key LeaseKey, holder string) error {
 	claim, worker := parseHolder(holder)
-	e := &ClaimedError{ID: id, Op: "claim task", Task: task, Worker: worker, Claim: claim}
-	_ = s.read(ctx, id, func(st *projection.State) error {
-		if c, ok := st.Claims[task]; ok && c.ID == claim {
+	e := &ClaimedError{ID: key.Instance, Op: "claim task", Task: key.Task, Worker: worker, Claim: claim}
+	_ = s.read(ctx, key.Instance, func(st *projection.State) error {
+		if c, ok := st.Claims[key.Task]; ok && c.ID == claim {
 			e.Since, e.TTL = c.At, c.TTL
 		} else {
 			e.Worker, e.Claim = "", ulid.ULID{} // not committed (yet)
@@ -275,18 +291,19 @@ func (s *Store) ReleaseTaskClaim(ctx context.Context, id string, task workflow.T
 	}
 	actor := ActorFrom(ctx)
 	var released projection.Claim
+	var run ulid.ULID
 	_, err := s.write(ctx, "release task claim", id, func(st *projection.State) (*events.Commit, error) {
 		c, err := ownClaim(st, "release task claim", task, worker)
 		if err != nil {
 			return nil, err
 		}
-		released = c
+		released, run = c, st.Run
 		return s.commitOf(st, "release_task_claim", actor, st.Run, &events.TaskClaimReleasedData{TaskID: task, Claim: c.ID, Worker: worker, Reason: "released"})
 	})
 	if err != nil {
 		return wrap("release task claim", id, err)
 	}
-	if err := s.leases.ReleaseLease(ctx, id, task, leaseHolder(released.ID, worker)); err != nil {
+	if err := s.leases.ReleaseLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(released.ID, worker)); err != nil {
 		return wrap("release task claim", id, fmt.Errorf("the release is committed; releasing the lease failed (it expires by itself): %w", err))
 	}
 	return nil
@@ -306,9 +323,11 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 		return wrap("extend task claim", id, err)
 	}
 	var c projection.Claim
+	var run ulid.ULID
 	err := s.read(ctx, id, func(st *projection.State) error {
 		var err error
 		c, err = ownClaim(st, "extend task claim", task, worker)
+		run = st.Run
 		return err
 	})
 	if err != nil {
@@ -320,7 +339,7 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 	if ttl == 0 {
 		return wrap("extend task claim", id, fmt.Errorf("%w: ttl 0 on a claim with a lease: give the new time to live", ErrInvalidRequest))
 	}
-	ok, err := s.leases.RenewLease(ctx, id, task, leaseHolder(c.ID, worker), ttl)
+	ok, err := s.leases.RenewLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(c.ID, worker), ttl)
 	if err != nil {
 		return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
 	}
@@ -366,7 +385,7 @@ func (s *Store) checkLease(ctx context.Context, o saveOptions) error {
 		return fmt.Errorf("%w: a fenced write needs a lease store: set Config.Leases", ErrInvalidConfig)
 	}
 	c := o.claim
-	h, ok, err := s.leases.LeaseHolder(ctx, c.InstanceID, c.TaskID)
+	h, ok, err := s.leases.LeaseHolder(ctx, c.leaseKey())
 	if err != nil {
 		return fmt.Errorf("read the claim's lease: %w", err)
 	}
@@ -399,7 +418,7 @@ func (s *Store) afterFencedWrite(ctx context.Context, o saveOptions) {
 		return
 	}
 	c := o.claim
-	if err := s.leases.ReleaseLease(ctx, c.InstanceID, c.TaskID, leaseHolder(c.ID, c.Worker)); err != nil {
+	if err := s.leases.ReleaseLease(ctx, c.leaseKey(), leaseHolder(c.ID, c.Worker)); err != nil {
 		s.logger.WarnContext(ctx, "runlog: the claim was released in the history; releasing its lease failed (it expires by itself)",
 			"instance", c.InstanceID, "task", c.TaskID.String(), "err", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/lifecycle"
-	"github.com/runlog/runlog/workflow"
 )
 
 // Leases returns the log's lease store for task claims
@@ -16,14 +15,9 @@ func (l *Log) Leases() lifecycle.Leases {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.leases == nil {
-		l.leases = &leases{now: l.now, m: make(map[leaseKey]lease)}
+		l.leases = &leases{now: l.now, m: make(map[lifecycle.LeaseKey]lease)}
 	}
 	return l.leases
-}
-
-type leaseKey struct {
-	instance string
-	task     workflow.TaskID
 }
 
 type lease struct {
@@ -34,11 +28,11 @@ type lease struct {
 type leases struct {
 	now func() time.Time
 	mu  sync.Mutex
-	m   map[leaseKey]lease
+	m   map[lifecycle.LeaseKey]lease
 }
 
 // live returns the live lease of k.
-func (s *leases) live(k leaseKey) (lease, bool) {
+func (s *leases) live(k lifecycle.LeaseKey) (lease, bool) {
 	le, ok := s.m[k]
 	if ok && !le.expires.IsZero() && !s.now().Before(le.expires) {
 		delete(s.m, k)
@@ -54,13 +48,12 @@ func (s *leases) expiry(ttl time.Duration) time.Time {
 	return s.now().Add(ttl)
 }
 
-func (s *leases) AcquireLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, string, error) {
+func (s *leases) AcquireLease(ctx context.Context, k lifecycle.LeaseKey, holder string, ttl time.Duration) (bool, string, error) {
 	if err := ctx.Err(); err != nil {
 		return false, "", err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := leaseKey{instance, task}
 	if le, ok := s.live(k); ok {
 		return false, le.holder, nil
 	}
@@ -68,13 +61,12 @@ func (s *leases) AcquireLease(ctx context.Context, instance string, task workflo
 	return true, "", nil
 }
 
-func (s *leases) RenewLease(ctx context.Context, instance string, task workflow.TaskID, holder string, ttl time.Duration) (bool, error) {
+func (s *leases) RenewLease(ctx context.Context, k lifecycle.LeaseKey, holder string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := leaseKey{instance, task}
 	le, ok := s.live(k)
 	if !ok || le.holder != holder {
 		return false, nil
@@ -83,23 +75,22 @@ func (s *leases) RenewLease(ctx context.Context, instance string, task workflow.
 	return true, nil
 }
 
-func (s *leases) LeaseHolder(ctx context.Context, instance string, task workflow.TaskID) (string, bool, error) {
+func (s *leases) LeaseHolder(ctx context.Context, k lifecycle.LeaseKey) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	le, ok := s.live(leaseKey{instance, task})
+	le, ok := s.live(k)
 	return le.holder, ok, nil
 }
 
-func (s *leases) ReleaseLease(ctx context.Context, instance string, task workflow.TaskID, holder string) error {
+func (s *leases) ReleaseLease(ctx context.Context, k lifecycle.LeaseKey, holder string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := leaseKey{instance, task}
 	if le, ok := s.live(k); ok && le.holder == holder {
 		delete(s.m, k)
 	}

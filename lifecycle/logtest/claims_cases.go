@@ -241,11 +241,14 @@ var claimCases = []storeCase{
 		if err := h.store.ExtendTaskClaim(h.ctx, "t", task, "w-1", time.Minute); !errors.Is(err, lifecycle.ErrNotFound) {
 			t.Fatalf("extend of a claim of the replaced run: %v, want ErrNotFound (the new run has no claim)", err)
 		}
-		// The new run's task is claimed afresh (the old lease is still
-		// held in the lease store until it is released or expires: the
-		// claim waits for it, it never overlaps it).
 		if err := h.store.ReleaseTaskClaim(h.ctx, "t", task, "w-1"); !errors.Is(err, lifecycle.ErrNotFound) {
 			t.Fatalf("release on the new run: %v", err)
+		}
+		// The new run's task is claimed at once: leases are per run, so
+		// the old run's live lease does not block it.
+		c2, err := h.other().ClaimTask(h.ctx, "t", task, "w-2", time.Minute)
+		if err != nil || c2.TookOver != nil || c2.Run == c.Run {
+			t.Fatalf("claim on the new run: %+v, %v", c2, err)
 		}
 	}},
 

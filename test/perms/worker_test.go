@@ -35,10 +35,11 @@ func TestWorkerPermissions(t *testing.T) {
 	ctx := t.Context()
 	// The admin makes the lease bucket (a lease taken and released).
 	al := admin.Leases()
-	if _, _, err := al.AcquireLease(ctx, "setup", first.ID, "admin", time.Second); err != nil {
+	setup := lifecycle.LeaseKey{Instance: "setup", Task: first.ID}
+	if _, _, err := al.AcquireLease(ctx, setup, "admin", time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := al.ReleaseLease(ctx, "setup", first.ID, "admin"); err != nil {
+	if err := al.ReleaseLease(ctx, setup, "admin"); err != nil {
 		t.Fatal(err)
 	}
 	if err := workerClaims(t, url, writerUser, writerPass, "w-1"); err != nil {
@@ -91,7 +92,7 @@ func workerClaims(t *testing.T, url, user, pass, worker string) error {
 	if _, err := st.SaveSnapshot(ctx, snap, p.Revision, lifecycle.WithClaim(c, true)); err != nil {
 		return fmt.Errorf("fenced SaveSnapshot: %w", err)
 	}
-	if _, ok, err := log.Leases().LeaseHolder(ctx, id, first.ID); err != nil || ok {
+	if _, ok, err := log.Leases().LeaseHolder(ctx, lifecycle.LeaseKey{Instance: id, Run: c.Run, Task: first.ID}); err != nil || ok {
 		return fmt.Errorf("the lease after the releasing checkpoint: held %t, %v", ok, errors.Join(err))
 	}
 	return nil
