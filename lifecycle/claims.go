@@ -104,7 +104,9 @@ type TaskClaim struct {
 }
 
 // leaseKey is the key of the claim's lease.
-func (c *TaskClaim) leaseKey() LeaseKey { return LeaseKey{Instance: c.InstanceID, Run: c.Run, Task: c.TaskID} }
+func (c *TaskClaim) leaseKey() LeaseKey {
+	return LeaseKey{Instance: c.InstanceID, Run: c.Run, Task: c.TaskID}
+}
 
 // leaseHolder is the holder value of a claim's lease: its id and worker.
 func leaseHolder(claim ulid.ULID, worker string) string { return claim.String() + " " + worker }
