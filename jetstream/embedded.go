@@ -93,7 +93,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pid, how := servedBy(cfg.Dir); pid != 0 {
+	if pid, how := servedDir(cfg.Dir); pid != 0 {
 		unlock()
 		return nil, fmt.Errorf("%w: %s is served by another process (pid %d: %s); two servers on one directory lose each other's writes: "+
 			"connect to that server instead (jetstream.Connect, replay --server URL), or stop it first", ErrDirInUse, cfg.Dir, pid, how)
@@ -140,6 +140,23 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	return e, nil
 }
+
+// servedDir is servedBy, asked again after a short pause before it
+// counts: a process this one forks holds copies of all its open files for
+// the instant between the fork and its exec (Go closes them at exec), so a
+// child being started while an embedded server of this process has the
+// directory open looks, for that instant, like another server. A real
+// server still holds the files after the pause.
+func servedDir(dir string) (int, string) {
+	if pid, _ := servedBy(dir); pid == 0 {
+		return 0, ""
+	}
+	time.Sleep(servedRecheck)
+	return servedBy(dir)
+}
+
+// servedRecheck is how long servedDir waits before asking again.
+const servedRecheck = 50 * time.Millisecond
 
 // serverOptions maps cfg onto server options.
 func serverOptions(cfg EmbeddedConfig) (*server.Options, error) {

@@ -208,7 +208,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 	if !acquired {
 		return TaskClaim{}, s.claimedBy(ctx, key, current)
 	}
-	var over *events.ClaimRef
+	var over, tookOver *events.ClaimRef
 	if prior != nil {
 		over = &events.ClaimRef{Claim: prior.ID, Worker: prior.Worker}
 	}
@@ -221,16 +221,24 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 			return nil, fmt.Errorf("%w: the run of %q changed while task %s was being claimed: claim again", ErrClaimLost, id, short(task))
 		}
 		cur, held := st.Claims[task]
-		if held != (prior != nil) || held && cur.ID != prior.ID {
-			// The task's claim changed since the lease was taken (a
-			// take-over or a release committed by another worker).
-			return nil, fmt.Errorf("%w: the claim of task %s changed while it was being taken: claim again", ErrClaimLost, short(task))
+		over := over
+		switch {
+		case !held:
+			// No claim (the one read before, if any, was released since):
+			// the lease is ours, a plain claim.
+			over = nil
+		case prior == nil || cur.ID != prior.ID:
+			// A claim committed after the read: its worker held the lease
+			// then, so ours may have expired meanwhile. Do not take it over
+			// blindly.
+			return nil, fmt.Errorf("%w: task %s was claimed by %q while this claim was being taken: claim again", ErrClaimLost, short(task), cur.Worker)
 		}
 		b, err := s.newCommit(st, "claim_task", actor)
 		if err != nil {
 			return nil, err
 		}
 		b.addWithID(claimID, st.Run, &events.TaskClaimedData{TaskID: task, Worker: worker, TTLMS: uint64(ttl.Milliseconds()), TakenOver: over})
+		tookOver = over
 		return &b.c, nil
 	})
 	if err != nil {
@@ -239,7 +247,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		}
 		return TaskClaim{}, wrap("claim task", id, err)
 	}
-	c := TaskClaim{InstanceID: id, TaskID: task, Worker: worker, ID: claimID, Run: run, TTL: ttl, TookOver: over}
+	c := TaskClaim{InstanceID: id, TaskID: task, Worker: worker, ID: claimID, Run: run, TTL: ttl, TookOver: tookOver}
 	if ttl > 0 {
 		exp := at.Add(ttl).UTC()
 		c.ExpiresAt = &exp
@@ -303,7 +311,7 @@ func (s *Store) ReleaseTaskClaim(ctx context.Context, id string, task workflow.T
 		return s.commitOf(st, "release_task_claim", actor, st.Run, &events.TaskClaimReleasedData{TaskID: task, Claim: c.ID, Worker: worker, Reason: "released"})
 	})
 	if err != nil {
-		return wrap("release task claim", id, err)
+		return wrap("release task claim", id, s.inFlight(ctx, id, task, err))
 	}
 	if err := s.leases.ReleaseLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(released.ID, worker)); err != nil {
 		return wrap("release task claim", id, fmt.Errorf("the release is committed; releasing the lease failed (it expires by itself): %w", err))
@@ -333,7 +341,7 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 		return err
 	})
 	if err != nil {
-		return wrap("extend task claim", id, err)
+		return wrap("extend task claim", id, s.inFlight(ctx, id, task, err))
 	}
 	if c.TTL == 0 {
 		return nil // never expires
@@ -349,6 +357,29 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 		return wrap("extend task claim", id, fmt.Errorf("%w: the lease of claim %s on task %s ended before it was renewed: stop working on the task", ErrClaimLost, c.ID, short(task)))
 	}
 	return nil
+}
+
+// inFlight turns an answer of "no claim" (ErrNotFound from the history)
+// into ErrClaimLost when the task's lease is held all the same: a claim
+// is then being committed (its lease taken, its commit not yet landed) or
+// released (committed, its lease not yet deleted) by another call, and the
+// task is, for everyone, claimed — as ClaimTask, which consults the lease,
+// would answer.
+func (s *Store) inFlight(ctx context.Context, id string, task workflow.TaskID, err error) error {
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var run ulid.ULID
+	var exists bool
+	if rerr := s.read(ctx, id, func(st *projection.State) error { run, exists = st.Run, st.Exists; return nil }); rerr != nil || !exists {
+		return err
+	}
+	h, ok, lerr := s.leases.LeaseHolder(ctx, LeaseKey{Instance: id, Run: run, Task: task})
+	if lerr != nil || !ok {
+		return err
+	}
+	_, worker := parseHolder(h)
+	return fmt.Errorf("%w: task %s of %q is being claimed or released by %q", ErrClaimLost, short(task), id, worker)
 }
 
 // SaveOption changes a write: [WithClaim] fences it with a claim.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -249,3 +250,5 @@ func TestKilledWorker(t *testing.T) {
 	}
 	t.Logf("killed worker's claim %s taken over by %s; its replayed save refused", held.Claim.ID, taken.ID)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
