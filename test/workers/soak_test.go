@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/natstest"
+	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
 	"github.com/runlog/runlog/workflow"
@@ -24,15 +26,37 @@ import (
 // claim that was no longer the task's: each save carries its claim's id
 // (as the commit's actor), and must lie between that claim's task.claimed
 // and the next claim or release of the task. Every acknowledged save is
-// in the history. On the in-memory log with leases of 20–120 ms (CI);
-// RUNLOG_SOAK=1 runs it longer.
+// in the history. On the in-memory log with leases of 20–120 ms, and on
+// JetStream with leases of 1–2 s (the server's TTLs count whole seconds)
+// and fewer rounds; RUNLOG_SOAK=1 runs both longer.
 func TestClaimSoak(t *testing.T) {
-	rounds := 300
-	if os.Getenv("RUNLOG_SOAK") == "1" {
-		rounds = 5000
-	}
-	log := memlog.New(nil)
-	leases := log.Leases()
+	soak := os.Getenv("RUNLOG_SOAK") == "1"
+	t.Run("memlog", func(t *testing.T) {
+		rounds := 300
+		if soak {
+			rounds = 5000
+		}
+		l := memlog.New(nil)
+		claimSoak(t, l, l.Leases(), rounds, 20*time.Millisecond, 100*time.Millisecond)
+	})
+	t.Run("jetstream", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("leases of whole seconds; skipped with -short")
+		}
+		rounds := 40
+		if soak {
+			rounds = 400
+		}
+		js, err := jetstream.Open(t.Context(), natstest.Connect(t, natstest.Start(t)), jetstream.Config{Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimSoak(t, js, js.Leases(), rounds, time.Second, time.Second)
+	})
+}
+
+// claimSoak runs the soak on log: leases of min to min+spread.
+func claimSoak(t *testing.T, log lifecycle.Log, leases lifecycle.Leases, rounds int, min, spread time.Duration) {
 	const workers, instances, tasks = 8, 3, 6
 	taskIDs := make([]workflow.TaskID, tasks)
 	for i := range taskIDs {
@@ -61,10 +85,11 @@ func TestClaimSoak(t *testing.T) {
 				return
 			}
 			name := fmt.Sprintf("w-%d", w)
+			claimed := 0
 			for next.Add(1) <= int64(rounds) {
 				id := fmt.Sprintf("soak-%d", rng.IntN(instances))
 				task := taskIDs[rng.IntN(tasks)]
-				ttl := time.Duration(20+rng.IntN(100)) * time.Millisecond
+				ttl := min + time.Duration(rng.Int64N(int64(spread)))
 				c, err := st.ClaimTask(ctx, id, task, name, ttl)
 				if err != nil {
 					if !errors.Is(err, lifecycle.ErrAlreadyClaimed) && !errors.Is(err, lifecycle.ErrClaimLost) && !errors.Is(err, lifecycle.ErrInvalidRequest) {
@@ -72,9 +97,17 @@ func TestClaimSoak(t *testing.T) {
 					}
 					continue
 				}
-				if rng.IntN(4) == 0 {
+				claimed++
+				if claimed == 1 || rng.IntN(4) == 0 { // every worker stalls on its first claim
 					stalls.Add(1)
-					time.Sleep(ttl + time.Duration(rng.IntN(40))*time.Millisecond) // past the lease
+					// Past the lease (JetStream rounds a TTL up to whole
+					// seconds and expires keys on its own schedule: past
+					// the next second).
+					past := ttl + time.Duration(rng.IntN(40))*time.Millisecond
+					if min >= time.Second {
+						past = (ttl+time.Second-1)/time.Second*time.Second + 1500*time.Millisecond
+					}
+					time.Sleep(past)
 				}
 				snap, rev, err := st.LoadSnapshot(ctx, id)
 				if err != nil {
