@@ -5,6 +5,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/lifecycle/logtest"
 	"github.com/runlog/runlog/memlog"
@@ -31,4 +32,18 @@ func TestStoreConformanceJetStreamMemory(t *testing.T) {
 func TestStoreConformanceJetStreamPartitioned(t *testing.T) {
 	t.Parallel()
 	logtest.RunStore(t, openPartitioned(natsjs.FileStorage, 4))
+}
+
+// The lease stores of task claims, held to one contract.
+func TestLeasesMemlog(t *testing.T) {
+	t.Parallel()
+	logtest.RunLeases(t, func(t *testing.T) lifecycle.Leases { return memlog.New(nil).Leases() })
+}
+
+func TestLeasesJetStream(t *testing.T) {
+	t.Parallel()
+	logtest.RunLeases(t, func(t *testing.T) lifecycle.Leases {
+		js := openJetStream(natsjs.MemoryStorage)(t)
+		return js.(*jetstream.Store).Leases()
+	})
 }
