@@ -56,15 +56,16 @@ func (p *claimPool) next() *runner {
 // BenchmarkClaimedTask is what a worker pays per task: claim, one
 // heartbeat, and a fenced checkpoint that completes the task and releases
 // the claim in the same commit. Its floor is BenchmarkRawLeasedTask.
+// hist-B/op is the audit stream's growth per task (the claim commit and
+// the checkpoint with its release), to compare with BenchmarkCheckpoint's;
+// heartbeats add none of it (they live in the lease bucket).
 func BenchmarkClaimedTask(b *testing.B) {
 	e := newEnv(b, syncDefault)
 	st := e.claimedStore(b)
 	ctx := context.Background()
 	out := bytes.Repeat([]byte("r"), outputSize)
 	p := &claimPool{b: b, st: st}
-	cpu := startCPU()
-	for b.Loop() {
-		r := p.next()
+	task := func(r *runner) {
 		task := r.task(r.next)
 		c, err := st.ClaimTask(ctx, r.id, task, "worker-1", claimTTL)
 		if err != nil {
@@ -81,7 +82,19 @@ func BenchmarkClaimedTask(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	cpu := startCPU()
+	for b.Loop() {
+		task(p.next())
+	}
 	cpu.report(b)
+	// The history bytes of 15 tasks of one fresh instance, outside the
+	// timing.
+	r := runners(b, st, "hist-", 1)[0]
+	mark := e.streamBytes(b)
+	for range 15 {
+		task(r)
+	}
+	b.ReportMetric(float64(e.streamBytes(b)-mark)/15, "hist-B/op")
 }
 
 // rawLease is the raw floor's lease bucket: a KV bucket with per-key
