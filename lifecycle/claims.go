@@ -201,6 +201,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 	}
 	holder := leaseHolder(claimID, worker)
 	key := LeaseKey{Instance: id, Run: run, Task: task}
+	sent := time.Now()
 	acquired, current, err := s.leases.AcquireLease(ctx, key, holder, ttl)
 	if err != nil {
 		return TaskClaim{}, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
@@ -242,11 +243,13 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		return &b.c, nil
 	})
 	if err != nil {
+		s.forgetLease(key)
 		if rerr := s.leases.ReleaseLease(context.WithoutCancel(ctx), key, holder); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("release the lease again: %w", rerr))
 		}
 		return TaskClaim{}, wrap("claim task", id, err)
 	}
+	s.noteLease(key, holder, sent, ttl)
 	c := TaskClaim{InstanceID: id, TaskID: task, Worker: worker, ID: claimID, Run: run, TTL: ttl, TookOver: tookOver}
 	if ttl > 0 {
 		exp := at.Add(ttl).UTC()
@@ -313,6 +316,7 @@ func (s *Store) ReleaseTaskClaim(ctx context.Context, id string, task workflow.T
 	if err != nil {
 		return wrap("release task claim", id, s.inFlight(ctx, id, task, err))
 	}
+	s.forgetLease(LeaseKey{Instance: id, Run: run, Task: task})
 	if err := s.leases.ReleaseLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(released.ID, worker)); err != nil {
 		return wrap("release task claim", id, fmt.Errorf("the release is committed; releasing the lease failed (it expires by itself): %w", err))
 	}
@@ -349,9 +353,16 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 	if ttl == 0 {
 		return wrap("extend task claim", id, fmt.Errorf("%w: ttl 0 on a claim with a lease: give the new time to live", ErrInvalidRequest))
 	}
-	ok, err := s.leases.RenewLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(c.ID, worker), ttl)
+	key := LeaseKey{Instance: id, Run: run, Task: task}
+	sent := time.Now()
+	ok, err := s.leases.RenewLease(ctx, key, leaseHolder(c.ID, worker), ttl)
 	if err != nil {
 		return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
+	}
+	if ok {
+		s.noteLease(key, leaseHolder(c.ID, worker), sent, ttl)
+	} else {
+		s.forgetLease(key)
 	}
 	if !ok {
 		return wrap("extend task claim", id, fmt.Errorf("%w: the lease of claim %s on task %s ended before it was renewed: stop working on the task", ErrClaimLost, c.ID, short(task)))
@@ -418,6 +429,9 @@ func (s *Store) checkLease(ctx context.Context, o saveOptions) error {
 		return fmt.Errorf("%w: a fenced write needs a lease store: set Config.Leases", ErrInvalidConfig)
 	}
 	c := o.claim
+	if s.leaseCertain(c.leaseKey(), leaseHolder(c.ID, c.Worker)) {
+		return nil
+	}
 	h, ok, err := s.leases.LeaseHolder(ctx, c.leaseKey())
 	if err != nil {
 		return fmt.Errorf("read the claim's lease: %w", err)
@@ -426,6 +440,56 @@ func (s *Store) checkLease(ctx context.Context, o saveOptions) error {
 		return fmt.Errorf("%w: the lease of claim %s of %q on task %s has ended: the write is refused; stop working on the task", ErrClaimLost, c.ID, c.Worker, short(c.TaskID))
 	}
 	return nil
+}
+
+// leaseSeen is what a store knows of a lease it acquired or renewed
+// itself: its holder, and until when it is certainly live.
+type leaseSeen struct {
+	holder string
+	until  time.Time // monotonic; zero: it never expires
+}
+
+// leaseMargin is how much of a lease's ttl the store does not count on
+// when it judges, by its own clock, that a lease it acquired or renewed
+// is still live: a quarter of the ttl, at most 2 s.
+func leaseMargin(ttl time.Duration) time.Duration { return min(ttl/4, 2*time.Second) }
+
+// noteLease records that holder acquired or renewed key for ttl with a
+// request sent at sent (by this process's monotonic clock). The lease
+// store started the ttl when it handled the request, after sent, and
+// never ends a lease before its ttl: the lease is certainly live until
+// sent + ttl, and the store counts on it until sent + ttl - margin. Only
+// elapsed time on this process's own clock is used; no clocks are
+// compared.
+func (s *Store) noteLease(key LeaseKey, holder string, sent time.Time, ttl time.Duration) {
+	v := leaseSeen{holder: holder}
+	if ttl > 0 {
+		v.until = sent.Add(ttl - leaseMargin(ttl))
+	}
+	s.leaseView.Store(key, v)
+}
+
+func (s *Store) forgetLease(key LeaseKey) { s.leaseView.Delete(key) }
+
+// leaseCertain reports whether this store knows holder's lease on key to
+// be live without asking the lease store: it acquired or renewed it
+// itself, and the time it can count on has not passed. Expiry is the only
+// way a live lease of a claim ends without a commit (a release or a
+// take-over is a commit, which the fenced decision sees).
+func (s *Store) leaseCertain(key LeaseKey, holder string) bool {
+	x, ok := s.leaseView.Load(key)
+	if !ok {
+		return false
+	}
+	v := x.(leaseSeen)
+	if v.holder != holder {
+		return false
+	}
+	if v.until.IsZero() || time.Now().Before(v.until) {
+		return true
+	}
+	s.leaseView.CompareAndDelete(key, x)
+	return false
 }
 
 // fenceClaim checks, in a decider, that o's claim is the task's claim in
@@ -451,6 +515,7 @@ func (s *Store) afterFencedWrite(ctx context.Context, o saveOptions) {
 		return
 	}
 	c := o.claim
+	s.forgetLease(c.leaseKey())
 	if err := s.leases.ReleaseLease(ctx, c.leaseKey(), leaseHolder(c.ID, c.Worker)); err != nil {
 		s.logger.WarnContext(ctx, "runlog: the claim was released in the history; releasing its lease failed (it expires by itself)",
 			"instance", c.InstanceID, "task", c.TaskID.String(), "err", err)

@@ -93,6 +93,10 @@ type Store struct {
 	checkpoints     Checkpoints
 	checkpointEvery int
 	leases          Leases
+	// leaseView holds the leases this store acquired or renewed itself
+	// (LeaseKey → leaseSeen), so that a fenced write need not read a
+	// lease it knows to be live.
+	leaseView sync.Map
 }
 
 // New returns a store writing to log.
