@@ -2,11 +2,13 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -265,5 +267,57 @@ func TestJetStreamPartitionDigests(t *testing.T) {
 		t.Fatal("the digest of partition 0 verified against partition 1")
 	} else {
 		t.Logf("digest of partition 0 against partition 1: %s", ps[0])
+	}
+}
+
+// A Digester per partition view publishes each partition's compact
+// digest to the one digest stream, told apart by their stream.
+func TestJetStreamPartitionDigesters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	nc := natstest.Connect(t, natstest.Start(t))
+	src, err := jetstream.Open(ctx, nc, jetstream.Config{Partitions: 2})
+	must(t, err)
+	store, err := lifecycle.New(src, lifecycle.Config{})
+	must(t, err)
+	for i := range 6 {
+		_, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("d-%d", i), DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
+		must(t, err)
+	}
+	kp := newKey(t)
+	got := make(chan *Digest, 10)
+	var wg sync.WaitGroup
+	for p := range 2 {
+		view, err := src.Partition(p)
+		must(t, err)
+		publish := PublishCompact(view)
+		g := &Digester{Source: view, Key: kp, Interval: time.Second, Publish: func(ctx context.Context, d *Digest) error {
+			err := publish(ctx, d)
+			if err == nil {
+				got <- d
+			}
+			return err
+		}}
+		wg.Go(func() { _ = g.Run(ctx) })
+	}
+	streams := map[string]int{}
+	for range 2 {
+		d := <-got
+		streams[d.Stream] += d.Instances
+	}
+	cancel()
+	wg.Wait()
+	if len(streams) != 2 || streams["RUNLOG_P0"]+streams["RUNLOG_P1"] != 6 {
+		t.Fatalf("digests of %v, want both partitions covering 6 instances", streams)
+	}
+	js, err := natsjs.New(nc)
+	must(t, err)
+	ds, err := js.Stream(t.Context(), src.DigestStream())
+	must(t, err)
+	if n := ds.CachedInfo().State.Msgs; n != 2 {
+		t.Fatalf("the digest stream holds %d digests, want 2", n)
 	}
 }
