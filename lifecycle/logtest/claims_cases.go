@@ -30,14 +30,7 @@ func needLeases(t *testing.T, h *storeHarness) {
 func (h *storeHarness) claimEvents(id string) []events.Event {
 	h.t.Helper()
 	var out []events.Event
-	for m, err := range h.log.Read(h.ctx, id, 0) {
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		rec, err := events.Decode(m, id)
-		if err != nil {
-			h.t.Fatal(err)
-		}
+	for _, rec := range h.records(id) {
 		for _, e := range rec.Commit.Events {
 			if e.Type == events.TaskClaimed || e.Type == events.TaskClaimReleased {
 				out = append(out, e)

@@ -103,10 +103,10 @@ func (h *storeHarness) lastSeq(id string) uint64 {
 	return last
 }
 
-// commits returns the event types of each commit of the instance.
-func (h *storeHarness) commits(id string) [][]events.Type {
+// records returns the instance's commits, decoded.
+func (h *storeHarness) records(id string) []events.Record {
 	h.t.Helper()
-	var out [][]events.Type
+	var out []events.Record
 	for m, err := range h.log.Read(h.ctx, id, 0) {
 		if err != nil {
 			h.t.Fatal(err)
@@ -115,6 +115,16 @@ func (h *storeHarness) commits(id string) [][]events.Type {
 		if err != nil {
 			h.t.Fatal(err)
 		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// commits returns the event types of each commit of the instance.
+func (h *storeHarness) commits(id string) [][]events.Type {
+	h.t.Helper()
+	var out [][]events.Type
+	for _, rec := range h.records(id) {
 		out = append(out, rec.Commit.Types())
 	}
 	return out
