@@ -1,0 +1,235 @@
+// Package dispatch finds runnable tasks for workers (Sayiir's
+// find_available_tasks): which task of which run may be executed now, and
+// in which order a given worker should take them.
+//
+// An [Entry] is the dispatch view of one instance, derived from its
+// projection by [Of]: the log stays the truth, an entry is a projection of
+// it, and a claim ([lifecycle.Store.ClaimTask]) validates against the
+// instance's history, so a stale entry can waste a claim attempt but
+// never make a task run that the log says must not. [Rank] orders a set
+// of entries for a worker with Sayiir's rules (aging, tags, soft bias,
+// retry backoff); [Find] does it over an [Index] and returns what a worker
+// needs to execute each task.
+//
+// This is the first step of docs/WORKERS.md's dispatch: the index here is
+// [MemIndex], kept in memory and rebuilt from the log; a maintained index
+// shared by a fleet is the next one.
+package dispatch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Entry is a task that may be run: an in-progress run positioned at a task
+// with no result yet and no pending cancel or pause.
+type Entry struct {
+	Instance   string
+	Run        ulid.ULID
+	Task       workflow.TaskID
+	Definition workflow.DefinitionHash
+	Priority   uint8    // the task's priority, 3 when unset (lower runs first)
+	Tags       []string // the task's tags: a worker must have them all
+	// Since is when the task became the run's current one, as the
+	// history says (the snapshot's last update): the wait that ages it.
+	Since time.Time
+	// RetryAt is when a retried task may run again (zero: now), and
+	// LastFailedWorker the worker its last attempt failed on.
+	RetryAt          time.Time
+	LastFailedWorker string
+	// Claim is the history's claim on the task, if any: whether its lease
+	// is live decides whether the task is taken.
+	Claim *projection.Claim
+	// Seq is the instance's last sequence the entry was derived from.
+	Seq uint64
+}
+
+// Of derives the instance's entry from its projection; ok is false when
+// it has nothing to run now: no snapshot, not in progress, not positioned
+// at a task (a delay, a fork, a signal wait: timers come later), the task
+// already has a result, or a cancel or pause is pending (those go to
+// CheckControlSignals first).
+func Of(st *projection.State) (e Entry, ok bool) {
+	if !st.Exists || st.Snapshot == nil || len(st.Signals) > 0 {
+		return Entry{}, false
+	}
+	snap := st.Snapshot
+	task, ok := snap.CurrentTaskID()
+	if !ok {
+		return Entry{}, false
+	}
+	if _, done := st.Results[task]; done {
+		return Entry{}, false
+	}
+	e = Entry{Instance: st.Instance, Run: st.Run, Task: task, Definition: snap.DefinitionHash, Priority: snap.CurrentTaskPriority(),
+		Tags: slices.Clone(snap.TaskTags), Since: snap.UpdatedAt, Seq: st.LastSeq}
+	if r, ok := snap.TaskRetries[task]; ok {
+		e.RetryAt, e.LastFailedWorker = r.NextRetryAt, r.LastFailedWorker
+	}
+	if c, ok := st.Claims[task]; ok {
+		e.Claim = &c
+	}
+	return e, true
+}
+
+// DefaultAgingInterval is the aging interval of [Options] when unset.
+const DefaultAgingInterval = time.Minute
+
+// Options shape a search for a worker.
+type Options struct {
+	// Tags are the worker's: a task is eligible when its tags are a
+	// subset of them. A task without tags goes to anyone; a worker
+	// without tags takes every task.
+	Tags []string
+	// AgingInterval: a task's effective priority is its priority minus
+	// its wait divided by the interval, so a waiting task rises; clamped
+	// to at least 1 s. Zero means [DefaultAgingInterval].
+	AgingInterval time.Duration
+	// Now is the time of the search; zero means time.Now. It judges
+	// retry backoff and aging, from the history's times.
+	Now time.Time
+}
+
+// eligible reports whether a worker of tags may run a task of taskTags.
+func eligible(taskTags, tags []string) bool {
+	if len(tags) == 0 {
+		return true
+	}
+	for _, t := range taskTags {
+		if !slices.Contains(tags, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// Rank returns, in the order worker should try them, at most limit of
+// entries (limit <= 0: all) that it may run: its tags allow them, their
+// retry backoff has passed, and they are not taken (taken reports whether
+// an entry's claim is live; nil: an entry with a claim is taken). The
+// order is Sayiir's: a task that last failed on this worker comes after
+// every other (soft bias); then lower effective priority first (priority
+// − wait / aging interval); then the longest waiting; then by instance id.
+func Rank(entries []Entry, worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	aging := opts.AgingInterval
+	if aging == 0 {
+		aging = DefaultAgingInterval
+	}
+	aging = max(aging, time.Second)
+	type ranked struct {
+		e      Entry
+		bias   int
+		effect float64
+	}
+	var rs []ranked
+	for _, e := range entries {
+		if !eligible(e.Tags, opts.Tags) || now.Before(e.RetryAt) {
+			continue
+		}
+		if e.Claim != nil && (taken == nil || taken(e)) {
+			continue
+		}
+		r := ranked{e: e, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
+		if worker != "" && e.LastFailedWorker == worker {
+			r.bias = 1
+		}
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b ranked) int {
+		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), a.e.Since.Compare(b.e.Since), cmp.Compare(a.e.Instance, b.e.Instance))
+	})
+	if limit > 0 && len(rs) > limit {
+		rs = rs[:limit]
+	}
+	out := make([]Entry, len(rs))
+	for i, r := range rs {
+		out[i] = r.e
+	}
+	return out
+}
+
+// Index holds the entries of the runnable tasks of a log.
+type Index interface {
+	// Entries yields every entry.
+	Entries(ctx context.Context) iter.Seq2[Entry, error]
+}
+
+// AvailableTask is what a worker needs to execute a task (Sayiir's
+// AvailableTask): the instance and task, the input (the run's initial
+// input when no task has completed, else the last completed task's
+// output), the definition hash, the trace parent, and the snapshot with
+// its revision to save against.
+type AvailableTask struct {
+	Instance    string
+	Task        workflow.TaskID
+	Input       []byte
+	Definition  workflow.DefinitionHash
+	TraceParent string
+	Snapshot    *workflow.Snapshot
+	Revision    lifecycle.Revision
+}
+
+// Find returns at most limit tasks worker may run now, in the order of
+// [Rank], each checked against the instance's current projection (an
+// entry that is no longer runnable, or has moved on, is skipped). A task
+// whose history has a claim is taken while the claim's lease is live
+// (leases nil: it is taken). The cost is one read per index entry, then
+// one projection read per returned task.
+func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecycle.Leases, worker string, limit int, opts Options) ([]AvailableTask, error) {
+	var entries []Entry
+	for e, err := range idx.Entries(ctx) {
+		if err != nil {
+			return nil, fmt.Errorf("dispatch: find: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	taken := func(e Entry) bool {
+		if leases == nil {
+			return true
+		}
+		_, ok, err := leases.LeaseHolder(ctx, lifecycle.LeaseKey{Instance: e.Instance, Run: e.Run, Task: e.Task})
+		return ok || err != nil
+	}
+	var out []AvailableTask
+	for _, e := range Rank(entries, worker, 0, opts, taken) {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		st, err := store.Load(ctx, e.Instance)
+		if err != nil {
+			if errors.Is(err, lifecycle.ErrNotFound) {
+				continue
+			}
+			return out, fmt.Errorf("dispatch: find: load %q: %w", e.Instance, err)
+		}
+		cur, ok := Of(&st)
+		if !ok || cur.Run != e.Run || cur.Task != e.Task {
+			continue // the entry is stale: the log says otherwise
+		}
+		snap := st.Snapshot.Clone()
+		in := snap.InitialInput
+		if last := snap.State.LastCompletedTask; last != nil {
+			if o, ok := st.Results[*last]; ok {
+				in = o
+			}
+		}
+		out = append(out, AvailableTask{Instance: e.Instance, Task: e.Task, Input: slices.Clone(in), Definition: snap.DefinitionHash,
+			TraceParent: snap.TraceParent, Snapshot: snap, Revision: lifecycle.Revision{Run: st.Run, Seq: st.Revision}})
+	}
+	return out, nil
+}

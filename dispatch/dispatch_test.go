@@ -1,0 +1,288 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runlog/runlog/dispatch"
+	"github.com/runlog/runlog/internal/natstest"
+	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/memlog"
+	"github.com/runlog/runlog/workflow"
+)
+
+var (
+	t0    = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	def   = workflow.DefinitionHashOf("dispatch v1")
+	taskA = workflow.NewTaskID("a")
+	taskB = workflow.NewTaskID("b")
+)
+
+// clock is a settable clock for the store's commit times.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	store  *lifecycle.Store
+	leases lifecycle.Leases
+	clock  *clock
+	idx    *dispatch.MemIndex
+}
+
+// logs runs fn on the in-memory log and on JetStream.
+func logs(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, name := range []string{"memlog", "jetstream"} {
+		t.Run(name, func(t *testing.T) {
+			var log lifecycle.Log
+			var leases lifecycle.Leases
+			if name == "memlog" {
+				l := memlog.New(nil)
+				log, leases = l, l.Leases()
+			} else {
+				js, err := jetstream.Open(t.Context(), natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				log, leases = js, js.Leases()
+			}
+			c := &clock{t: t0}
+			st, err := lifecycle.New(log, lifecycle.Config{Now: c.Now, Leases: leases})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(t, &env{t: t, ctx: t.Context(), store: st, leases: leases, clock: c, idx: dispatch.NewMemIndex()})
+		})
+	}
+}
+
+// start creates id at task a with priority p (nil: unset) and tags, at
+// time at.
+func (e *env) start(id string, p *uint8, tags []string, at time.Time) {
+	e.t.Helper()
+	e.clock.set(at)
+	if _, err := e.store.PrepareRun(e.ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: def, Input: []byte("in-" + id),
+		FirstTask: workflow.TaskHint{ID: taskA, Priority: p, Tags: tags}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// find rebuilds the index from the log and finds for worker.
+func (e *env) find(worker string, limit int, opts dispatch.Options) []string {
+	e.t.Helper()
+	if err := e.idx.Rebuild(e.ctx, e.store); err != nil {
+		e.t.Fatal(err)
+	}
+	got, err := dispatch.Find(e.ctx, e.idx, e.store, e.leases, worker, limit, opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range got {
+		ids = append(ids, a.Instance)
+	}
+	return ids
+}
+
+func p(v uint8) *uint8 { return &v }
+
+func TestPriorityAndAging(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		e.start("p5", p(5), nil, t0)
+		e.start("p1", p(1), nil, t0)
+		e.start("p3", nil, nil, t0) // unset reads as 3
+		if got := e.find("w", 0, dispatch.Options{Now: t0}); !slices.Equal(got, []string{"p1", "p3", "p5"}) {
+			t.Fatalf("by priority: %v, want p1 p3 p5", got)
+		}
+		// Priority 5 waiting 600 s with a 60 s interval (5 - 10) beats a
+		// fresh priority 1.
+		e.start("fresh1", p(1), nil, t0.Add(600*time.Second))
+		got := e.find("w", 2, dispatch.Options{Now: t0.Add(600 * time.Second), AgingInterval: time.Minute})
+		if len(got) != 2 || got[0] != "p1" || got[1] != "p3" {
+			// p1 (1-10), p3 (3-10), p5 (5-10), fresh1 (1-0)
+			t.Fatalf("aged: %v, want p1 p3 first", got)
+		}
+		all := e.find("w", 0, dispatch.Options{Now: t0.Add(600 * time.Second), AgingInterval: time.Minute})
+		if i5, i1 := slices.Index(all, "p5"), slices.Index(all, "fresh1"); i5 < 0 || i1 < 0 || i5 > i1 {
+			t.Fatalf("aged order %v: p5 (waited 600 s) must come before a fresh priority 1", all)
+		}
+		// A zero interval is clamped to 1 s, no panic.
+		if got := e.find("w", 0, dispatch.Options{Now: t0.Add(time.Hour), AgingInterval: 1}); len(got) != 4 {
+			t.Fatalf("with a tiny interval: %v", got)
+		}
+	})
+}
+
+func TestTags(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		e.start("gpu", nil, []string{"gpu"}, t0)
+		e.start("gpu-eu", nil, []string{"gpu", "eu"}, t0.Add(time.Second))
+		e.start("any", nil, nil, t0.Add(2*time.Second))
+		for _, tc := range []struct {
+			tags []string
+			want []string
+		}{
+			{nil, []string{"gpu", "gpu-eu", "any"}},   // an untagged worker takes everything
+			{[]string{"gpu"}, []string{"gpu", "any"}}, // subset: gpu-eu needs eu too
+			{[]string{"eu", "gpu"}, []string{"gpu", "gpu-eu", "any"}},
+			{[]string{"cpu"}, []string{"any"}}, // untagged tasks go to anyone
+		} {
+			if got := e.find("w", 0, dispatch.Options{Tags: tc.tags, Now: t0.Add(time.Minute)}); !slices.Equal(got, tc.want) {
+				t.Errorf("worker tags %v: %v, want %v", tc.tags, got, tc.want)
+			}
+		}
+	})
+}
+
+func TestSkipsAndBackoffAndBias(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		for _, id := range []string{"run", "cancel", "pause", "done", "retry", "failed-here"} {
+			e.start(id, nil, nil, t0)
+		}
+		if err := e.store.StoreSignal(e.ctx, "cancel", workflow.Cancel, workflow.SignalRequest{Reason: "r"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.StoreSignal(e.ctx, "pause", workflow.Pause, workflow.SignalRequest{Reason: "r"}); err != nil {
+			t.Fatal(err)
+		}
+		snap, rev, err := e.store.LoadSnapshot(e.ctx, "done")
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.MarkCompleted([]byte("out"), t0)
+		if _, err := e.store.SaveSnapshot(e.ctx, snap, rev); err != nil {
+			t.Fatal(err)
+		}
+		retry := func(id, worker string, at time.Time) {
+			snap, rev, err := e.store.LoadSnapshot(e.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap.TaskRetries = map[workflow.TaskID]workflow.TaskRetryState{taskA: {Attempts: 1, LastError: "boom", LastFailedWorker: worker, NextRetryAt: at}}
+			if _, err := e.store.SaveSnapshot(e.ctx, snap, rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		retry("retry", "w-9", t0.Add(time.Hour))
+		retry("failed-here", "w-1", t0)
+		if got := e.find("w-1", 0, dispatch.Options{Now: t0.Add(time.Minute)}); !slices.Equal(got, []string{"run", "failed-here"}) {
+			t.Fatalf("w-1: %v, want run then failed-here (cancel, pause, done skipped; retry backing off; failed-here last: it failed on w-1)", got)
+		}
+		// For w-2 (no bias), after the backoff: the three, equal in
+		// priority and wait (the clock stood at t0), by instance id.
+		if got := e.find("w-2", 0, dispatch.Options{Now: t0.Add(2 * time.Hour)}); !slices.Equal(got, []string{"failed-here", "retry", "run"}) {
+			t.Fatalf("w-2 after the backoff: %v, want failed-here retry run", got)
+		}
+	})
+}
+
+func TestClaimedAndInputAndStale(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		e.start("x", nil, nil, t0)
+		e.start("y", nil, nil, t0.Add(time.Second))
+		c, err := e.store.ClaimTask(e.ctx, "x", taskA, "w-1", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.find("w-2", 0, dispatch.Options{Now: t0.Add(time.Minute)}); !slices.Equal(got, []string{"y"}) {
+			t.Fatalf("with x claimed: %v, want y", got)
+		}
+		// x's task completes with its claim released: x is at task b, its
+		// input is a's output.
+		snap, rev, err := e.store.LoadSnapshot(e.ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.MarkTaskCompleted(taskA, []byte("a-out"), t0)
+		snap.UpdatePosition(workflow.AtTaskPosition(taskB), t0)
+		if _, err := e.store.SaveSnapshot(e.ctx, snap, rev, lifecycle.WithClaim(c, true)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.idx.Rebuild(e.ctx, e.store); err != nil {
+			t.Fatal(err)
+		}
+		got, err := dispatch.Find(e.ctx, e.idx, e.store, e.leases, "w-2", 0, dispatch.Options{Now: t0.Add(time.Minute)})
+		if err != nil || len(got) != 2 {
+			t.Fatalf("Find: %v, %v", got, err)
+		}
+		for _, a := range got {
+			want := map[string]string{"x": "a-out", "y": "in-y"}[a.Instance]
+			if !bytes.Equal(a.Input, []byte(want)) || a.Definition != def || a.Snapshot == nil || a.Revision.Run.IsZero() {
+				t.Errorf("%s: input %q, want %q (%+v)", a.Instance, a.Input, want, a)
+			}
+			if a.Instance == "x" && a.Task != taskB {
+				t.Errorf("x: task %s, want b", a.Task)
+			}
+		}
+		// The index goes stale (y cancelled, not re-indexed): the log wins.
+		if err := e.store.StoreSignal(e.ctx, "y", workflow.Cancel, workflow.SignalRequest{Reason: "stop"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = dispatch.Find(e.ctx, e.idx, e.store, e.leases, "w-2", 0, dispatch.Options{Now: t0.Add(time.Minute)})
+		if err != nil || len(got) != 1 || got[0].Instance != "x" {
+			t.Fatalf("with a stale entry for y: %v, %v; want x only", got, err)
+		}
+	})
+}
+
+// TestMemIndexPutOrder: updates may arrive in any order; an older
+// projection never replaces a newer entry, and a rebuilt index equals one
+// kept up to date by Update after every write.
+func TestMemIndexPutOrder(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		kept := dispatch.NewMemIndex()
+		for i := range 8 {
+			id := fmt.Sprintf("i-%d", i)
+			e.start(id, p(uint8(i%4)), nil, t0.Add(time.Duration(i)*time.Second))
+			if err := kept.Update(e.ctx, e.store, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old, err := e.store.Load(e.ctx, "i-3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.StoreSignal(e.ctx, "i-3", workflow.Pause, workflow.SignalRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := kept.Update(e.ctx, e.store, "i-3"); err != nil {
+			t.Fatal(err)
+		}
+		kept.Put(&old) // a late, older update
+		if kept.Len() != 7 {
+			t.Fatalf("after a late older update: %d entries, want 7 (i-3 paused)", kept.Len())
+		}
+		rebuilt := dispatch.NewMemIndex()
+		if err := rebuilt.Rebuild(e.ctx, e.store); err != nil {
+			t.Fatal(err)
+		}
+		var a, b []dispatch.Entry
+		for x, err := range kept.Entries(e.ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			a = append(a, x)
+		}
+		for x, err := range rebuilt.Entries(e.ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, x)
+		}
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("kept %v\nrebuilt %v", a, b)
+		}
+	})
+}

@@ -1,0 +1,115 @@
+package dispatch
+
+import (
+	"context"
+	"iter"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
+)
+
+// MemIndex is an [Index] in memory: one entry per instance with something
+// to run. It is derived data: [MemIndex.Rebuild] makes it again from the
+// log at any time, and [MemIndex.Update] keeps one instance in step. Safe
+// for concurrent use.
+type MemIndex struct {
+	mu sync.Mutex
+	m  map[string]Entry
+	// seen is the last sequence put for each instance, runnable or not,
+	// so that a late, older projection never undoes a newer one.
+	seen map[string]uint64
+}
+
+// NewMemIndex returns an empty index.
+func NewMemIndex() *MemIndex {
+	return &MemIndex{m: make(map[string]Entry), seen: make(map[string]uint64)}
+}
+
+// Put records the entry st derives, or removes the instance when it has
+// nothing to run. An older projection (a smaller last sequence of the same
+// instance) than the one already indexed changes nothing, so that updates
+// may come in any order.
+func (x *MemIndex) Put(st *projection.State) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if seq, ok := x.seen[st.Instance]; ok && seq > st.LastSeq {
+		return
+	}
+	x.seen[st.Instance] = st.LastSeq
+	if e, ok := Of(st); ok {
+		x.m[st.Instance] = e
+	} else {
+		delete(x.m, st.Instance)
+	}
+}
+
+// Update reads the instance's current projection from store and puts it.
+func (x *MemIndex) Update(ctx context.Context, store *lifecycle.Store, id string) error {
+	st, err := store.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	x.Put(&st)
+	return nil
+}
+
+// Rebuild makes the index again from the log: every instance store lists,
+// read afresh.
+func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
+	fresh, seen := make(map[string]Entry), make(map[string]uint64)
+	for after := ""; ; {
+		ids, err := store.ListInstances(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			st, err := store.Load(ctx, id)
+			if err != nil {
+				return err
+			}
+			seen[id] = st.LastSeq
+			if e, ok := Of(&st); ok {
+				fresh[id] = e
+			}
+		}
+		if len(ids) < 1000 {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	x.mu.Lock()
+	x.m, x.seen = fresh, seen
+	x.mu.Unlock()
+	return nil
+}
+
+// Entries yields the entries in instance order.
+func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
+	x.mu.Lock()
+	es := make([]Entry, 0, len(x.m))
+	for _, id := range slices.Sorted(maps.Keys(x.m)) {
+		es = append(es, x.m[id])
+	}
+	x.mu.Unlock()
+	return func(yield func(Entry, error) bool) {
+		for _, e := range es {
+			if err := ctx.Err(); err != nil {
+				yield(Entry{}, err)
+				return
+			}
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Len returns the number of entries.
+func (x *MemIndex) Len() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.m)
+}
