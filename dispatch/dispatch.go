@@ -212,8 +212,8 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 		}
 		st, err := store.Load(ctx, e.Instance)
 		if err != nil {
-			if errors.Is(err, lifecycle.ErrNotFound) {
-				continue
+			if errors.Is(err, lifecycle.ErrNotFound) || errors.Is(err, lifecycle.ErrInvalidInstanceID) {
+				continue // not an instance the log has: a stale or stray entry
 			}
 			return out, fmt.Errorf("dispatch: find: load %q: %w", e.Instance, err)
 		}

@@ -1,0 +1,231 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/runlog/runlog/dispatch"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
+)
+
+// RunnableBucket returns the name of the KV bucket of the store's runnable
+// index: the log's stream name with "_RUNNABLE" appended.
+func (s *Store) RunnableBucket() string { return s.cfg.Stream + "_RUNNABLE" }
+
+// RunnableIndex returns the store's index of runnable tasks (a
+// [dispatch.Index]): a KV bucket ([Store.RunnableBucket]) with one key per
+// instance that has a task to run now, so that listing it costs in
+// proportion to the runnable work, not to the instances. It is derived
+// data: [RunnableIndex.Rebuild] makes it again from the log, and
+// [RunnableIndex.Run] keeps it in step from a durable consumer that any
+// number of processes may run. A stale entry costs a wasted claim attempt
+// at most: dispatch.Find checks every candidate against the log.
+func (s *Store) RunnableIndex() *RunnableIndex {
+	return &RunnableIndex{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.RunnableBucket(),
+		Description: "runlog runnable tasks of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
+		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas}}}
+}
+
+// RunnableIndex is the KV index of [Store.RunnableIndex].
+type RunnableIndex struct {
+	s *Store
+	b *kvBucket
+}
+
+var _ dispatch.Index = (*RunnableIndex)(nil)
+
+// Put records the entry st derives (dispatch.Of), or deletes the
+// instance's key when it has nothing to run.
+func (x *RunnableIndex) Put(ctx context.Context, st *projection.State) error {
+	kv, err := x.b.get(ctx, true)
+	if err != nil {
+		return err
+	}
+	key := EncodeID(st.Instance)
+	e, ok := dispatch.Of(st)
+	if !ok {
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: runnable index: delete %q: %w", st.Instance, err)
+		}
+		return nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("jetstream: runnable index: put %q: %w", st.Instance, err)
+	}
+	return nil
+}
+
+// Entries yields every entry of the index, in key order.
+func (x *RunnableIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
+	return func(yield func(dispatch.Entry, error) bool) {
+		kv, err := x.b.get(ctx, true)
+		if err != nil {
+			yield(dispatch.Entry{}, err)
+			return
+		}
+		w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+		if err != nil {
+			yield(dispatch.Entry{}, fmt.Errorf("jetstream: runnable index: %w", err))
+			return
+		}
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				yield(dispatch.Entry{}, ctx.Err())
+				return
+			case u := <-w.Updates():
+				if u == nil {
+					return // the initial values are all delivered
+				}
+				var e dispatch.Entry
+				if err := json.Unmarshal(u.Value(), &e); err != nil || e.Instance == "" || EncodeID(e.Instance) != u.Key() {
+					continue // not an entry (of this version): skipped; a rebuild removes it
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Rebuild makes the index again from the log: every instance, read
+// afresh, put or deleted; then every key that is not a runnable
+// instance's is removed.
+func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
+	runnable := map[string]bool{}
+	for id, err := range x.s.AllInstances(ctx, "") {
+		if err != nil {
+			return err
+		}
+		st, err := store.Load(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := x.Put(ctx, &st); err != nil {
+			return err
+		}
+		if _, ok := dispatch.Of(&st); ok {
+			runnable[EncodeID(id)] = true
+		}
+	}
+	kv, err := x.b.get(ctx, true)
+	if err != nil {
+		return err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("jetstream: runnable index: list keys: %w", err)
+	}
+	defer func() { _ = keys.Stop() }()
+	var stray []string
+	for k := range keys.Keys() {
+		if !runnable[k] {
+			stray = append(stray, k)
+		}
+	}
+	for _, k := range stray {
+		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: runnable index: delete stray key %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// IndexerOptions configure [RunnableIndex.Run].
+type IndexerOptions struct {
+	// Name is the durable consumer's name, one per partition stream;
+	// default "runlog-indexer".
+	Name string
+	// PinnedTTL is how long an indexer that stopped asking for messages
+	// stays the one that gets them, before another process of the group
+	// takes over; default 10 s. It bounds how long a killed indexer
+	// stalls the index.
+	PinnedTTL time.Duration
+}
+
+// indexerGroup is the priority group the indexers pull in.
+const indexerGroup = "indexers"
+
+// Run keeps the index in step with the log until ctx ends: a durable
+// consumer per partition delivers every commit, and for each the
+// instance's current projection is read and put. Any number of processes
+// may run it: the consumer pins one of them (a priority group with the
+// pinned-client policy), so one indexer works per partition at a time, in
+// log order, and another takes over when it stops asking for PinnedTTL.
+// A commit is acknowledged once the index reflects the instance as of at
+// least that commit, so a killed indexer loses nothing: what it did not
+// acknowledge is delivered again. A new consumer starts from the first
+// message: the index is built from the log.
+func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts IndexerOptions) error {
+	if opts.Name == "" {
+		opts.Name = "runlog-indexer"
+	}
+	if opts.PinnedTTL == 0 {
+		opts.PinnedTTL = 10 * time.Second
+	}
+	errs := make(chan error, len(x.s.all))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, p := range x.s.all {
+		go func() { errs <- x.runPartition(ctx, store, p, opts) }()
+	}
+	var first error
+	for range x.s.all {
+		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+			cancel()
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store, p *partition, opts IndexerOptions) error {
+	cons, err := x.s.js.CreateOrUpdateConsumer(ctx, p.name, natsjs.ConsumerConfig{
+		Durable: opts.Name, Description: "runlog runnable index", FilterSubject: p.filter(),
+		DeliverPolicy: natsjs.DeliverAllPolicy, AckPolicy: natsjs.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1,
+		PriorityPolicy: natsjs.PriorityPolicyPinned, PinnedTTL: opts.PinnedTTL, PriorityGroups: []string{indexerGroup},
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: runnable indexer: consumer on %s: %w", p.name, err)
+	}
+	cc, err := cons.Consume(func(m natsjs.Msg) {
+		id, err := x.s.instanceFromPartition(p, m.Subject())
+		if err != nil {
+			_ = m.Ack() // not an instance's message
+			return
+		}
+		st, err := store.Load(ctx, id)
+		if err == nil {
+			err = x.Put(ctx, &st)
+		}
+		if err != nil {
+			x.s.log.Warn("jetstream: runnable indexer: update failed, delivered again", slog.String("instance", id), slog.Any(logKeyErr, err))
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, natsjs.PullPriorityGroup(indexerGroup))
+	if err != nil {
+		return fmt.Errorf("jetstream: runnable indexer: consume %s: %w", p.name, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return nil
+}

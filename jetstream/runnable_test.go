@@ -1,0 +1,208 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runlog/runlog/dispatch"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+func indexEntries(t *testing.T, x dispatch.Index) []dispatch.Entry {
+	t.Helper()
+	var es []dispatch.Entry
+	for e, err := range x.Entries(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b dispatch.Entry) int { return compareStr(a.Instance, b.Instance) })
+	return es
+}
+
+func compareStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// waitIndex waits until the KV index holds what a rebuild from the log
+// gives (a memory index), at most 20 s.
+func waitIndex(t *testing.T, x *RunnableIndex, store *lifecycle.Store, what string) []dispatch.Entry {
+	t.Helper()
+	want := dispatch.NewMemIndex()
+	if err := want.Rebuild(t.Context(), store); err != nil {
+		t.Fatal(err)
+	}
+	w := indexEntries(t, want)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := indexEntries(t, x)
+		if reflect.DeepEqual(normalize(got), normalize(w)) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the maintained index\n%v\nwant (rebuilt from the log)\n%v", what, got, w)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// normalize drops what JSON does not keep exactly (monotonic clock
+// readings, nil versus empty).
+func normalize(es []dispatch.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = fmt.Sprintf("%s %s %s %d %v %s %s %v %d", e.Instance, e.Run, e.Task, e.Priority, e.Tags, e.Since.UTC().Format(time.RFC3339Nano),
+			e.LastFailedWorker, e.Claim != nil, e.Seq)
+	}
+	return out
+}
+
+// TestRunnableIndexer: indexers kept running keep the KV index equal to
+// one rebuilt from the log as instances are created, paused, claimed,
+// advanced and completed, on 2 partitions; when the working indexer
+// stops, the other takes over within the pinned TTL; Find over the KV
+// index answers as over the rebuilt one.
+func TestRunnableIndexer(t *testing.T) {
+	s, _, _ := newStore(t, Config{Partitions: 2})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{Leases: s.Leases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	run := func() (context.CancelFunc, *sync.WaitGroup) {
+		ictx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{PinnedTTL: time.Second}) })
+		return cancel, &wg
+	}
+	stop1, wg1 := run()
+	stop2, wg2 := run()
+	defer func() { stop2(); wg2.Wait() }()
+
+	task := workflow.NewTaskID("a")
+	for i := range 10 {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("j-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"),
+			FirstTask: workflow.TaskHint{ID: task, Tags: []string{fmt.Sprint("t", i%2)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := waitIndex(t, x, store, "after 10 creates"); len(got) != 10 {
+		t.Fatalf("%d entries", len(got))
+	}
+	if err := store.StoreSignal(ctx, "j-1", workflow.Pause, workflow.SignalRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.ClaimTask(ctx, "j-2", task, "w", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	snap, rev, err := store.LoadSnapshot(ctx, "j-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.MarkCompleted([]byte("o"), snap.UpdatedAt)
+	if _, err := store.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitIndex(t, x, store, "after a pause, a claim and a completion"); len(got) != 8 {
+		t.Fatalf("%d entries, want 8", len(got))
+	}
+
+	// The first indexer stops; the index keeps up through the other.
+	stop1()
+	wg1.Wait()
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "late", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: task}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.StoreSignal(ctx, "j-4", workflow.Cancel, workflow.SignalRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIndex(t, x, store, "after the first indexer stopped")
+
+	// Find agrees with the rebuilt index.
+	mem := dispatch.NewMemIndex()
+	if err := mem.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	opts := dispatch.Options{Tags: []string{"t0"}, Now: time.Now().Add(time.Hour)}
+	a, err := dispatch.Find(ctx, x, store, s.Leases(), "w-9", 0, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dispatch.Find(ctx, mem, store, s.Leases(), "w-9", 0, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(ts []dispatch.AvailableTask) []string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, t.Instance)
+		}
+		return out
+	}
+	if !slices.Equal(ids(a), ids(b)) || len(a) == 0 {
+		t.Fatalf("Find over the KV index %v, over the rebuilt one %v", ids(a), ids(b))
+	}
+}
+
+// TestRunnableIndexRebuild: a rebuild from the log equals the index the
+// indexer keeps, and fixes an index someone damaged.
+func TestRunnableIndexRebuild(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("r-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"),
+			FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := s.RunnableIndex()
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexEntries(t, x); len(got) != 5 {
+		t.Fatalf("rebuilt: %d entries", len(got))
+	}
+	// Damage: a bogus key and a missing one.
+	kv, err := x.b.get(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "bogus", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, EncodeID("r-0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	got := indexEntries(t, x)
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Instance)
+	}
+	if !slices.Equal(names, []string{"r-0", "r-1", "r-2", "r-3", "r-4"}) {
+		t.Fatalf("after the rebuild: %v, want r-0 … r-4", names)
+	}
+	if _, err := kv.Get(ctx, "bogus"); err == nil {
+		t.Fatal("the rebuild left a stray key")
+	}
+}
