@@ -13,6 +13,7 @@
 //	replay export [ID...]             NDJSON export
 //	replay import --file F            import an export (verified first)
 //	replay stats                      counts by event type and status
+//	replay reindex                    rebuild the runnable-task index from the log
 //	replay key new FILE               a signing key for digests
 //	replay digest --key F -o D        a signed digest of the whole log
 //	replay verify --digest D --key P  the log still holds what digests committed to
@@ -90,6 +91,8 @@ func init() {
 			example: "replay import --file runlog.ndjson --dir /tmp/copy", define: defineImport, run: runImport},
 		{name: "stats", args: "", summary: "counts by event type and by status, bytes, oldest and newest commit",
 			example: "replay stats\n  replay stats -o json", run: runStats},
+		{name: "reindex", args: "", summary: "rebuild the index of runnable tasks (dispatch) from the log (writes the index, not the log)",
+			example: "replay reindex", run: runReindex},
 		{name: "key", args: "new FILE", summary: "make a signing key for digests: the seed goes to FILE (mode 0600), the public key to stdout",
 			example: "replay key new ~/.runlog/digest.nk", run: runKey},
 		{name: "digest", args: "[--key FILE] [-o DIGEST]", summary: "write a signed digest of the whole log: every instance's head, a Merkle root, the stream's bounds",
