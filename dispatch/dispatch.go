@@ -218,8 +218,8 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 			return out, fmt.Errorf("dispatch: find: load %q: %w", e.Instance, err)
 		}
 		cur, ok := Of(&st)
-		if !ok || cur.Run != e.Run || cur.Task != e.Task {
-			continue // the entry is stale: the log says otherwise
+		if !ok || cur.Run != e.Run || cur.Task != e.Task || len(Rank([]Entry{cur}, worker, 1, opts, taken)) == 0 {
+			continue // the entry is stale: the log says otherwise (moved on, backing off, claimed)
 		}
 		snap := st.Snapshot.Clone()
 		in := snap.InitialInput
@@ -232,4 +232,27 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 			TraceParent: snap.TraceParent, Snapshot: snap, Revision: lifecycle.Revision{Run: st.Run, Seq: st.Revision}})
 	}
 	return out, nil
+}
+
+// FindHinted validates a hint (an entry delivered by a wake-up): it
+// returns the task to run if the instance's current projection still has
+// that task of that run to run, ok false otherwise (the hint is stale, or
+// the task is taken by a live lease).
+func FindHinted(ctx context.Context, hint Entry, store *lifecycle.Store, leases lifecycle.Leases) (AvailableTask, bool, error) {
+	got, err := Find(ctx, single{hint}, store, leases, "", 1, Options{Tags: hint.Tags})
+	if err != nil || len(got) == 0 {
+		return AvailableTask{}, false, err
+	}
+	a := got[0]
+	if a.Instance != hint.Instance || a.Task != hint.Task {
+		return AvailableTask{}, false, nil
+	}
+	return a, true, nil
+}
+
+// single is an Index of one entry.
+type single struct{ e Entry }
+
+func (s single) Entries(context.Context) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) { yield(s.e, nil) }
 }

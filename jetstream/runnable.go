@@ -229,3 +229,56 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 	cc.Stop()
 	return nil
 }
+
+// Wakeups delivers a hint each time a task becomes runnable (or its entry
+// changes): the index's updates, watched from now on, as they are put by
+// the indexers ([RunnableIndex.Run]). It is how an idle worker waits for
+// work instead of polling (Sayiir's wait_for_wakeup); a hint is only a
+// hint: validate it with dispatch.FindHinted before claiming. Stop it with
+// [Wakeups.Stop].
+type Wakeups struct {
+	w natsjs.KeyWatcher
+}
+
+// Wakeups starts watching the index for new runnable tasks.
+func (x *RunnableIndex) Wakeups(ctx context.Context) (*Wakeups, error) {
+	kv, err := x.b.get(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes(), natsjs.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: runnable wake-ups: %w", err)
+	}
+	return &Wakeups{w: w}, nil
+}
+
+// Wait returns the next hint, ok false when none came within timeout (or
+// ctx ended first: then the error is ctx's).
+func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Entry, bool, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return dispatch.Entry{}, false, ctx.Err()
+		case <-t.C:
+			return dispatch.Entry{}, false, nil
+		case up, open := <-u.w.Updates():
+			if !open {
+				return dispatch.Entry{}, false, errors.New("jetstream: runnable wake-ups: the watch ended")
+			}
+			if up == nil {
+				continue
+			}
+			var e dispatch.Entry
+			if err := json.Unmarshal(up.Value(), &e); err != nil || e.Instance == "" {
+				continue
+			}
+			return e, true, nil
+		}
+	}
+}
+
+// Stop ends the watch.
+func (u *Wakeups) Stop() error { return u.w.Stop() }

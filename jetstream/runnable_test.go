@@ -206,3 +206,46 @@ func TestRunnableIndexRebuild(t *testing.T) {
 		t.Fatal("the rebuild left a stray key")
 	}
 }
+
+// TestRunnableWakeups: an idle worker waiting on wake-ups hears of a task
+// as soon as it is indexed, FindHinted confirms it, and the same hint is
+// refused once the task is claimed.
+func TestRunnableWakeups(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{Leases: s.Leases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
+	defer func() { cancel(); wg.Wait() }()
+	w, err := x.Wakeups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, ok, err := w.Wait(ctx, 50*time.Millisecond); err != nil || ok {
+		t.Fatalf("a hint before any work: %v %v", ok, err)
+	}
+	task := workflow.NewTaskID("a")
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "woken", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: task}}); err != nil {
+		t.Fatal(err)
+	}
+	hint, ok, err := w.Wait(ctx, 20*time.Second)
+	if err != nil || !ok || hint.Instance != "woken" || hint.Task != task {
+		t.Fatalf("hint %+v, %v, %v; want woken's task", hint, ok, err)
+	}
+	a, ok, err := dispatch.FindHinted(ctx, hint, store, s.Leases())
+	if err != nil || !ok || a.Instance != "woken" {
+		t.Fatalf("FindHinted: %+v %v %v", a, ok, err)
+	}
+	if _, err := store.ClaimTask(ctx, "woken", task, "w-1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := dispatch.FindHinted(ctx, hint, store, s.Leases()); err != nil || ok {
+		t.Fatalf("FindHinted of a claimed task: %v %v, want refused", ok, err)
+	}
+}
