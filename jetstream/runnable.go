@@ -31,8 +31,13 @@ func (s *Store) RunnableBucket() string { return s.cfg.Stream + "_RUNNABLE" }
 func (s *Store) RunnableIndex() *RunnableIndex {
 	return &RunnableIndex{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.RunnableBucket(),
 		Description: "runlog runnable tasks of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
-		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas}}}
+		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: runnableMarkerTTL}}}
 }
+
+// runnableMarkerTTL is how long the marker of a removed entry stays in the
+// bucket: markers that stayed would make a listing cost every instance
+// that was ever runnable, not the runnable ones.
+const runnableMarkerTTL = 5 * time.Second
 
 // RunnableIndex is the KV index of [Store.RunnableIndex].
 type RunnableIndex struct {
@@ -52,8 +57,10 @@ func (x *RunnableIndex) Put(ctx context.Context, st *projection.State) error {
 	key := EncodeID(st.Instance)
 	e, ok := dispatch.Of(st)
 	if !ok {
-		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: runnable index: delete %q: %w", st.Instance, err)
+		// A purge whose marker expires: the bucket keeps no trace of the
+		// instances that have nothing to run.
+		if err := kv.Purge(ctx, key, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: runnable index: remove %q: %w", st.Instance, err)
 		}
 		return nil
 	}
@@ -138,8 +145,8 @@ func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) err
 		}
 	}
 	for _, k := range stray {
-		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: runnable index: delete stray key %q: %w", k, err)
+		if err := kv.Purge(ctx, k, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: runnable index: remove stray key %q: %w", k, err)
 		}
 	}
 	return nil

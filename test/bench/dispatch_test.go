@@ -1,0 +1,152 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runlog/runlog/dispatch"
+	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// ---- Dispatch (issue 13, BENCHMARKS.md §5.13) --------------------------
+
+// BenchmarkFindAvailable is one dispatch.Find of 10 tasks over the
+// runnable index (jetstream.Store.RunnableIndex) of a store of 1,000
+// instances, all runnable, and of 100,000 instances of which 1,000 are
+// runnable (the others paused): its cost must follow the runnable work,
+// not the instances.
+func BenchmarkFindAvailable(b *testing.B) {
+	for _, tc := range []struct{ instances, runnable int }{{1000, 1000}, {100_000, 1000}} {
+		b.Run(fmt.Sprintf("instances=%d", tc.instances), func(b *testing.B) {
+			e := newEnv(b, syncDefault)
+			st, err := lifecycle.New(e.log, lifecycle.Config{Logger: discard, Leases: e.log.Leases(), CacheSize: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			seedInstances(b, st, tc.instances, tc.runnable)
+			x := e.log.RunnableIndex()
+			if err := x.Rebuild(ctx, st); err != nil {
+				b.Fatal(err)
+			}
+			// The markers of the entries removed (the paused instances)
+			// expire 5 s after their removal: the steady state.
+			time.Sleep(7 * time.Second)
+			cpu := startCPU()
+			for b.Loop() {
+				got, err := dispatch.Find(ctx, x, st, e.log.Leases(), "worker-1", 10, dispatch.Options{})
+				if err != nil || len(got) != 10 {
+					b.Fatal(len(got), err)
+				}
+			}
+			cpu.report(b)
+		})
+	}
+}
+
+// seedInstances creates n instances, the first runnable of them runnable
+// and the others paused (a pending pause), from 16 goroutines.
+func seedInstances(b *testing.B, st *lifecycle.Store, n, runnable int) {
+	b.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	const writers = 16
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < n; i += writers {
+				id := "find-" + strconv.Itoa(i)
+				if _, err := st.PrepareRun(ctx, prepareReq(id, workflow.Fail)); err != nil {
+					b.Error(err)
+					return
+				}
+				if i >= runnable {
+					if err := st.StoreSignal(ctx, id, workflow.Pause, workflow.SignalRequest{Reason: "idle"}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkWakeup is the time from a commit that makes a task runnable (a
+// fresh PrepareRun) to the hint's delivery to a waiting worker
+// (RunnableIndex.Wakeups), through the indexer: p50 and p99 reported.
+// Its floor is BenchmarkRawPublishDeliver.
+func BenchmarkWakeup(b *testing.B) {
+	e := newEnv(b, syncDefault)
+	st, err := lifecycle.New(e.log, lifecycle.Config{Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	x := e.log.RunnableIndex()
+	go func() { _ = x.Run(ctx, st, jetstream.IndexerOptions{}) }()
+	w, err := x.Wakeups(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var lat []time.Duration
+	g := ids{prefix: "wake-"}
+	for b.Loop() {
+		id := g.next()
+		t0 := time.Now()
+		if _, err := st.PrepareRun(ctx, prepareReq(id, workflow.Fail)); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			h, ok, err := w.Wait(ctx, 10*time.Second)
+			if err != nil || !ok {
+				b.Fatal("no hint", err)
+			}
+			if h.Instance == id {
+				break
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	reportPercentiles(b, lat)
+}
+
+// BenchmarkRawPublishDeliver is a raw publish to a subject and its
+// delivery to a subscriber on the same server: the floor of a wake-up.
+func BenchmarkRawPublishDeliver(b *testing.B) {
+	e := newEnv(b, syncDefault)
+	sub, err := e.nc.SubscribeSync("bench.wake")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var lat []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if err := e.nc.Publish("bench.wake", []byte("hint")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sub.NextMsg(10 * time.Second); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	reportPercentiles(b, lat)
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
