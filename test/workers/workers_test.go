@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/runlog/runlog/dispatch"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/workflow"
@@ -252,3 +253,129 @@ func TestKilledWorker(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// indexerEnv tells the test binary to run as an indexer process: the
+// server URL.
+const indexerEnv = "RUNLOG_INDEXER_CHILD"
+
+func init() {
+	if url := os.Getenv(indexerEnv); url != "" {
+		os.Exit(runIndexerChild(url))
+	}
+}
+
+// runIndexerChild keeps the runnable index until it is killed.
+func runIndexerChild(url string) int {
+	ctx := context.Background()
+	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "indexer-child"}, jetstream.Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	st, err := lifecycle.New(js, lifecycle.Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Println("indexing")
+	if err := js.RunnableIndex().Run(ctx, st, jetstream.IndexerOptions{PinnedTTL: time.Second}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return 0
+}
+
+// TestKilledIndexer: an indexer process is the one the consumer pins;
+// it is killed with SIGKILL while commits keep coming; an indexer in
+// this process takes over once the pinned TTL passes, and the index ends
+// equal to one rebuilt from the log: nothing the killed one had not
+// acknowledged is lost.
+func TestKilledIndexer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs an indexer process; skipped with -short")
+	}
+	url := startServer(t)
+	ctx := t.Context()
+	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "writer"}, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.Close() })
+	st, err := lifecycle.New(js, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), indexerEnv+"="+url)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "indexing" {
+		t.Fatalf("the indexer process said %q, %v", line, err)
+	}
+	create := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := st.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("k-%d", i), DefinitionHash: def, FirstTask: workflow.TaskHint{ID: task}}); err != nil {
+				t.Fatal(err)
+			}
+			if i%3 == 0 {
+				if err := st.StoreSignal(ctx, fmt.Sprintf("k-%d", i), workflow.Pause, workflow.SignalRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	x := js.RunnableIndex()
+	count := func() int {
+		n := 0
+		for _, err := range x.Entries(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return n
+	}
+	create(0, 30)
+	waitFor(t, func() bool { return count() == 20 }, "the child indexed the first 30 instances")
+	// Kill it while more commits come; they wait for another indexer.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	create(30, 60)
+	ictx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ictx, st, jetstream.IndexerOptions{PinnedTTL: time.Second}) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return count() == 40 }, "the survivor indexed the commits made after the kill")
+	rebuilt := dispatch.NewMemIndex()
+	if err := rebuilt.Rebuild(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt.Len() != count() {
+		t.Fatalf("maintained %d entries, rebuilt %d", count(), rebuilt.Len())
+	}
+}
+
+// waitFor polls cond up to 30 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30 s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
