@@ -23,7 +23,7 @@ import (
 // SignalStore and TaskResultStore contracts, and the fencing Sayiir lacks)
 // against the log newLog returns. Each case gets a fresh log.
 func RunStore(t *testing.T, newLog func(t *testing.T) lifecycle.Log) {
-	for _, c := range append(storeCases, claimCases...) {
+	for _, c := range slices.Concat(storeCases, claimCases, timerCases) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			h := newStoreHarness(t, newLog(t))
