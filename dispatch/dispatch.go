@@ -256,3 +256,48 @@ type single struct{ e Entry }
 func (s single) Entries(context.Context) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) { yield(s.e, nil) }
 }
+
+// TimerKind says what a [Timer] does when it is due.
+type TimerKind string
+
+const (
+	// TimerWake moves a run parked at a delay or at a signal wait with a
+	// timeout past its node (lifecycle.Store.AdvanceDue).
+	TimerWake TimerKind = "wake"
+	// TimerRetry announces a retried task whose backoff ends: its entry is
+	// put again so that waiting workers hear of it.
+	TimerRetry TimerKind = "retry"
+)
+
+// Timer is a run that needs something done at a time without any caller:
+// what durable timers keep (one per instance).
+type Timer struct {
+	Instance string
+	Run      ulid.ULID
+	Kind     TimerKind
+	At       time.Time
+	Seq      uint64
+}
+
+// TimerOf derives the instance's timer from its projection, as of now: a
+// run in progress parked at a delay, or at a signal wait with a timeout
+// and no buffered event for its signal (TimerWake, at the node's wake
+// time); or a runnable task backing off until a time after now
+// (TimerRetry). ok is false when it has none.
+func TimerOf(st *projection.State, now time.Time) (Timer, bool) {
+	if !st.Exists || st.Snapshot == nil || st.Snapshot.State.Kind != workflow.InProgress {
+		return Timer{}, false
+	}
+	pos := st.Snapshot.State.Position
+	switch pos.Kind {
+	case workflow.AtDelay, workflow.AtSignal:
+		if pos.WakeAt == nil || pos.Kind == workflow.AtSignal && len(st.Buffered[pos.SignalName]) > 0 {
+			return Timer{}, false
+		}
+		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerWake, At: *pos.WakeAt, Seq: st.LastSeq}, true
+	}
+	if e, ok := Of(st); ok && now.Before(e.RetryAt) {
+		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerRetry, At: e.RetryAt, Seq: st.LastSeq}, true
+	}
+	return Timer{}, false
+}

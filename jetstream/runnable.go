@@ -29,10 +29,18 @@ func (s *Store) RunnableBucket() string { return s.cfg.Stream + "_RUNNABLE" }
 // number of processes may run. A stale entry costs a wasted claim attempt
 // at most: dispatch.Find checks every candidate against the log.
 func (s *Store) RunnableIndex() *RunnableIndex {
-	return &RunnableIndex{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.RunnableBucket(),
-		Description: "runlog runnable tasks of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
-		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: runnableMarkerTTL}}}
+	return &RunnableIndex{s: s,
+		b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.RunnableBucket(),
+			Description: "runlog runnable tasks of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
+			History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: runnableMarkerTTL}},
+		timers: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.TimerBucket(),
+			Description: "runlog durable timers of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
+			History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: runnableMarkerTTL}}}
 }
+
+// TimerBucket returns the name of the KV bucket of the store's durable
+// timers: the log's stream name with "_TIMERS" appended.
+func (s *Store) TimerBucket() string { return s.cfg.Stream + "_TIMERS" }
 
 // runnableMarkerTTL is how long the marker of a removed entry stays in the
 // bucket: markers that stayed would make a listing cost every instance
@@ -41,8 +49,9 @@ const runnableMarkerTTL = 5 * time.Second
 
 // RunnableIndex is the KV index of [Store.RunnableIndex].
 type RunnableIndex struct {
-	s *Store
-	b *kvBucket
+	s      *Store
+	b      *kvBucket // the runnable entries
+	timers *kvBucket // the timers (dispatch.TimerOf)
 }
 
 var _ dispatch.Index = (*RunnableIndex)(nil)
@@ -50,6 +59,9 @@ var _ dispatch.Index = (*RunnableIndex)(nil)
 // Put records the entry st derives (dispatch.Of), or deletes the
 // instance's key when it has nothing to run.
 func (x *RunnableIndex) Put(ctx context.Context, st *projection.State) error {
+	if err := x.putTimer(ctx, st); err != nil {
+		return err
+	}
 	kv, err := x.b.get(ctx, true)
 	if err != nil {
 		return err
@@ -289,3 +301,131 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 
 // Stop ends the watch.
 func (u *Wakeups) Stop() error { return u.w.Stop() }
+
+// putTimer records the timer st derives as of now, or removes the
+// instance's.
+func (x *RunnableIndex) putTimer(ctx context.Context, st *projection.State) error {
+	kv, err := x.timers.get(ctx, true)
+	if err != nil {
+		return err
+	}
+	key := EncodeID(st.Instance)
+	t, ok := dispatch.TimerOf(st, time.Now())
+	if !ok {
+		if err := kv.Purge(ctx, key, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: timers: remove %q: %w", st.Instance, err)
+		}
+		return nil
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("jetstream: timers: put %q: %w", st.Instance, err)
+	}
+	return nil
+}
+
+// Timers yields every timer of the index.
+func (x *RunnableIndex) Timers(ctx context.Context) iter.Seq2[dispatch.Timer, error] {
+	return func(yield func(dispatch.Timer, error) bool) {
+		kv, err := x.timers.get(ctx, true)
+		if err != nil {
+			yield(dispatch.Timer{}, err)
+			return
+		}
+		w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+		if err != nil {
+			yield(dispatch.Timer{}, fmt.Errorf("jetstream: timers: %w", err))
+			return
+		}
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				yield(dispatch.Timer{}, ctx.Err())
+				return
+			case u := <-w.Updates():
+				if u == nil {
+					return
+				}
+				var t dispatch.Timer
+				if err := json.Unmarshal(u.Value(), &t); err != nil || t.Instance == "" {
+					continue
+				}
+				if !yield(t, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// TimerOptions configure [RunnableIndex.RunTimers].
+type TimerOptions struct {
+	// Poll is the longest it sleeps between two readings of the timers
+	// (a timer put meanwhile is seen by the next); default 1 s.
+	Poll time.Duration
+}
+
+// RunTimers fires the durable timers until ctx ends: a run parked at a
+// delay or a timed-out signal wait is moved on when its wake time comes
+// (lifecycle.Store.AdvanceDue), and a retried task's entry is put again
+// when its backoff ends, so that waiting workers hear of it. The timers
+// are derived from the log (they live in [Store.TimerBucket], kept by the
+// indexers), so they survive any restart: a timer whose time passed while
+// nothing ran fires at the next start. Any number of processes may run
+// it: two firing one timer commit once (the sequence check), the other
+// finds the run moved on. A timer fires when this process's clock reaches
+// the time the workflow recorded.
+func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, opts TimerOptions) error {
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	for {
+		now := time.Now()
+		next := now.Add(opts.Poll)
+		for t, err := range x.Timers(ctx) {
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return err
+			}
+			if now.Before(t.At) {
+				if t.At.Before(next) {
+					next = t.At
+				}
+				continue
+			}
+			if err := x.fire(ctx, store, t, now); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				x.s.log.Warn("jetstream: timer not fired, tried again", slog.String("instance", t.Instance), slog.Any(logKeyErr, err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// fire does what a due timer asks, then puts the instance's entries again
+// (so that the runnable index and the timers do not wait for the
+// indexer).
+func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t dispatch.Timer, now time.Time) error {
+	if t.Kind == dispatch.TimerWake {
+		if _, err := store.AdvanceDue(ctx, t.Instance, now); err != nil {
+			return err
+		}
+	}
+	st, err := store.Load(ctx, t.Instance)
+	if err != nil {
+		return err
+	}
+	return x.Put(ctx, &st)
+}

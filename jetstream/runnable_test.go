@@ -249,3 +249,93 @@ func TestRunnableWakeups(t *testing.T) {
 		t.Fatalf("FindHinted of a claimed task: %v %v, want refused", ok, err)
 	}
 }
+
+// TestDurableTimers: a run parked at a delay moves on by itself when its
+// wake time comes, with no caller but a timer process; a delay whose time
+// passed while no timer process ran fires when one starts; a retried task
+// is announced to waiting workers when its backoff ends.
+func TestDurableTimers(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	a, b := workflow.NewTaskID("a"), workflow.NewTaskID("b")
+	park := func(id string, wake time.Time) {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
+			t.Fatal(err)
+		}
+		snap, rev, err := store.LoadSnapshot(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.MarkTaskCompleted(a, []byte("a-out"), snap.UpdatedAt)
+		snap.UpdatePosition(workflow.Position{Kind: workflow.AtDelay, NodeID: workflow.NewTaskID("delay"), EnteredAt: time.Now(), WakeAt: &wake, NextTaskID: &b}, snap.UpdatedAt)
+		if _, err := store.SaveSnapshot(ctx, snap, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Parked while nothing ran, its time already past.
+	park("overdue", time.Now().Add(-time.Minute))
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
+	wg.Go(func() { _ = x.RunTimers(ictx, store, TimerOptions{Poll: 100 * time.Millisecond}) })
+	defer func() { cancel(); wg.Wait() }()
+	park("soon", time.Now().Add(1500*time.Millisecond))
+
+	atB := func(id string) bool {
+		snap, _, err := store.LoadSnapshot(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, ok := snap.CurrentTaskID()
+		return ok && task == b
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !atB("overdue") || !atB("soon") {
+		if time.Now().After(deadline) {
+			t.Fatalf("timers did not fire: overdue at b %v, soon at b %v", atB("overdue"), atB("soon"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Both are runnable at b now, and their timers are gone.
+	waitIndex(t, x, store, "after the timers fired")
+	for tm, err := range x.Timers(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("a timer left after firing: %+v", tm)
+	}
+
+	// A retry backing off for 1.5 s: a waiting worker hears of it when it
+	// ends.
+	w, err := x.Wakeups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	snap, rev, err := store.LoadSnapshot(ctx, "soon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retryAt := time.Now().Add(1500 * time.Millisecond)
+	snap.TaskRetries = map[workflow.TaskID]workflow.TaskRetryState{b: {Attempts: 1, LastError: "boom", NextRetryAt: retryAt}}
+	if _, err := store.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		h, ok, err := w.Wait(ctx, 20*time.Second)
+		if err != nil || !ok {
+			t.Fatalf("no wake-up for the retry: %v %v", ok, err)
+		}
+		if h.Instance == "soon" && !time.Now().Before(retryAt) {
+			break // the announcement at the end of the backoff
+		}
+	}
+}
