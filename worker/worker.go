@@ -1,0 +1,242 @@
+// Package worker is a reference worker pool on runlog's public API: it
+// finds runnable tasks (package dispatch), claims them, heartbeats while
+// it runs them, saves fenced by its claim, releases, retries with
+// backoff, and honours cancel and pause. It is small on purpose: a
+// runtime's own worker does the same with its own workflow model.
+//
+// A workflow here is a chain of steps, each a task function, optionally
+// followed by a delay; the pool moves the run from step to step, and the
+// durable timers (jetstream.RunnableIndex.RunTimers) move it past a delay.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/runlog/runlog/dispatch"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/workflow"
+)
+
+// Func is a task's work: its input (the run's, or the previous step's
+// output) in, its output out. An error fails the attempt; the step's
+// retry policy decides what follows.
+type Func func(ctx context.Context, input []byte) ([]byte, error)
+
+// Step is one step of a chain.
+type Step struct {
+	Name  string // the task's name: its id is workflow.NewTaskID(Name)
+	Run   Func
+	Delay time.Duration        // a pause after the step, before the next (0: none)
+	Retry *workflow.RetryPolicy // nil: a failure fails the run
+}
+
+// Chain is a workflow of steps run one after the other.
+type Chain struct {
+	Definition workflow.DefinitionHash
+	Steps      []Step
+}
+
+// FirstTask is the hint PrepareRun needs to start a run of c.
+func (c *Chain) FirstTask() workflow.TaskHint {
+	return workflow.TaskHint{ID: workflow.NewTaskID(c.Steps[0].Name)}
+}
+
+// Pool runs the tasks of its chains with Workers goroutines.
+type Pool struct {
+	Store  *lifecycle.Store // with Config.Leases set
+	Leases lifecycle.Leases
+	Index  dispatch.Index
+	// Wait blocks until work may be there or timeout passes (a wake-up
+	// from jetstream.RunnableIndex.Wakeups); nil: the pool polls.
+	Wait    func(ctx context.Context, timeout time.Duration)
+	Name    string // the worker id prefix: worker i is Name-i
+	Workers int    // default 4
+	TTL     time.Duration
+	Chains  []*Chain
+	Logger  *slog.Logger
+}
+
+// Run runs the pool until ctx ends.
+func (p *Pool) Run(ctx context.Context) error {
+	if p.Workers <= 0 {
+		p.Workers = 4
+	}
+	if p.TTL <= 0 {
+		p.TTL = 30 * time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	done := make(chan struct{}, p.Workers)
+	for i := range p.Workers {
+		go func() {
+			p.work(ctx, fmt.Sprintf("%s-%d", p.Name, i))
+			done <- struct{}{}
+		}()
+	}
+	for range p.Workers {
+		<-done
+	}
+	return ctx.Err()
+}
+
+// work is one worker's loop: find, claim, run, save.
+func (p *Pool) work(ctx context.Context, name string) {
+	for ctx.Err() == nil {
+		tasks, err := dispatch.Find(ctx, p.Index, p.Store, p.Leases, name, 4, dispatch.Options{})
+		if err != nil {
+			p.Logger.Warn("worker: find", "worker", name, "err", err)
+		}
+		ran := false
+		for _, t := range tasks {
+			if p.runOne(ctx, name, t) {
+				ran = true
+				break
+			}
+		}
+		if !ran {
+			if p.Wait != nil {
+				p.Wait(ctx, time.Second)
+			} else {
+				sleep(ctx, 100*time.Millisecond)
+			}
+		}
+	}
+}
+
+// step returns the chain and index of the step whose task is task.
+func (p *Pool) step(def workflow.DefinitionHash, task workflow.TaskID) (*Chain, int) {
+	for _, c := range p.Chains {
+		if c.Definition != def {
+			continue
+		}
+		for i, s := range c.Steps {
+			if workflow.NewTaskID(s.Name) == task {
+				return c, i
+			}
+		}
+	}
+	return nil, -1
+}
+
+// runOne claims and runs one task; false when it could not claim it.
+func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask) bool {
+	c, i := p.step(t.Definition, t.Task)
+	if c == nil {
+		return false // not a task of this pool's chains
+	}
+	// Cancel and pause first: a pending one is applied, not run.
+	if sig, err := p.Store.CheckControlSignals(ctx, t.Instance, &t.Task); err != nil || sig != lifecycle.ControlNone {
+		return err == nil
+	}
+	claim, err := p.Store.ClaimTask(lifecycle.WithActor(ctx, name), t.Instance, t.Task, name, p.TTL)
+	if err != nil {
+		return false
+	}
+	// Heartbeats every TTL/4 (at most 15 s) while the task runs; three
+	// failed in a row: the lease is lost, the work is abandoned.
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go p.heartbeat(tctx, cancel, name, claim)
+
+	snap, rev, err := p.Store.LoadSnapshot(ctx, t.Instance)
+	if err != nil || snap.State.Position.TaskID != t.Task {
+		_ = p.Store.ReleaseTaskClaim(ctx, t.Instance, t.Task, name)
+		return false
+	}
+	s := c.Steps[i]
+	out, runErr := s.Run(tctx, t.Input)
+	if tctx.Err() != nil && ctx.Err() == nil {
+		return true // lease lost: abandon, another worker takes it over
+	}
+	now := time.Now()
+	if runErr != nil {
+		p.failed(snap, s, name, runErr, now)
+	} else {
+		snap.MarkTaskCompleted(t.Task, out, now)
+		p.advance(snap, c, i, out, now)
+	}
+	if _, err := p.Store.SaveSnapshot(lifecycle.WithActor(ctx, name), snap, rev, lifecycle.WithClaim(claim, true)); err != nil {
+		if !errors.Is(err, lifecycle.ErrClaimLost) && !errors.Is(err, lifecycle.ErrStale) {
+			p.Logger.Warn("worker: save", "worker", name, "instance", t.Instance, "err", err)
+		}
+		_ = p.Store.ReleaseTaskClaim(ctx, t.Instance, t.Task, name)
+	}
+	return true
+}
+
+// advance moves snap past step i of c, whose output is out.
+func (p *Pool) advance(snap *workflow.Snapshot, c *Chain, i int, out []byte, now time.Time) {
+	delete(snap.TaskRetries, workflow.NewTaskID(c.Steps[i].Name))
+	if i == len(c.Steps)-1 {
+		snap.MarkCompleted(out, now)
+		return
+	}
+	next := workflow.NewTaskID(c.Steps[i+1].Name)
+	if d := c.Steps[i].Delay; d > 0 {
+		wake := now.Add(d)
+		snap.UpdatePosition(workflow.Position{Kind: workflow.AtDelay, NodeID: workflow.NewTaskID(c.Steps[i].Name + "/delay"),
+			EnteredAt: now, WakeAt: &wake, NextTaskID: &next}, now)
+		return
+	}
+	snap.UpdatePosition(workflow.AtTaskPosition(next), now)
+}
+
+// failed records a failed attempt of step s: a retry after the policy's
+// backoff, or the run failed when there is no retry left.
+func (p *Pool) failed(snap *workflow.Snapshot, s Step, name string, err error, now time.Time) {
+	task := workflow.NewTaskID(s.Name)
+	r := snap.TaskRetries[task]
+	if s.Retry == nil || r.Attempts >= s.Retry.MaxRetries {
+		snap.MarkFailed(err.Error(), now)
+		return
+	}
+	backoff := time.Duration(float64(s.Retry.InitialDelay) * math.Pow(max(s.Retry.BackoffMultiplier, 1), float64(r.Attempts)))
+	if s.Retry.MaxDelay > 0 {
+		backoff = min(backoff, s.Retry.MaxDelay)
+	}
+	if snap.TaskRetries == nil {
+		snap.TaskRetries = map[workflow.TaskID]workflow.TaskRetryState{}
+	}
+	snap.TaskRetries[task] = workflow.TaskRetryState{Attempts: r.Attempts + 1, Policy: *s.Retry, LastError: err.Error(), LastFailedWorker: name, NextRetryAt: now.Add(backoff)}
+}
+
+// heartbeat renews the claim until ctx ends; three failures in a row
+// cancel the task's work (lost).
+func (p *Pool) heartbeat(ctx context.Context, lost context.CancelFunc, name string, c lifecycle.TaskClaim) {
+	every := min(p.TTL/4, 15*time.Second)
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		if err := p.Store.ExtendTaskClaim(ctx, c.InstanceID, c.TaskID, name, p.TTL); err != nil {
+			if errors.Is(err, lifecycle.ErrClaimLost) || errors.Is(err, lifecycle.ErrNotFound) {
+				lost()
+				return
+			}
+			if failures++; failures >= 3 {
+				lost()
+				return
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
