@@ -31,7 +31,7 @@ type Func func(ctx context.Context, input []byte) ([]byte, error)
 type Step struct {
 	Name  string // the task's name: its id is workflow.NewTaskID(Name)
 	Run   Func
-	Delay time.Duration        // a pause after the step, before the next (0: none)
+	Delay time.Duration         // a pause after the step, before the next (0: none)
 	Retry *workflow.RetryPolicy // nil: a failure fails the run
 }
 
