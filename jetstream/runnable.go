@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -429,3 +430,84 @@ func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t disp
 	}
 	return x.Put(ctx, &st)
 }
+
+// LiveIndex is a copy of the runnable index kept in this process by a
+// watch of the bucket: a [dispatch.Index] whose Entries reads memory, for
+// workers that search often. It may lag the bucket by the watch's
+// delivery; dispatch.Find checks every candidate against the log anyway.
+type LiveIndex struct {
+	mu      sync.Mutex
+	entries map[string]dispatch.Entry
+	ready   chan struct{}
+	w       natsjs.KeyWatcher
+}
+
+// Live starts a [LiveIndex]; it is ready (holds the bucket's entries)
+// when Live returns. Stop it with [LiveIndex.Stop].
+func (x *RunnableIndex) Live(ctx context.Context) (*LiveIndex, error) {
+	kv, err := x.b.get(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: live runnable index: %w", err)
+	}
+	l := &LiveIndex{entries: make(map[string]dispatch.Entry), ready: make(chan struct{}), w: w}
+	go l.follow()
+	select {
+	case <-l.ready:
+		return l, nil
+	case <-ctx.Done():
+		_ = w.Stop()
+		return nil, ctx.Err()
+	}
+}
+
+func (l *LiveIndex) follow() {
+	readyOnce := sync.OnceFunc(func() { close(l.ready) })
+	defer readyOnce()
+	for u := range l.w.Updates() {
+		if u == nil {
+			readyOnce()
+			continue
+		}
+		l.mu.Lock()
+		if u.Operation() != natsjs.KeyValuePut {
+			delete(l.entries, u.Key())
+		} else {
+			var e dispatch.Entry
+			if err := json.Unmarshal(u.Value(), &e); err == nil && e.Instance != "" && EncodeID(e.Instance) == u.Key() {
+				l.entries[u.Key()] = e
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+// Entries yields the entries the watch has seen, in no particular order.
+func (l *LiveIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
+	l.mu.Lock()
+	es := make([]dispatch.Entry, 0, len(l.entries))
+	for _, e := range l.entries {
+		es = append(es, e)
+	}
+	l.mu.Unlock()
+	return func(yield func(dispatch.Entry, error) bool) {
+		for _, e := range es {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Len returns the number of entries.
+func (l *LiveIndex) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// Stop ends the watch.
+func (l *LiveIndex) Stop() error { return l.w.Stop() }

@@ -339,3 +339,47 @@ func TestDurableTimers(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveIndex: a live copy of the index follows puts and removals.
+func TestLiveIndex(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	for i := range 3 {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("l-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	live, err := x.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Stop()
+	if live.Len() != 3 {
+		t.Fatalf("live index holds %d entries, want 3", live.Len())
+	}
+	if err := store.StoreSignal(ctx, "l-1", workflow.Pause, workflow.SignalRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load(ctx, "l-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Put(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for live.Len() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("live index holds %d entries after a removal, want 2", live.Len())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

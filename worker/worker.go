@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/runlog/runlog/dispatch"
@@ -85,26 +86,33 @@ func (p *Pool) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// work is one worker's loop: find, claim, run, save.
+// work is one worker's loop: find, claim, run, save. The workers of a
+// pool search the same index, so each tries the candidates from a random
+// one on, rather than all racing for the first.
 func (p *Pool) work(ctx context.Context, name string) {
 	for ctx.Err() == nil {
-		tasks, err := dispatch.Find(ctx, p.Index, p.Store, p.Leases, name, 4, dispatch.Options{})
+		tasks, err := dispatch.Find(ctx, p.Index, p.Store, p.Leases, name, 2*p.Workers, dispatch.Options{})
 		if err != nil {
 			p.Logger.Warn("worker: find", "worker", name, "err", err)
 		}
 		ran := false
-		for _, t := range tasks {
-			if p.runOne(ctx, name, t) {
-				ran = true
-				break
+		if len(tasks) > 0 {
+			start := rand.IntN(len(tasks))
+			for k := range tasks {
+				if p.runOne(ctx, name, tasks[(start+k)%len(tasks)]) {
+					ran = true
+					break
+				}
 			}
 		}
-		if !ran {
-			if p.Wait != nil {
-				p.Wait(ctx, time.Second)
-			} else {
-				sleep(ctx, 100*time.Millisecond)
-			}
+		switch {
+		case ran:
+		case len(tasks) > 0:
+			sleep(ctx, time.Duration(1+rand.IntN(5))*time.Millisecond) // lost the races: try again soon
+		case p.Wait != nil:
+			p.Wait(ctx, time.Second)
+		default:
+			sleep(ctx, 100*time.Millisecond)
 		}
 	}
 }

@@ -6,12 +6,16 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/dispatch"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/worker"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -149,4 +153,88 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkWorkerPool: 8 workers of the reference pool (package worker)
+// run one-step no-op workflows to completion — find, claim, run, fenced
+// checkpoint that completes and releases — with the indexer keeping the
+// runnable index and the pool searching a live copy of it
+// (RunnableIndex.Live); ns/op is per workflow. Its floor is
+// BenchmarkRawWorkQueue.
+func BenchmarkWorkerPool(b *testing.B) {
+	e := newEnv(b, syncDefault)
+	st, err := lifecycle.New(e.log, lifecycle.Config{Logger: discard, Leases: e.log.Leases()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	chain := &worker.Chain{Definition: defHash, Steps: []worker.Step{{Name: "noop", Run: func(_ context.Context, in []byte) ([]byte, error) { return in, nil }}}}
+	x := e.log.RunnableIndex()
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := st.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "pool-" + strconv.Itoa(i), DefinitionHash: defHash, FirstTask: chain.FirstTask()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := x.Rebuild(ctx, st); err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = x.Run(ctx, st, jetstream.IndexerOptions{}) }()
+	live, err := x.Live(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer live.Stop()
+	pool := &worker.Pool{Store: st, Leases: e.log.Leases(), Index: live, Name: "bench", Workers: 8, TTL: time.Minute, Chains: []*worker.Chain{chain}}
+	b.StartTimer()
+	go func() { _ = pool.Run(ctx) }()
+	for live.Len() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkRawWorkQueue: 8 goroutines drain a work-queue stream of b.N
+// messages through one pull consumer, acking each: the floor of a worker
+// pool's dispatch.
+func BenchmarkRawWorkQueue(b *testing.B) {
+	e := newEnv(b, syncDefault)
+	ctx := context.Background()
+	s, err := e.js.CreateStream(ctx, natsjs.StreamConfig{Name: "RAWWQ", Subjects: []string{"rawwq.>"}, Retention: natsjs.WorkQueuePolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := e.js.Publish(ctx, "rawwq.task", []byte("t")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cons, err := s.CreateOrUpdateConsumer(ctx, natsjs.ConsumerConfig{Durable: "workers", AckPolicy: natsjs.AckExplicitPolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var acked atomic.Int64
+	b.StartTimer()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for acked.Load() < int64(b.N) {
+				batch, err := cons.Fetch(16, natsjs.FetchMaxWait(100*time.Millisecond))
+				if err != nil {
+					continue
+				}
+				for m := range batch.Messages() {
+					if err := m.Ack(); err == nil {
+						acked.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
