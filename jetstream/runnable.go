@@ -63,58 +63,87 @@ func (x *RunnableIndex) Put(ctx context.Context, st *projection.State) error {
 	if err := x.putTimer(ctx, st); err != nil {
 		return err
 	}
-	kv, err := x.b.get(ctx, true)
+	e, ok := dispatch.Of(st)
+	return putOrRemove(ctx, x.b, st.Instance, e, ok)
+}
+
+// putOrRemove stores v at instance's key of b when ok, else removes the
+// key with a purge whose marker expires: the bucket keeps no trace of the
+// instances that have nothing there.
+func putOrRemove(ctx context.Context, b *kvBucket, instance string, v any, ok bool) error {
+	kv, err := b.get(ctx, true)
 	if err != nil {
 		return err
 	}
-	key := EncodeID(st.Instance)
-	e, ok := dispatch.Of(st)
+	key := EncodeID(instance)
 	if !ok {
-		// A purge whose marker expires: the bucket keeps no trace of the
-		// instances that have nothing to run.
 		if err := kv.Purge(ctx, key, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: runnable index: remove %q: %w", st.Instance, err)
+			return fmt.Errorf("jetstream: bucket %s: remove %q: %w", b.cfg.Bucket, instance, err)
 		}
 		return nil
 	}
-	b, err := json.Marshal(e)
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("jetstream: runnable index: put %q: %w", st.Instance, err)
+	if _, err := kv.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("jetstream: bucket %s: put %q: %w", b.cfg.Bucket, instance, err)
 	}
 	return nil
 }
 
 // Entries yields every entry of the index, in key order.
 func (x *RunnableIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
-	return func(yield func(dispatch.Entry, error) bool) {
-		kv, err := x.b.get(ctx, true)
+	return bucketValues(ctx, x.b, decodeEntry)
+}
+
+// decodeEntry reads the entry stored at key; ok is false for a value that
+// is not an entry of this version, or not the key's instance's (skipped:
+// a rebuild removes it).
+func decodeEntry(key string, data []byte) (dispatch.Entry, bool) {
+	var e dispatch.Entry
+	if err := json.Unmarshal(data, &e); err != nil || e.Instance == "" || EncodeID(e.Instance) != key {
+		return dispatch.Entry{}, false
+	}
+	return e, true
+}
+
+// decodeTimer reads the timer stored at key, as decodeEntry.
+func decodeTimer(key string, data []byte) (dispatch.Timer, bool) {
+	var t dispatch.Timer
+	if err := json.Unmarshal(data, &t); err != nil || t.Instance == "" || EncodeID(t.Instance) != key {
+		return dispatch.Timer{}, false
+	}
+	return t, true
+}
+
+// bucketValues yields the current value of every key of b that decode
+// accepts: one watch of the bucket's last values (deletes left out), which
+// ends when they are all delivered.
+func bucketValues[T any](ctx context.Context, b *kvBucket, decode func(key string, data []byte) (T, bool)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		kv, err := b.get(ctx, true)
 		if err != nil {
-			yield(dispatch.Entry{}, err)
+			yield(zero, err)
 			return
 		}
 		w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
 		if err != nil {
-			yield(dispatch.Entry{}, fmt.Errorf("jetstream: runnable index: %w", err))
+			yield(zero, fmt.Errorf("jetstream: bucket %s: %w", b.cfg.Bucket, err))
 			return
 		}
 		defer func() { _ = w.Stop() }()
 		for {
 			select {
 			case <-ctx.Done():
-				yield(dispatch.Entry{}, ctx.Err())
+				yield(zero, ctx.Err())
 				return
 			case u := <-w.Updates():
 				if u == nil {
 					return // the initial values are all delivered
 				}
-				var e dispatch.Entry
-				if err := json.Unmarshal(u.Value(), &e); err != nil || e.Instance == "" || EncodeID(e.Instance) != u.Key() {
-					continue // not an entry (of this version): skipped; a rebuild removes it
-				}
-				if !yield(e, nil) {
+				if v, ok := decode(u.Key(), u.Value()); ok && !yield(v, nil) {
 					return
 				}
 			}
@@ -193,6 +222,9 @@ const indexerGroup = "indexers"
 func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts IndexerOptions) error {
 	if opts.Name == "" {
 		opts.Name = "runlog-indexer"
+	}
+	if opts.PinnedTTL < 0 {
+		return fmt.Errorf("%w: IndexerOptions.PinnedTTL is %v, want > 0 (0: 10 s)", ErrInvalidConfig, opts.PinnedTTL)
 	}
 	if opts.PinnedTTL == 0 {
 		opts.PinnedTTL = 10 * time.Second
@@ -291,11 +323,9 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 			if up == nil {
 				continue
 			}
-			var e dispatch.Entry
-			if err := json.Unmarshal(up.Value(), &e); err != nil || e.Instance == "" {
-				continue
+			if e, ok := decodeEntry(up.Key(), up.Value()); ok {
+				return e, true, nil
 			}
-			return e, true, nil
 		}
 	}
 }
@@ -306,61 +336,13 @@ func (u *Wakeups) Stop() error { return u.w.Stop() }
 // putTimer records the timer st derives as of now, or removes the
 // instance's.
 func (x *RunnableIndex) putTimer(ctx context.Context, st *projection.State) error {
-	kv, err := x.timers.get(ctx, true)
-	if err != nil {
-		return err
-	}
-	key := EncodeID(st.Instance)
 	t, ok := dispatch.TimerOf(st, time.Now())
-	if !ok {
-		if err := kv.Purge(ctx, key, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: timers: remove %q: %w", st.Instance, err)
-		}
-		return nil
-	}
-	b, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("jetstream: timers: put %q: %w", st.Instance, err)
-	}
-	return nil
+	return putOrRemove(ctx, x.timers, st.Instance, t, ok)
 }
 
 // Timers yields every timer of the index.
 func (x *RunnableIndex) Timers(ctx context.Context) iter.Seq2[dispatch.Timer, error] {
-	return func(yield func(dispatch.Timer, error) bool) {
-		kv, err := x.timers.get(ctx, true)
-		if err != nil {
-			yield(dispatch.Timer{}, err)
-			return
-		}
-		w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
-		if err != nil {
-			yield(dispatch.Timer{}, fmt.Errorf("jetstream: timers: %w", err))
-			return
-		}
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				yield(dispatch.Timer{}, ctx.Err())
-				return
-			case u := <-w.Updates():
-				if u == nil {
-					return
-				}
-				var t dispatch.Timer
-				if err := json.Unmarshal(u.Value(), &t); err != nil || t.Instance == "" {
-					continue
-				}
-				if !yield(t, nil) {
-					return
-				}
-			}
-		}
-	}
+	return bucketValues(ctx, x.timers, decodeTimer)
 }
 
 // TimerOptions configure [RunnableIndex.RunTimers].
@@ -476,8 +458,7 @@ func (l *LiveIndex) follow() {
 		if u.Operation() != natsjs.KeyValuePut {
 			delete(l.entries, u.Key())
 		} else {
-			var e dispatch.Entry
-			if err := json.Unmarshal(u.Value(), &e); err == nil && e.Instance != "" && EncodeID(e.Instance) == u.Key() {
+			if e, ok := decodeEntry(u.Key(), u.Value()); ok {
 				l.entries[u.Key()] = e
 			}
 		}

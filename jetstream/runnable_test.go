@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -381,5 +382,16 @@ func TestLiveIndex(t *testing.T) {
 			t.Fatalf("live index holds %d entries after a removal, want 2", live.Len())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunnableIndexerBadOptions(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RunnableIndex().Run(t.Context(), store, IndexerOptions{PinnedTTL: -time.Second}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Run with a negative pinned TTL: %v, want ErrInvalidConfig", err)
 	}
 }
