@@ -201,9 +201,12 @@ type IndexerOptions struct {
 	Name string
 	// PinnedTTL is how long an indexer that stopped asking for messages
 	// stays the one that gets them, before another process of the group
-	// takes over; default 10 s. It bounds how long a killed indexer
-	// stalls the index.
+	// takes over; default 10 s.
 	PinnedTTL time.Duration
+	// AckWait is how long a commit delivered to an indexer waits for its
+	// acknowledgement before it is delivered again; default 5 s. A killed
+	// indexer stalls its partitions for at most PinnedTTL plus AckWait.
+	AckWait time.Duration
 }
 
 // indexerGroup is the priority group the indexers pull in.
@@ -217,14 +220,18 @@ const indexerGroup = "indexers"
 // log order, and another takes over when it stops asking for PinnedTTL.
 // A commit is acknowledged once the index reflects the instance as of at
 // least that commit, so a killed indexer loses nothing: what it did not
-// acknowledge is delivered again. A new consumer starts from the first
+// acknowledge is delivered again after AckWait (it stalls its partitions
+// for at most PinnedTTL plus AckWait). A new consumer starts from the first
 // message: the index is built from the log.
 func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts IndexerOptions) error {
 	if opts.Name == "" {
 		opts.Name = "runlog-indexer"
 	}
-	if opts.PinnedTTL < 0 {
-		return fmt.Errorf("%w: IndexerOptions.PinnedTTL is %v, want > 0 (0: 10 s)", ErrInvalidConfig, opts.PinnedTTL)
+	if opts.PinnedTTL < 0 || opts.AckWait < 0 {
+		return fmt.Errorf("%w: IndexerOptions.PinnedTTL %v and AckWait %v, want > 0 (0: the defaults)", ErrInvalidConfig, opts.PinnedTTL, opts.AckWait)
+	}
+	if opts.AckWait == 0 {
+		opts.AckWait = 5 * time.Second
 	}
 	if opts.PinnedTTL == 0 {
 		opts.PinnedTTL = 10 * time.Second
@@ -251,7 +258,7 @@ func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts In
 func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store, p *partition, opts IndexerOptions) error {
 	cons, err := x.s.js.CreateOrUpdateConsumer(ctx, p.name, natsjs.ConsumerConfig{
 		Durable: opts.Name, Description: "runlog runnable index", FilterSubject: p.filter(),
-		DeliverPolicy: natsjs.DeliverAllPolicy, AckPolicy: natsjs.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1,
+		DeliverPolicy: natsjs.DeliverAllPolicy, AckPolicy: natsjs.AckExplicitPolicy, AckWait: opts.AckWait, MaxAckPending: 1,
 		PriorityPolicy: natsjs.PriorityPolicyPinned, PinnedTTL: opts.PinnedTTL, PriorityGroups: []string{indexerGroup},
 	})
 	if err != nil {
