@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -18,8 +16,10 @@ import (
 
 // The encoder writes exactly the bytes encoding/json writes for the wire
 // structs (field order, omitempty, sorted map keys, HTML-safe string
-// escaping, base64 byte strings, RFC 3339 times), without reflection:
-// encoding is on the path of every write. The golden fixtures and a
+// escaping, base64 byte strings, RFC 3339 times), without encoding/json's
+// reflection: encoding is on the path of every write. The envelope is
+// written here; payloads by their plans (codec.go), derived from the
+// payload structs. The golden fixtures, TestEveryFieldRoundTrips and a
 // differential test against encoding/json hold it to that.
 
 // encoder accumulates the payload; the first error sticks.
@@ -78,9 +78,9 @@ func (e *encoder) hash(h workflow.Hash32) {
 }
 
 func (e *encoder) ulid(id ulid.ULID) {
-	e.b = append(e.b, '"')
-	e.b = append(e.b, id.String()...)
-	e.b = append(e.b, '"')
+	n := len(e.b)
+	e.b = append(e.b, `"                          "`...) // 26 characters
+	_ = id.MarshalTextTo(e.b[n+1 : n+1+ulid.EncodedSize])
 }
 
 func (e *encoder) time(t time.Time) {
@@ -123,375 +123,14 @@ func (e *encoder) fail(err error) {
 	}
 }
 
-func (e *encoder) strings(ss []string) {
-	e.b = append(e.b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.str(s)
-	}
-	e.b = append(e.b, ']')
-}
-
-func (e *encoder) taskIDs(ids []workflow.TaskID) {
-	e.b = append(e.b, '[')
-	for i, id := range ids {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.hash(id)
-	}
-	e.b = append(e.b, ']')
-}
-
-// sortedIDs returns the keys of a task-id map in the order encoding/json
-// writes them: by their text, which for hex is the byte order.
-func sortedIDs[V any](m map[workflow.TaskID]V) []workflow.TaskID {
-	ids := make([]workflow.TaskID, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b workflow.TaskID) int { return strings.Compare(string(a[:]), string(b[:])) })
-	return ids
-}
-
-func (e *encoder) hint(h workflow.TaskHint) {
-	e.raw("{")
-	e.key("id")
-	e.hash(h.ID)
-	if h.Priority != nil {
-		e.key("priority")
-		e.uint(uint64(*h.Priority))
-	}
-	if len(h.Tags) > 0 {
-		e.key("tags")
-		e.strings(h.Tags)
-	}
-	e.raw("}")
-}
-
-func (e *encoder) position(p *workflow.Position) {
-	e.raw("{")
-	e.key("kind")
-	e.text(p.Kind)
-	if !p.TaskID.IsZero() {
-		e.key("task_id")
-		e.hash(p.TaskID)
-	}
-	if !p.NodeID.IsZero() {
-		e.key("node_id")
-		e.hash(p.NodeID)
-	}
-	if len(p.Branches) > 0 {
-		e.key("branches")
-		e.raw("{")
-		labels := make([]string, 0, len(p.Branches))
-		for k := range p.Branches {
-			labels = append(labels, k)
-		}
-		slices.Sort(labels)
-		for i, k := range labels {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.str(k)
-			e.raw(":{")
-			r := p.Branches[k]
-			e.key("task_id")
-			e.hash(r.TaskID)
-			e.key("output")
-			e.bytesVal(r.Output)
-			e.raw("}")
-		}
-		e.raw("}")
-	}
-	if !p.EnteredAt.IsZero() {
-		e.key("entered_at")
-		e.time(p.EnteredAt)
-	}
-	if p.WakeAt != nil {
-		e.key("wake_at")
-		e.time(*p.WakeAt)
-	}
-	if p.NextTaskID != nil {
-		e.key("next_task_id")
-		e.hash(*p.NextTaskID)
-	}
-	if p.SignalName != "" {
-		e.key("signal_name")
-		e.str(p.SignalName)
-	}
-	if p.Iteration != 0 {
-		e.key("iteration")
-		e.uint(uint64(p.Iteration))
-	}
-	e.raw("}")
-}
-
-func (e *encoder) retry(r workflow.TaskRetryState) {
-	e.raw("{")
-	e.key("attempts")
-	e.uint(uint64(r.Attempts))
-	e.key("policy")
-	e.raw("{")
-	e.key("max_retries")
-	e.uint(uint64(r.Policy.MaxRetries))
-	e.key("initial_delay")
-	e.int(int64(r.Policy.InitialDelay))
-	e.key("backoff_multiplier")
-	e.float(r.Policy.BackoffMultiplier)
-	if r.Policy.MaxDelay != 0 {
-		e.key("max_delay")
-		e.int(int64(r.Policy.MaxDelay))
-	}
-	e.raw("}")
-	if r.LastError != "" {
-		e.key("last_error")
-		e.str(r.LastError)
-	}
-	if r.LastFailedWorker != "" {
-		e.key("last_failed_worker")
-		e.str(r.LastFailedWorker)
-	}
-	e.key("next_retry_at")
-	e.time(r.NextRetryAt)
-	e.raw("}")
-}
-
-// payload writes an event's data object.
+// payload writes an event's data object by its type's plan.
 func (e *encoder) payload(p Payload) {
-	e.raw("{")
-	switch d := p.(type) {
-	case *SnapshotCreatedData:
-		e.key("definition_hash")
-		e.hash(d.DefinitionHash)
-		if len(d.Input) > 0 {
-			e.key("input")
-			e.bytesVal(d.Input)
-		}
-		e.key("first_task")
-		e.hint(d.FirstTask)
-		if d.Policy != "" {
-			e.key("policy")
-			e.str(d.Policy)
-		}
-		if d.TraceParent != "" {
-			e.key("trace_parent")
-			e.str(d.TraceParent)
-		}
-	case *SnapshotDeletedData:
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-		if d.DiscardedEvents != 0 {
-			e.key("discarded_events")
-			e.int(int64(d.DiscardedEvents))
-		}
-	case *SignalStoredData:
-		e.key("kind")
-		e.text(d.Kind)
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-		if d.RequestedBy != "" {
-			e.key("requested_by")
-			e.str(d.RequestedBy)
-		}
-		e.key("requested_at")
-		e.time(d.RequestedAt)
-	case *SignalClearedData:
-		e.key("kind")
-		e.text(d.Kind)
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-	case *TaskCompletedData:
-		e.key("task_id")
-		e.hash(d.TaskID)
-		if len(d.Output) > 0 {
-			e.key("output")
-			e.bytesVal(d.Output)
-		}
-	case *CheckpointSavedData:
-		e.checkpoint(d)
-	case *WorkflowCompletedData:
-		if len(d.Output) > 0 {
-			e.key("output")
-			e.bytesVal(d.Output)
-		}
-	case *WorkflowFailedData:
-		e.key("error")
-		e.str(d.Error)
-	case *WorkflowCancelledData:
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-		if d.By != "" {
-			e.key("by")
-			e.str(d.By)
-		}
-		e.key("at")
-		e.time(d.At)
-		if d.InterruptedAtTask != nil {
-			e.key("interrupted_at_task")
-			e.hash(*d.InterruptedAtTask)
-		}
-	case *WorkflowPausedData:
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-		if d.By != "" {
-			e.key("by")
-			e.str(d.By)
-		}
-		e.key("at")
-		e.time(d.At)
-	case *WorkflowUnpausedData:
-	case *EventSentData:
-		e.key("name")
-		e.str(d.Name)
-		if len(d.Payload) > 0 {
-			e.key("payload")
-			e.bytesVal(d.Payload)
-		}
-	case *EventConsumedData:
-		e.key("name")
-		e.str(d.Name)
-		e.key("event_id")
-		e.ulid(d.EventID)
-	case *TaskClaimedData:
-		e.key("task_id")
-		e.hash(d.TaskID)
-		e.key("worker")
-		e.str(d.Worker)
-		if d.TTLMS != 0 {
-			e.key("ttl_ms")
-			e.uint(d.TTLMS)
-		}
-		if d.TakenOver != nil {
-			e.key("taken_over")
-			e.raw("{")
-			e.key("claim")
-			e.ulid(d.TakenOver.Claim)
-			e.key("worker")
-			e.str(d.TakenOver.Worker)
-			e.raw("}")
-		}
-	case *TaskClaimReleasedData:
-		e.key("task_id")
-		e.hash(d.TaskID)
-		e.key("claim")
-		e.ulid(d.Claim)
-		e.key("worker")
-		e.str(d.Worker)
-		if d.Reason != "" {
-			e.key("reason")
-			e.str(d.Reason)
-		}
-	default:
+	c, addr, ok := payloadAddr(p)
+	if !ok {
 		e.fail(fmt.Errorf("no encoder for payload %T", p))
+		return
 	}
-	e.raw("}")
-}
-
-func (e *encoder) checkpoint(d *CheckpointSavedData) {
-	if d.Position != nil {
-		e.key("position")
-		e.position(d.Position)
-	}
-	if len(d.Completed) > 0 {
-		e.key("completed")
-		e.raw("{")
-		for i, id := range sortedIDs(d.Completed) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.hash(id)
-			e.raw(":")
-			e.bytesVal(d.Completed[id])
-		}
-		e.raw("}")
-	}
-	if len(d.Removed) > 0 {
-		e.key("removed")
-		e.taskIDs(d.Removed)
-	}
-	if d.LastCompletedTask != nil {
-		e.key("last_completed_task")
-		e.hash(*d.LastCompletedTask)
-	}
-	if d.Hint != nil {
-		e.key("hint")
-		e.raw("{")
-		if d.Hint.Priority != nil {
-			e.key("priority")
-			e.uint(uint64(*d.Hint.Priority))
-		}
-		if len(d.Hint.Tags) > 0 {
-			e.key("tags")
-			e.strings(d.Hint.Tags)
-		}
-		e.raw("}")
-	}
-	if d.Deadline != nil {
-		e.key("deadline")
-		e.raw("{")
-		e.key("task_id")
-		e.hash(d.Deadline.TaskID)
-		e.key("deadline")
-		e.time(d.Deadline.Deadline)
-		e.key("timeout_ms")
-		e.uint(d.Deadline.TimeoutMS)
-		e.raw("}")
-	}
-	if d.ClearDeadline {
-		e.key("clear_deadline")
-		e.raw("true")
-	}
-	if len(d.Retries) > 0 {
-		e.key("retries")
-		e.raw("{")
-		for i, id := range sortedIDs(d.Retries) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.hash(id)
-			e.raw(":")
-			e.retry(d.Retries[id])
-		}
-		e.raw("}")
-	}
-	if len(d.RemovedRetries) > 0 {
-		e.key("removed_retries")
-		e.taskIDs(d.RemovedRetries)
-	}
-	if len(d.Loops) > 0 {
-		e.key("loops")
-		e.raw("{")
-		for i, id := range sortedIDs(d.Loops) {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.hash(id)
-			e.raw(":")
-			e.uint(uint64(d.Loops[id]))
-		}
-		e.raw("}")
-	}
-	if len(d.RemovedLoops) > 0 {
-		e.key("removed_loops")
-		e.taskIDs(d.RemovedLoops)
-	}
-	if d.TraceParent != nil {
-		e.key("trace_parent")
-		e.str(*d.TraceParent)
-	}
+	e.value(c.plan, addr)
 }
 
 // sizeHint is a capacity for the encoding of c that is rarely exceeded:

@@ -8,24 +8,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/runlog/runlog/workflow"
 )
 
-// TestEveryFieldRoundTrips holds the hand-written codec to the event
-// structs, field by field, mechanically: for every event type, a payload
-// with every field set (reflection, recursively: pointers allocated, one
-// map entry, one slice element, non-zero numbers, texts and times) must
-// encode to the bytes encoding/json writes for it, and those bytes must
-// decode back to the same payload. A field added to a struct and not to
-// the codec (or the other way round) fails here: encoding/json writes it,
-// the hand encoder does not, or the hand decoder refuses it.
+// TestEveryFieldRoundTrips holds the plan-driven codec (codec.go) to
+// encoding/json, field by field, mechanically: for every event type, a
+// payload with every field set (reflection, recursively: pointers
+// allocated, one map entry, one slice element, non-zero numbers, texts
+// and times) must encode to the bytes encoding/json writes for it, and
+// those bytes must decode back to the same payload. The codec derives
+// its plans from the same structs, so a field added to one is on the
+// wire; this test proves the plan writes and reads it as encoding/json
+// would (tag options, omitempty and omitzero, kinds, map key order).
 func TestEveryFieldRoundTrips(t *testing.T) {
 	at := time.Date(2026, 3, 1, 9, 0, 0, 123456789, time.UTC)
 	for i, typ := range Types() {
-		p := registry[typ]()
+		p, _ := registry[typ].new()
 		f := &filler{t: t, at: at}
 		f.fill(reflect.ValueOf(p).Elem(), string(typ))
 		ref, err := json.Marshal(p)
@@ -41,7 +43,7 @@ func TestEveryFieldRoundTrips(t *testing.T) {
 			Events: []Event{{ID: ulid.ULID{2, byte(i)}, Type: typ, Run: ulid.ULID{3}, Data: p}}}
 		fast, err := encodeCommit(&c)
 		if err != nil {
-			t.Errorf("%s: hand encoder: %v", typ, err)
+			t.Errorf("%s: encoder: %v", typ, err)
 			continue
 		}
 		want, err := referenceEncode(&c)
@@ -49,12 +51,12 @@ func TestEveryFieldRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(fast, want) {
-			t.Errorf("%s: the hand encoder and encoding/json disagree:\nhand:          %s\nencoding/json: %s", typ, fast, want)
+			t.Errorf("%s: the encoder and encoding/json disagree:\nrunlog:        %s\nencoding/json: %s", typ, fast, want)
 			continue
 		}
 		rec, err := Decode(Message{Seq: 1, Data: want}, "fields")
 		if err != nil {
-			t.Errorf("%s: the hand decoder refuses encoding/json's bytes: %v\n%s", typ, err, want)
+			t.Errorf("%s: the decoder refuses encoding/json's bytes: %v\n%s", typ, err, want)
 			continue
 		}
 		if got := rec.Commit.Events[0].Data; !reflect.DeepEqual(got, p) {
@@ -133,6 +135,104 @@ func (f *filler) fill(v reflect.Value, path string) {
 		v.Set(m)
 	default:
 		f.t.Fatalf("%s: the filler does not know kind %s", path, v.Kind())
+	}
+}
+
+// TestMapFastPathAgrees holds the typed path of the task-output map
+// (the Completed of nearly every checkpoint) to the general map code and
+// to encoding/json: several entries (key order), a nil output, an empty
+// one, and null and empty maps on the way in.
+func TestMapFastPathAgrees(t *testing.T) {
+	outs := map[workflow.TaskID][]byte{}
+	for i := range 5 {
+		outs[workflow.NewTaskID(fmt.Sprint("task-", i))] = bytes.Repeat([]byte{byte(i)}, i)
+	}
+	outs[workflow.NewTaskID("nil")] = nil
+	d := &CheckpointSavedData{Completed: outs}
+	want, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := [][]byte{want, []byte(`{"completed":null}`), []byte(`{"completed":{}}`), []byte(`{"completed":{"` + workflow.NewTaskID("x").String() + `":null}}`)}
+	type result struct {
+		enc  []byte
+		decs []*CheckpointSavedData
+		errs []string
+	}
+	run := func(slow bool) (r result) {
+		slowMaps = slow
+		defer func() { slowMaps = false }()
+		e := &encoder{}
+		e.payload(d)
+		if e.err != nil {
+			t.Fatal(e.err)
+		}
+		r.enc = e.b
+		for _, in := range inputs {
+			got := &CheckpointSavedData{}
+			err := (&lexer{data: in}).value(registry[CheckpointSaved].plan, unsafe.Pointer(got))
+			r.decs = append(r.decs, got)
+			r.errs = append(r.errs, fmt.Sprint(err))
+		}
+		return r
+	}
+	fast, slow := run(false), run(true)
+	if !bytes.Equal(fast.enc, want) || !bytes.Equal(slow.enc, want) {
+		t.Errorf("encodings differ:\nfast:          %s\ngeneral:       %s\nencoding/json: %s", fast.enc, slow.enc, want)
+	}
+	for i, in := range inputs {
+		ref := &CheckpointSavedData{}
+		if err := json.Unmarshal(in, ref); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast.decs[i], ref) || !reflect.DeepEqual(slow.decs[i], ref) || fast.errs[i] != "<nil>" || slow.errs[i] != "<nil>" {
+			t.Errorf("%s: fast %+v (%s), general %+v (%s), encoding/json %+v", in, fast.decs[i], fast.errs[i], slow.decs[i], slow.errs[i], ref)
+		}
+	}
+}
+
+// TestPlanRefusesWhatItCannotWrite: a field the codec cannot write
+// exactly as encoding/json does stops at start-up with its path named,
+// rather than being written some other way.
+func TestPlanRefusesWhatItCannotWrite(t *testing.T) {
+	type rawMsg struct {
+		R json.RawMessage `json:"r"`
+	}
+	cases := map[string]reflect.Type{
+		"no json tag": reflect.TypeFor[struct{ A string }](),
+		"string option": reflect.TypeFor[struct {
+			N int `json:"n,string"`
+		}](),
+		"float32": reflect.TypeFor[struct {
+			F float32 `json:"f"`
+		}](),
+		"interface": reflect.TypeFor[struct {
+			X any `json:"x"`
+		}](),
+		"int keys": reflect.TypeFor[struct {
+			M map[int]string `json:"m"`
+		}](),
+		"own MarshalJSON": reflect.TypeFor[rawMsg](),
+		"upper-case key": reflect.TypeFor[struct {
+			A string `json:"A"`
+		}](),
+		"embedded": reflect.TypeFor[struct{ workflow.TaskHint }](),
+		"nested in a map": reflect.TypeFor[struct {
+			M map[string]struct {
+				C chan int `json:"c"`
+			} `json:"m"`
+		}](),
+		"pointer to array": reflect.TypeFor[struct {
+			P *[2]int `json:"p"`
+		}](),
+	}
+	for name, typ := range cases {
+		if _, err := buildPlan(typ, map[reflect.Type]*plan{}); err == nil {
+			t.Errorf("%s: %s has a plan", name, typ)
+		}
+	}
+	if _, err := buildPlan(reflect.TypeFor[workflow.Snapshot](), map[reflect.Type]*plan{}); err != nil {
+		t.Errorf("workflow.Snapshot: %v", err)
 	}
 }
 

@@ -50,7 +50,7 @@ func referenceDecode(m Message, instance string) (Record, error) {
 		if !ok || we.ID.IsZero() {
 			return Record{}, fmt.Errorf("bad event")
 		}
-		p := newPayload()
+		p, _ := newPayload.new()
 		d := json.NewDecoder(bytes.NewReader(we.Data))
 		d.DisallowUnknownFields()
 		if err := d.Decode(p); err != nil {

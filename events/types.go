@@ -217,33 +217,3 @@ func (*WorkflowPausedData) EventType() Type    { return WorkflowPaused }
 func (*WorkflowUnpausedData) EventType() Type  { return WorkflowUnpaused }
 func (*EventSentData) EventType() Type         { return EventSent }
 func (*EventConsumedData) EventType() Type     { return EventConsumed }
-
-// registry maps each known type to a constructor of its payload.
-var registry = map[Type]func() Payload{
-	SnapshotCreated: func() Payload { return new(SnapshotCreatedData) },
-	SnapshotDeleted: func() Payload { return new(SnapshotDeletedData) },
-	SignalStored:    func() Payload { return new(SignalStoredData) },
-	SignalCleared:   func() Payload { return new(SignalClearedData) },
-
-	TaskCompleted:     func() Payload { return new(TaskCompletedData) },
-	CheckpointSaved:   func() Payload { return new(CheckpointSavedData) },
-	WorkflowCompleted: func() Payload { return new(WorkflowCompletedData) },
-	WorkflowFailed:    func() Payload { return new(WorkflowFailedData) },
-	WorkflowCancelled: func() Payload { return new(WorkflowCancelledData) },
-	WorkflowPaused:    func() Payload { return new(WorkflowPausedData) },
-	WorkflowUnpaused:  func() Payload { return new(WorkflowUnpausedData) },
-	EventSent:         func() Payload { return new(EventSentData) },
-	EventConsumed:     func() Payload { return new(EventConsumedData) },
-	TaskClaimed:       func() Payload { return new(TaskClaimedData) },
-	TaskClaimReleased: func() Payload { return new(TaskClaimReleasedData) },
-}
-
-// Types returns every known event type, in a stable order.
-func Types() []Type {
-	return []Type{SnapshotCreated, SnapshotDeleted, SignalStored, SignalCleared, TaskCompleted, CheckpointSaved,
-		WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowPaused, WorkflowUnpaused, EventSent, EventConsumed,
-		TaskClaimed, TaskClaimReleased}
-}
-
-// Known reports whether t is part of this version's vocabulary.
-func Known(t Type) bool { _, ok := registry[t]; return ok }
