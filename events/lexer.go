@@ -188,48 +188,31 @@ func (l *lexer) key() ([]byte, error) {
 // object calls field for each key of the next object, positioned at its
 // value. A null object is accepted and yields no field.
 func (l *lexer) object(field func(key []byte) error) error {
-	if l.null() {
-		return nil
-	}
-	if err := l.expect('{'); err != nil {
-		return err
-	}
-	if l.peek() == '}' {
-		l.pos++
-		return nil
-	}
-	for {
+	return l.elements('{', '}', "object", func() error {
 		k, err := l.key()
 		if err != nil {
 			return err
 		}
-		if err := field(k); err != nil {
-			return err
-		}
-		switch l.peek() {
-		case ',':
-			l.pos++
-		case '}':
-			l.pos++
-			return nil
-		case 0:
-			return errEOF
-		default:
-			return l.errorf("expected ',' or '}' in object")
-		}
-	}
+		return field(k)
+	})
 }
 
 // array calls elem for each element of the next array. A null array is
 // accepted and yields no element.
 func (l *lexer) array(elem func() error) error {
+	return l.elements('[', ']', "array", elem)
+}
+
+// elements reads the elements of an object or array between open and
+// close, separated by commas, calling elem for each.
+func (l *lexer) elements(open, close byte, what string, elem func() error) error {
 	if l.null() {
 		return nil
 	}
-	if err := l.expect('['); err != nil {
+	if err := l.expect(open); err != nil {
 		return err
 	}
-	if l.peek() == ']' {
+	if l.peek() == close {
 		l.pos++
 		return nil
 	}
@@ -240,13 +223,13 @@ func (l *lexer) array(elem func() error) error {
 		switch l.peek() {
 		case ',':
 			l.pos++
-		case ']':
+		case close:
 			l.pos++
 			return nil
 		case 0:
 			return errEOF
 		default:
-			return l.errorf("expected ',' or ']' in array")
+			return l.errorf("expected ',' or '%c' in %s", close, what)
 		}
 	}
 }
