@@ -469,22 +469,12 @@ func FoldUntil(instance string, msgs iter.Seq2[events.Message, error], u Until) 
 // s.LastSeq), stopping at u. On error s holds the state before the failing
 // message.
 func (s *State) CatchUp(msgs iter.Seq2[events.Message, error], u Until) error {
-	for m, err := range msgs {
+	for st, err := range s.steps(msgs, u) {
 		if err != nil {
 			return err
 		}
-		if u.Seq > 0 && m.Seq > u.Seq {
-			return nil
-		}
-		rec, err := events.Decode(m, s.Instance)
-		if err != nil {
-			return err
-		}
-		if u.excludes(m, rec.Commit.Time) {
-			return nil
-		}
-		if err := s.Apply(rec); err != nil {
-			return err
+		if st.Err != nil {
+			return st.Err
 		}
 	}
 	return nil
@@ -494,11 +484,68 @@ func (s *State) CatchUp(msgs iter.Seq2[events.Message, error], u Until) error {
 // returning the record: the one step of every catch-up. Errors are those
 // of [events.Decode] and [State.Apply]; on error s is unchanged.
 func (s *State) ApplyMessage(m events.Message) (events.Record, error) {
-	rec, err := events.Decode(m, s.Instance)
-	if err != nil {
-		return rec, err
+	rec, _, err := s.applyMessage(m, Until{})
+	return rec, err
+}
+
+// applyMessage is the one decode-then-fold step: it decodes m, leaves it
+// out (excluded) when u excludes it, and folds it.
+func (s *State) applyMessage(m events.Message, u Until) (rec events.Record, excluded bool, err error) {
+	if u.Seq > 0 && m.Seq > u.Seq {
+		return rec, true, nil
 	}
-	return rec, s.Apply(rec)
+	rec, err = events.Decode(m, s.Instance)
+	if err != nil {
+		return rec, false, err
+	}
+	if u.excludes(m, rec.Commit.Time) {
+		return rec, true, nil
+	}
+	return rec, false, s.Apply(rec)
+}
+
+// Step is one message of an instance's history as the fold met it.
+type Step struct {
+	Message events.Message
+	// Record is the decoded commit; its Commit.ID is zero when the
+	// message does not decode.
+	Record events.Record
+	// Err says why the message was not folded: a [*events.DecodeError]
+	// when it does not decode, a [*HistoryError] when the projection
+	// refused it (the state is unchanged); nil when it was folded.
+	Err error
+}
+
+// Decoded reports whether the step's message decoded.
+func (st *Step) Decoded() bool { return !st.Record.Commit.ID.IsZero() }
+
+// Steps folds msgs into s one message at a time, yielding each step after
+// it (s then holds the state after it): the loop of every reader that
+// shows or counts a history as well as folding it (replay show, stats).
+// Unlike [State.CatchUp] it goes on after a message that does not decode
+// or that the projection refuses: that step carries the error and leaves
+// s unchanged, so the commits after it are judged against the state
+// before it (a broken chain refuses them too). A read error is yielded as
+// the second value and ends the walk.
+func (s *State) Steps(msgs iter.Seq2[events.Message, error]) iter.Seq2[*Step, error] {
+	return s.steps(msgs, Until{})
+}
+
+func (s *State) steps(msgs iter.Seq2[events.Message, error], u Until) iter.Seq2[*Step, error] {
+	return func(yield func(*Step, error) bool) {
+		for m, err := range msgs {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			st := &Step{Message: m}
+			var excluded bool
+			st.Record, excluded, st.Err = s.applyMessage(m, u)
+			if excluded || !yield(st, nil) {
+				return
+			}
+		}
+	}
 }
 
 // applyClaim folds a TaskClaimed event: a claim on a task of an

@@ -2,7 +2,9 @@ package projection_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -559,5 +561,52 @@ func TestStateCloneIsDeep(t *testing.T) {
 	}
 	if !reflect.DeepEqual(st, want) {
 		t.Error("applying to a clone changed the original")
+	}
+}
+
+// TestSteps walks a history with a message that does not decode and a
+// commit the projection refuses: every message is yielded, each with its
+// own verdict, the state after the walk is the fold of the good ones,
+// and a read error ends the walk.
+func TestSteps(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	h.add(created(run1, "x"))
+	good := fold(t, h)
+	msgs := append([]events.Message{}, h.msgs...)
+	msgs = append(msgs, events.Message{Seq: 20, Data: []byte("garbage")}, h.message(30, workflow.Hash32{}, t0, deleted(run1)))
+	st := projection.New(inst)
+	var seqs []uint64
+	var verdicts []string
+	for step, err := range st.Steps(seqOf(msgs)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, step.Message.Seq)
+		_, isDecode := errors.AsType[*events.DecodeError](step.Err)
+		_, isHistory := errors.AsType[*projection.HistoryError](step.Err)
+		verdicts = append(verdicts, fmt.Sprintf("decoded=%v decode-error=%v refused=%v", step.Decoded(), isDecode, isHistory))
+	}
+	want := []string{"decoded=true decode-error=false refused=false", "decoded=false decode-error=true refused=false", "decoded=true decode-error=false refused=true"}
+	if !slices.Equal(seqs, []uint64{10, 20, 30}) || !slices.Equal(verdicts, want) {
+		t.Errorf("steps %v %q, want [10 20 30] %q", seqs, verdicts, want)
+	}
+	if !reflect.DeepEqual(st, good) {
+		t.Errorf("state after the walk:\n got %+v\nwant %+v", st, good)
+	}
+	readErr := errors.New("log unavailable")
+	n, other := 0, projection.New(inst)
+	for step, err := range other.Steps(withError(h.msgs, readErr)) {
+		if err != nil {
+			if err != readErr {
+				t.Errorf("read error %v, want it as is", err)
+			}
+			break
+		}
+		n++
+		_ = step
+	}
+	if n != 1 {
+		t.Errorf("%d steps before the read error, want 1", n)
 	}
 }

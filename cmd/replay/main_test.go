@@ -17,9 +17,11 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/internal/golden"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
@@ -909,5 +911,66 @@ func TestProgress(t *testing.T) {
 	if got := b.String(); !strings.HasPrefix(got, "\r\033[Kverifying: 3/5 instances, 10 messages, 2.0 KiB, 1 problems") ||
 		!strings.Contains(got, `"order 42"`) || !strings.HasSuffix(got, "\r\033[K") {
 		t.Errorf("progress line = %q", got)
+	}
+}
+
+// TestShowMarksRefusedCommit publishes, behind runlog's back, a commit
+// that decodes but does not link to the instance's chain: show reads
+// through the fold, so it marks that commit as not folded (text and
+// JSON) and exits 1, and stats calls the instance corrupt.
+func TestShowMarksRefusedCommit(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	ctx := t.Context()
+	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := emb.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := events.Commit{ID: ulid.Make(), Instance: "order-s1-1", Time: time.Now().UTC(), Command: "forged",
+		Events: []events.Event{{ID: ulid.Make(), Type: events.WorkflowUnpaused, Data: &events.WorkflowUnpausedData{}}}}
+	m, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, jetstream.DefaultSubject+"."+jetstream.EncodeID("order-s1-1"), m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	_ = emb.Close()
+
+	r := replay(t, "show", "order-s1-1", "--dir", dir)
+	if r.code != exitFailed || !strings.Contains(r.stdout, "[not folded: ") || !strings.Contains(r.stderr, "do not decode or fold") {
+		t.Errorf("show of a history with a refused commit: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = replay(t, "show", "order-s1-1", "--dir", dir, "-o", "ndjson")
+	var refused []uint64
+	for line := range strings.Lines(r.stdout) {
+		var row showEvent
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if row.Refused != "" {
+			refused = append(refused, row.Seq)
+		}
+	}
+	if !slices.Equal(refused, []uint64{ack.Sequence}) {
+		t.Errorf("rows marked refused: seqs %v, want [%d]\n%s", refused, ack.Sequence, r.stdout)
+	}
+	var sv statsView
+	r = mustRun(t, "stats", "--dir", dir, "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &sv); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sv.Corrupt, []string{"order-s1-1"}) || sv.Commits != sv.Messages {
+		t.Errorf("stats: corrupt %v, %d commits of %d messages; want order-s1-1, every message a commit", sv.Corrupt, sv.Commits, sv.Messages)
 	}
 }

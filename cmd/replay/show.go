@@ -13,6 +13,7 @@ import (
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -41,15 +42,21 @@ type showEvent struct {
 	Who     string          `json:"who,omitempty"`
 	Summary string          `json:"summary"`
 	Data    json.RawMessage `json:"data,omitempty"`
-	Error   string          `json:"error,omitempty"` // the message does not decode
+	Error   string          `json:"error,omitempty"`   // the message does not decode
+	Refused string          `json:"refused,omitempty"` // the commit decodes but does not fold: why
 }
 
-// eventsOf decodes a message into its timeline rows: one per event, or one
-// row carrying the decoding error.
-func eventsOf(m events.Message, instance string) []showEvent {
-	rec, err := events.Decode(m, instance)
-	if err != nil {
-		return []showEvent{{Seq: m.Seq, Time: m.Time, Stored: m.Time, Summary: "message does not decode: run 'replay verify'", Error: err.Error()}}
+// eventsOf turns a step of the fold into its timeline rows: one per
+// event, or one row carrying the decoding error. The rows of a commit the
+// projection refused say so.
+func eventsOf(step *projection.Step) []showEvent {
+	m, rec := step.Message, step.Record
+	if !step.Decoded() {
+		return []showEvent{{Seq: m.Seq, Time: m.Time, Stored: m.Time, Summary: "message does not decode: run 'replay verify'", Error: step.Err.Error()}}
+	}
+	refused := ""
+	if step.Err != nil {
+		refused = step.Err.Error()
 	}
 	c := &rec.Commit
 	out := make([]showEvent, len(c.Events))
@@ -61,7 +68,7 @@ func eventsOf(m events.Message, instance string) []showEvent {
 		}
 		out[i] = showEvent{Seq: rec.Seq, Time: c.Time, Stored: rec.Stored, Commit: c.ID.String(), Command: c.Command, Actor: c.Actor,
 			Event: i, Events: len(c.Events), ID: ev.ID.String(), Type: ev.Type, Run: ulidOrEmpty(ev.Run), Who: who(c, ev),
-			Summary: audit.Summarize(rec, *ev), Data: data}
+			Summary: audit.Summarize(rec, *ev), Data: data, Refused: refused}
 	}
 	return out
 }
@@ -170,7 +177,8 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	var last uint64
 	msgs, shown, bad := 0, 0, 0
 	interrupted := false
-	for m, err := range st.Read(ctx, id, 0) {
+	fold := projection.New(id) // the timeline reads through the fold
+	for step, err := range fold.Steps(st.Read(ctx, id, 0)) {
 		if err != nil {
 			if o.follow && ctx.Err() != nil {
 				interrupted = true // Ctrl-C while the history is printed: a normal end of --follow
@@ -179,9 +187,9 @@ func runShow(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("read %q: %w", id, err)
 		}
 		msgs++
-		last = m.Seq
-		for _, r := range eventsOf(m, id) {
-			if r.Error != "" {
+		last = step.Message.Seq
+		for _, r := range eventsOf(step) {
+			if r.Error != "" || r.Refused != "" && r.Event == 0 {
 				bad++
 			}
 			if !keep(r) {
@@ -208,15 +216,15 @@ func runShow(ctx context.Context, e *env, args []string) error {
 		if err := p.flush(); err != nil {
 			return err
 		}
-		for m, err := range st.Follow(ctx, id, last) {
+		for step, err := range fold.Steps(st.Follow(ctx, id, last)) {
 			if err != nil {
 				if ctx.Err() != nil {
 					break // interrupted: a normal end
 				}
 				return fmt.Errorf("follow %q: %w", id, err)
 			}
-			for _, r := range eventsOf(m, id) {
-				if r.Error != "" {
+			for _, r := range eventsOf(step) {
+				if r.Error != "" || r.Refused != "" && r.Event == 0 {
 					bad++
 				}
 				if keep(r) {
@@ -234,7 +242,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if bad > 0 {
-		return fmt.Errorf("%d message(s) of %q do not decode (shown with their error); run 'replay verify %s'", bad, id, shellQuote(id))
+		return fmt.Errorf("%d message(s) of %q do not decode or fold (shown with their error); run 'replay verify %s'", bad, id, shellQuote(id))
 	}
 	return nil
 }
@@ -304,7 +312,11 @@ func (t *timeline) add(r showEvent) {
 	if w == "" {
 		w = "-"
 	}
-	fmt.Fprintf(t.w, "%-*d  %-24s  %-*s  %-8s  %-*s  %s\n", wSeq, r.Seq, fmtTime(r.Time), wType, r.Type, run, wWho, w, r.Summary)
+	summary := r.Summary
+	if r.Refused != "" {
+		summary += "  [not folded: " + r.Refused + "]"
+	}
+	fmt.Fprintf(t.w, "%-*d  %-24s  %-*s  %-8s  %-*s  %s\n", wSeq, r.Seq, fmtTime(r.Time), wType, r.Type, run, wWho, w, summary)
 }
 
 func (t *timeline) addDetailed(r showEvent) {
@@ -320,6 +332,9 @@ func (t *timeline) addDetailed(r showEvent) {
 	fmt.Fprintf(t.w, "  time     %s (stored %s)\n", fmtTime(r.Time), fmtTime(r.Stored))
 	fmt.Fprintf(t.w, "  commit   %s  command %s  actor %s\n", r.Commit, orDash(r.Command), orDash(r.Actor))
 	fmt.Fprintf(t.w, "  event    %s\n", r.ID)
+	if r.Refused != "" {
+		fmt.Fprintf(t.w, "  refused  %s (the projection did not fold this commit)\n", r.Refused)
+	}
 	fmt.Fprintf(t.w, "  run      %s\n", orDash(r.Run))
 	if r.Who != "" && r.Who != r.Actor {
 		fmt.Fprintf(t.w, "  who      %s\n", r.Who)

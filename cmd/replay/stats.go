@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/projection"
 )
 
@@ -45,25 +44,18 @@ func runStats(ctx context.Context, e *env, args []string) error {
 		v.Instances++
 		s := projection.New(id)
 		var ferr error
-		for m, err := range st.Read(ctx, id, 0) {
+		// The one fold loop (projection.State.Steps): every message is
+		// counted; the first that does not decode or fold marks the
+		// instance corrupt.
+		for step, err := range s.Steps(st.Read(ctx, id, 0)) {
 			if err != nil {
 				return fmt.Errorf("read %q: %w", id, err)
 			}
+			m, rec := step.Message, step.Record
 			v.Messages++
 			v.Bytes += int64(len(m.Data))
-			// One decode-then-fold step (projection.State.ApplyMessage);
-			// after a failure the rest is still counted, not folded.
-			var rec events.Record
-			if ferr == nil {
-				rec, err = s.ApplyMessage(m)
-				if err != nil {
-					ferr = err
-				}
-			} else {
-				rec, err = events.Decode(m, id)
-			}
-			if rec.Commit.ID.IsZero() {
-				ferr = cmpErr(ferr, err)
+			ferr = cmpErr(ferr, step.Err)
+			if !step.Decoded() {
 				continue
 			}
 			v.Commits++
