@@ -127,6 +127,12 @@ type SubscribeOptions struct {
 	// OnPark, when set, is called for each parked commit, after it is
 	// recorded in the PARKED bucket and before it is acknowledged.
 	OnPark func(Parked)
+	// Acked, when set, is called after the server confirmed the
+	// acknowledgement of a delivery the handler dealt with: from then on
+	// the commit is never delivered to the subscription again (progress
+	// reporting; a commit delivered twice is one whose Acked was never
+	// called).
+	Acked func(Delivery)
 
 	// AckWait is how long a commit delivered to a process that stopped
 	// waits before it is delivered again; default 30 s. While the handler
@@ -137,11 +143,15 @@ type SubscribeOptions struct {
 	// 10 s. A killed subscriber stalls its partitions for at most
 	// PinnedTTL plus AckWait.
 	PinnedTTL time.Duration
-	// InFlight is how many commits of a partition the server hands a
-	// process ahead of its acknowledgements (the consumer's max ack
-	// pending); default 64.
-	InFlight int
 }
+
+// The consumer of a subscription has one commit outstanding at a time
+// (max ack pending 1). More would let the server hand the process that
+// takes over after a kill the commits after those the killed one held,
+// before those come back after AckWait: a later commit of an instance
+// handled before an earlier one. One at a time keeps the order across a
+// failover; the cost is a round trip per commit (BENCHMARKS.md).
+const subscriptionInFlight = 1
 
 // Parked is a commit a subscription gave up on: the handler failed for it
 // MaxAttempts times. It was acknowledged and is recorded, under the
@@ -182,8 +192,8 @@ func (o *SubscribeOptions) check(s *Store, name string) error {
 		return bad("a name is 1 to 64 letters, digits, '-' or '_'")
 	case strings.HasPrefix(name, "runlog-"):
 		return bad("names starting with \"runlog-\" are runlog's own consumers; choose another")
-	case o.MaxAttempts < 0 || o.AckWait < 0 || o.PinnedTTL < 0 || o.InFlight < 0:
-		return bad("MaxAttempts, AckWait, PinnedTTL and InFlight must not be negative (0: the defaults)")
+	case o.MaxAttempts < 0 || o.AckWait < 0 || o.PinnedTTL < 0:
+		return bad("MaxAttempts, AckWait and PinnedTTL must not be negative (0: the defaults)")
 	case o.Start.kind == startSeq && o.Start.seq == 0:
 		return bad("StartAtSeq(0): sequences start at 1 (StartAll starts at the first)")
 	case o.Start.kind == startSeq && len(s.all) > 1:
@@ -217,9 +227,6 @@ func (o *SubscribeOptions) check(s *Store, name string) error {
 	}
 	if o.PinnedTTL == 0 {
 		o.PinnedTTL = 10 * time.Second
-	}
-	if o.InFlight == 0 {
-		o.InFlight = 64
 	}
 	return nil
 }
@@ -381,7 +388,7 @@ func (sub *subscription) consumer(ctx context.Context, p *partition) (natsjs.Con
 	}
 	cfg := natsjs.ConsumerConfig{
 		Durable: sub.name, Description: "runlog subscription",
-		AckPolicy: natsjs.AckExplicitPolicy, AckWait: sub.opts.AckWait, MaxAckPending: sub.opts.InFlight, MaxDeliver: -1,
+		AckPolicy: natsjs.AckExplicitPolicy, AckWait: sub.opts.AckWait, MaxAckPending: subscriptionInFlight, MaxDeliver: -1,
 		PriorityPolicy: natsjs.PriorityPolicyPinned, PinnedTTL: sub.opts.PinnedTTL, PriorityGroups: []string{subscriberGroup},
 	}
 	if len(filters) == 1 {
@@ -415,7 +422,7 @@ func (sub *subscription) run(ctx context.Context, p *partition) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := cons.Messages(natsjs.PullMaxMessages(sub.opts.InFlight), natsjs.PullPriorityGroup(subscriberGroup))
+	msgs, err := cons.Messages(natsjs.PullMaxMessages(64), natsjs.PullPriorityGroup(subscriberGroup))
 	if err != nil {
 		return fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
 	}
@@ -488,7 +495,13 @@ func (sub *subscription) deliver(ctx context.Context, p *partition, m natsjs.Msg
 			_ = m.InProgress()
 		}
 		if herr = sub.call(ctx, d); herr == nil {
-			return sub.ack(ctx, m)
+			if err := sub.ack(ctx, m); err != nil {
+				return err
+			}
+			if sub.opts.Acked != nil {
+				sub.opts.Acked(d)
+			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
