@@ -252,7 +252,8 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 	if err := opts.check(s, name); err != nil {
 		return err
 	}
-	sub := &subscription{s: s, name: name, opts: opts, handler: handler, parked: s.parkedBucket(), defs: map[string]workflow.DefinitionHash{}}
+	sub := &subscription{s: s, name: name, opts: opts, handler: handler, parked: s.parkedBucket(),
+		defs: map[string]workflow.DefinitionHash{}, pins: map[int]string{}, yields: map[int]chan struct{}{}}
 	parts := s.all
 	if len(opts.Instances) > 0 {
 		parts = nil
@@ -268,6 +269,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 	for _, p := range parts {
 		go func() { errs <- sub.run(ctx, p) }()
 	}
+	go sub.balance(ctx, parts)
 	var first error
 	for range parts {
 		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
@@ -343,8 +345,10 @@ type subscription struct {
 	handler Handler
 	parked  *kvBucket
 
-	mu   sync.Mutex
-	defs map[string]workflow.DefinitionHash // instance → its run's definition, for Definitions
+	mu     sync.Mutex
+	defs   map[string]workflow.DefinitionHash // instance → its run's definition, for Definitions
+	pins   map[int]string                     // partition → the pin id this process last got on it
+	yields map[int]chan struct{}              // partition → closed to give it up
 }
 
 // filters returns the subject filters of the subscription on p: its
@@ -422,27 +426,133 @@ func (sub *subscription) run(ctx context.Context, p *partition) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := cons.Messages(natsjs.PullMaxMessages(64), natsjs.PullPriorityGroup(subscriberGroup))
-	if err != nil {
-		return fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
+	for {
+		yielded, err := sub.pull(ctx, p, cons)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if yielded {
+			// Stand aside long enough for another process of the name,
+			// waiting on the partition, to be pinned; then wait as a
+			// standby.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * sub.opts.PinnedTTL):
+			}
+		}
 	}
+}
+
+// pull handles p's commits until ctx ends, an error, or the balancer asks
+// this process to give p up (yielded: the pin is released, nothing is
+// outstanding).
+func (sub *subscription) pull(ctx context.Context, p *partition, cons natsjs.Consumer) (yielded bool, err error) {
+	msgs, err := cons.Messages(natsjs.PullMaxMessages(1), natsjs.PullPriorityGroup(subscriberGroup))
+	if err != nil {
+		return false, fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
+	}
+	yield := sub.yieldSignal(p)
 	stop := context.AfterFunc(ctx, msgs.Stop)
 	defer stop()
+	go func() {
+		select {
+		case <-yield:
+			msgs.Stop()
+		case <-ctx.Done():
+		}
+	}()
 	defer msgs.Stop()
 	for {
 		m, err := msgs.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
-				return nil
+			switch {
+			case ctx.Err() != nil:
+				return false, nil
+			case errors.Is(err, natsjs.ErrMsgIteratorClosed):
+				if uerr := p.stream.UnpinConsumer(ctx, sub.name, subscriberGroup); uerr != nil && ctx.Err() == nil {
+					sub.s.log.Warn("jetstream: subscription: unpin failed", slog.String("subscription", sub.name), slog.String("stream", p.name), slog.Any(logKeyErr, uerr))
+				}
+				sub.setPin(p, "")
+				return true, nil
 			}
-			return fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
+			return false, fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
+		}
+		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
+			sub.setPin(p, id)
 		}
 		if err := sub.deliver(ctx, p, m); err != nil {
 			if ctx.Err() != nil {
-				return nil // stopped mid-delivery: the commit is delivered again
+				return false, nil // stopped mid-delivery: the commit is delivered again
 			}
-			return err
+			return false, err
 		}
+	}
+}
+
+// yieldSignal returns the channel the balancer closes to ask this process
+// to give p up.
+func (sub *subscription) yieldSignal(p *partition) <-chan struct{} {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	ch := make(chan struct{})
+	sub.yields[p.index] = ch
+	return ch
+}
+
+func (sub *subscription) setPin(p *partition, id string) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	sub.pins[p.index] = id
+}
+
+// balance runs while the subscription does: every PinnedTTL it looks at
+// the partitions' consumers, and when this process is pinned on more of
+// them than its share (the partitions over the processes waiting on
+// them, rounded up) it gives one up, so that processes sharing a name
+// split the partitions between them.
+func (sub *subscription) balance(ctx context.Context, parts []*partition) {
+	if len(parts) < 2 {
+		return
+	}
+	t := time.NewTicker(sub.opts.PinnedTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var held []*partition
+		waiting := 0
+		for _, p := range parts {
+			info, err := p.stream.Consumer(ctx, sub.name)
+			if err != nil {
+				break
+			}
+			ci := info.CachedInfo()
+			waiting = max(waiting, ci.NumWaiting)
+			sub.mu.Lock()
+			mine := sub.pins[p.index]
+			sub.mu.Unlock()
+			for _, g := range ci.PriorityGroups {
+				if g.Group == subscriberGroup && mine != "" && g.PinnedClientID == mine {
+					held = append(held, p)
+				}
+			}
+		}
+		if waiting < 2 || len(held) <= (len(parts)+waiting-1)/waiting {
+			continue
+		}
+		p := held[len(held)-1]
+		sub.mu.Lock()
+		if ch := sub.yields[p.index]; ch != nil {
+			close(ch)
+			sub.yields[p.index] = nil
+		}
+		sub.mu.Unlock()
+		sub.s.log.Info("jetstream: subscription gives a partition to another process", slog.String("subscription", sub.name), slog.String("stream", p.name),
+			slog.Int("held", len(held)), slog.Int("processes", waiting))
 	}
 }
 
