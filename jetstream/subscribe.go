@@ -177,6 +177,16 @@ var subscriptionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // ParkedBucket is the name of the KV bucket of parked commits.
 func (s *Store) ParkedBucket() string { return s.cfg.Stream + "_PARKED" }
 
+// PrepareSubscriptions creates the PARKED bucket if it does not exist:
+// for deployments whose subscribers may not create streams (a subscriber
+// creates it when it first parks a commit, if it may). Nothing else of a
+// subscription needs creating ahead: its consumers are made on first
+// Subscribe.
+func (s *Store) PrepareSubscriptions(ctx context.Context) error {
+	_, err := s.parkedBucket().get(ctx, true)
+	return err
+}
+
 func (s *Store) parkedBucket() *kvBucket {
 	return &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.ParkedBucket(),
 		Description: "runlog commits that subscriptions of stream " + s.cfg.Stream + " parked (their handlers failed)",
