@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
@@ -116,7 +117,9 @@ func (b *bridge) handle(ctx context.Context, d jetstream.Delivery) error {
 		}
 	}
 	if !b.durable {
-		if err := b.opts.Conn.FlushWithContext(ctx); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := b.opts.Conn.FlushWithContext(fctx); err != nil {
 			return fmt.Errorf("feed: flush: %w", err)
 		}
 	}

@@ -401,6 +401,11 @@ func discardName(p natsjs.DiscardPolicy) string {
 // [Store.DigestStream]).
 func (s *Store) Stream() string { return s.cfg.Stream }
 
+// Conn returns the store's NATS connection: for programs that publish on
+// the same NATS system as the store (the CloudEvents bridge, feed.Run).
+// It belongs to the store: do not close it.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
 // Close releases what the store owns: the connection made by [Connect] or
 // [OpenEmbedded] and the server started by [OpenEmbedded]. A store made by
 // [Open] does not own its connection, so Close leaves it open. Close may

@@ -51,6 +51,12 @@ type opts struct {
 
 	checkpoints bool     // verify: the projection checkpoints too
 	digests     []string // verify, prove: --digest files
+
+	cloudEvents bool   // feed: CloudEvents (the one format)
+	feedTo      string // feed: the subject
+	feedServer  string // feed: the NATS server to publish on (default the store's)
+	feedMode    string // feed: binary or structured
+	feedName    string // feed: the subscription's name
 }
 
 // parseTime accepts an RFC 3339 time, a date (UTC midnight), or a duration

@@ -28,13 +28,20 @@ func Start(tb testing.TB) *server.Server {
 // shut down, and waited for, when the test ends.
 func StartDir(tb testing.TB, dir string) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
-		JetStream:  true,
-		StoreDir:   dir,
-		DontListen: true,
-		NoLog:      true,
-		NoSigs:     true,
-	})
+	return start(tb, &server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoLog: true, NoSigs: true})
+}
+
+// StartListening starts a server with JetStream that also listens on a
+// loopback port (its ClientURL), for tests whose other side connects by
+// URL, as a separate program would.
+func StartListening(tb testing.TB) *server.Server {
+	tb.Helper()
+	return start(tb, &server.Options{JetStream: true, StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+}
+
+func start(tb testing.TB, opts *server.Options) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("natstest: new server: %v", err)
 	}
