@@ -259,7 +259,9 @@ func TestBridge(t *testing.T) {
 	}
 }
 
-func natsMsg(body string) *nats.Msg { return &nats.Msg{Subject: "x", Header: nats.Header{}, Data: []byte(body)} }
+func natsMsg(body string) *nats.Msg {
+	return &nats.Msg{Subject: "x", Header: nats.Header{}, Data: []byte(body)}
+}
 
 // natsMsgOf is a JetStream message as a plain one.
 func natsMsgOf(m natsjs.Msg) *nats.Msg {
