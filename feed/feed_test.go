@@ -267,3 +267,30 @@ func natsMsg(body string) *nats.Msg {
 func natsMsgOf(m natsjs.Msg) *nats.Msg {
 	return &nats.Msg{Subject: m.Subject(), Header: nats.Header(m.Headers()), Data: m.Data()}
 }
+
+// TestDocumentedTypes holds docs/INTEGRATION.md's table of event types to
+// the vocabulary: every type has its row with its CloudEvent type, and the
+// table has no other.
+func TestDocumentedTypes(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "INTEGRATION.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for line := range strings.Lines(string(doc)) {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) != 4 || !strings.HasPrefix(strings.TrimSpace(f[2]), "`"+feed.TypePrefix) || strings.Contains(f[2], "<") {
+			continue
+		}
+		rows[strings.Trim(strings.TrimSpace(f[1]), "`")] = strings.Trim(strings.TrimSpace(f[2]), "`")
+	}
+	for _, ty := range events.Types() {
+		if got := rows[string(ty)]; got != feed.Type(ty) {
+			t.Errorf("docs/INTEGRATION.md: %s maps to %q, want a row with %q", ty, got, feed.Type(ty))
+		}
+		delete(rows, string(ty))
+	}
+	for k := range rows {
+		t.Errorf("docs/INTEGRATION.md lists %q, which is no event type", k)
+	}
+}
