@@ -102,7 +102,7 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 		req.Actor = ActorFrom(ctx)
 	}
 	var out Prepared
-	var opts []writeOption
+	opts := []writeOption{withRunTrace(req.TraceParent)}
 	if req.Policy == workflow.Fail {
 		// Fail is for new ids: create without reading first (one append);
 		// the other policies are mostly used on ids that exist.

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/projection"
@@ -55,6 +58,16 @@ type Config struct {
 	// instance's last checkpoint before the store writes a new one (after
 	// a fold or an append); 0 means 256. Only used with Checkpoints.
 	CheckpointEvery int
+	// TracerProvider, if set, gives the tracer of the store's spans: one
+	// per operation (a child of the context's span, else of the run's
+	// trace parent), with a child per append and per read
+	// (docs/INTEGRATION.md). nil: no spans. The global provider is never
+	// used.
+	TracerProvider trace.TracerProvider
+	// MeterProvider, if set, gives the meter of the store's metrics
+	// (docs/INTEGRATION.md). nil: no metrics. The global provider is
+	// never used.
+	MeterProvider metric.MeterProvider
 	// Leases keeps the liveness of task claims (docs/WORKERS.md):
 	// [Store.ClaimTask] and the operations on claims need it
 	// (jetstream.Store.Leases, memlog.Log.Leases); without it they are
@@ -89,6 +102,7 @@ type Store struct {
 	maxPayload  int
 	logger      *slog.Logger
 	cache       *cache
+	tel         *telemetry
 
 	checkpoints     Checkpoints
 	checkpointEvery int
@@ -112,6 +126,11 @@ func New(log Log, cfg Config) (*Store, error) {
 	if s.checkpointEvery == 0 {
 		s.checkpointEvery = 256
 	}
+	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("%w: telemetry: %w", ErrInvalidConfig, err)
+	}
+	s.tel = tel
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -170,7 +189,17 @@ func (s *Store) read(ctx context.Context, id string, fn func(st *projection.Stat
 // catchUp folds the messages after e.st.LastSeq into e.st and reports
 // whether a commit with id pending was among them. An empty projection
 // starts from the instance's checkpoint when there is a valid one.
-func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (bool, error) {
+func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (found bool, err error) {
+	if s.tel.on {
+		var done func(error, ...attribute.KeyValue)
+		ctx, done = s.tel.step(ctx, spanRead, e.st.Instance)
+		before := e.st.Commits
+		defer func() { done(err, attrCommits.Int(e.st.Commits-before), attrSeq.Int64(int64(e.st.LastSeq))) }()
+	}
+	return s.catchUpStep(ctx, e, pending)
+}
+
+func (s *Store) catchUpStep(ctx context.Context, e *entry, pending ulid.ULID) (bool, error) {
 	st := &e.st
 	if st.LastSeq == 0 && st.Commits == 0 && s.checkpoints != nil {
 		found, used, err := s.resume(ctx, e, pending)
@@ -339,8 +368,9 @@ func (s *Store) write(ctx context.Context, op, id string, decide decider, opts .
 
 // writeOptions change how write goes about one operation.
 type writeOptions struct {
-	blind bool                    // decide on the empty projection on a cache miss
-	after func(*projection.State) // called with the projection left, before unlocking
+	blind       bool                    // decide on the empty projection on a cache miss
+	after       func(*projection.State) // called with the projection left, before unlocking
+	traceParent string                  // the run's trace parent, when the operation creates the run
 }
 
 type writeOption func(*writeOptions)
@@ -350,6 +380,9 @@ type writeOption func(*writeOptions)
 // first, so a fresh create costs one append; an existing instance is
 // found by the conflict.
 func createBlind() writeOption { return func(o *writeOptions) { o.blind = true } }
+
+// withRunTrace names the trace parent of the run an operation creates.
+func withRunTrace(tp string) writeOption { return func(o *writeOptions) { o.traceParent = tp } }
 
 // thenWith calls after with the projection the operation left behind,
 // before the instance is unlocked.
@@ -371,12 +404,20 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
 	st := &e.st
+	runTrace := o.traceParent
+	if runTrace == "" && st.Snapshot != nil {
+		runTrace = st.Snapshot.TraceParent
+	}
+	ctx, m := s.tel.startOp(ctx, op, id, runTrace)
+	attempts, conflicts := 0, 0
 	defer func() {
 		*rev = Revision{Run: st.Run, Seq: st.Revision}
 		if err == nil && o.after != nil {
 			o.after(st)
 		}
+		m.end(ctx, err, attempts, conflicts)
 	}()
+	m.cacheLookup(ctx, st.LastSeq != 0 || st.Commits != 0)
 	verified := false
 	if !o.blind && st.LastSeq == 0 && st.Commits == 0 {
 		// A cache miss: read first rather than decide on nothing.
@@ -387,6 +428,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 	}
 	var last error
 	for attempt := 1; ; {
+		attempts = attempt
 		c, err := decide(st)
 		if err != nil && !isDomain(err) {
 			return err
@@ -410,6 +452,8 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 			return err
 		}
 		last = err
+		conflicts++
+		m.conflict(ctx, st.LastSeq, attempt)
 		s.logger.LogAttrs(ctx, slog.LevelDebug, "runlog: conflict, deciding again",
 			slog.String("op", op), slog.String("instance", id), slog.Uint64("seq", st.LastSeq), slog.Int("attempt", attempt))
 		if attempt >= s.maxAttempts {
@@ -470,7 +514,16 @@ func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *event
 	if err != nil {
 		return err
 	}
-	seq, err := s.log.Append(ctx, st.Instance, msg, st.LastSeq)
+	runTrace := ""
+	if st.Snapshot != nil {
+		runTrace = st.Snapshot.TraceParent
+	}
+	if tp := traceHeader(ctx, c, runTrace); tp != "" {
+		msg.Header[HeaderTraceParent] = []string{tp}
+	}
+	actx, done := s.tel.step(ctx, spanAppend, st.Instance)
+	seq, err := s.log.Append(actx, st.Instance, msg, st.LastSeq)
+	done(err, attrSeq.Int64(int64(seq)))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	cenats "github.com/cloudevents/sdk-go/protocol/nats/v2"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/client"
 	"github.com/nats-io/nats.go"
 
 	"github.com/runlog/runlog/events"
@@ -100,7 +101,10 @@ func TestFeedCloudEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := cloudevents.NewClient(p)
+		// One poller and a blocking callback: the SDK hands the events to
+		// the callback in the order they arrive (by default it runs
+		// callbacks concurrently).
+		c, err := cloudevents.NewClient(p, client.WithPollGoroutines(1), client.WithBlockingCallback())
 		if err != nil {
 			t.Fatal(err)
 		}
