@@ -2,6 +2,8 @@ package jetstream
 
 import (
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"strings"
 	"time"
@@ -70,6 +72,15 @@ type Config struct {
 	// Logger receives debug records (recovered duplicate appends,
 	// retries). nil means [slog.Default].
 	Logger *slog.Logger
+	// TracerProvider, if set, gives the tracer of subscription
+	// deliveries: a span per commit delivered, a child of the trace
+	// context the commit carries (docs/INTEGRATION.md). nil: no spans;
+	// the global provider is never used.
+	TracerProvider trace.TracerProvider
+	// MeterProvider, if set, gives the meter of the subscriptions'
+	// metrics (runlog.subscription.lag, runlog.subscription.deliveries).
+	// nil: no metrics; the global provider is never used.
+	MeterProvider metric.MeterProvider
 	// ReadBatch is the number of messages asked for per direct batch get
 	// by [Store.Read] and [Store.Scan]. Default [DefaultReadBatch].
 	ReadBatch int

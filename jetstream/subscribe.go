@@ -16,8 +16,14 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
@@ -57,6 +63,15 @@ type Delivery struct {
 	// acknowledgement (to this process or to one that stopped): the
 	// handler may have seen it already.
 	Redelivered bool
+	// TraceParent is the W3C trace context the commit carries (its
+	// traceparent header: the span of the operation that wrote it, or the
+	// run's trace parent), or "". The handler's context continues it:
+	// spans started from that context join the writer's trace.
+	TraceParent string
+	// Pending is how many commits of the partition the subscription has
+	// yet to be delivered after this one (its lag, as the server counts
+	// it).
+	Pending uint64
 }
 
 // Handler handles one delivery. It returns nil once the commit is dealt
@@ -264,6 +279,9 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 	}
 	sub := &subscription{s: s, name: name, opts: opts, handler: handler, parked: s.parkedBucket(),
 		defs: map[string]workflow.DefinitionHash{}, pins: map[int]string{}, yields: map[int]chan struct{}{}}
+	if err := sub.instrument(); err != nil {
+		return err
+	}
 	parts := s.all
 	if len(opts.Instances) > 0 {
 		parts = nil
@@ -354,6 +372,10 @@ type subscription struct {
 	opts    SubscribeOptions
 	handler Handler
 	parked  *kvBucket
+
+	tracer     trace.Tracer      // nil: no spans
+	lag        metric.Int64Gauge // nil: no metrics
+	deliveries metric.Int64Counter
 
 	mu     sync.Mutex
 	defs   map[string]workflow.DefinitionHash // instance → its run's definition, for Definitions
@@ -601,7 +623,13 @@ func (sub *subscription) deliver(ctx context.Context, p *partition, m natsjs.Msg
 			return sub.ack(ctx, m)
 		}
 	}
-	d := Delivery{Subscription: sub.name, Partition: p.index, Record: rec, Redelivered: md.NumDelivered > 1}
+	d := Delivery{Subscription: sub.name, Partition: p.index, Record: rec, Redelivered: md.NumDelivered > 1, Pending: md.NumPending}
+	if v := hdr[lifecycle.HeaderTraceParent]; len(v) > 0 {
+		d.TraceParent = v[0]
+	}
+	if sub.lag != nil {
+		sub.lag.Record(ctx, int64(md.NumPending), metric.WithAttributes(attrSubscription.String(sub.name), attrPartition.Int(p.index)))
+	}
 	var herr error
 	for d.Attempt = 1; d.Attempt <= sub.opts.MaxAttempts; d.Attempt++ {
 		if d.Attempt > 1 {
@@ -618,6 +646,7 @@ func (sub *subscription) deliver(ctx context.Context, p *partition, m natsjs.Msg
 			if err := sub.ack(ctx, m); err != nil {
 				return err
 			}
+			sub.count(ctx, "handled")
 			if sub.opts.Acked != nil {
 				sub.opts.Acked(d)
 			}
@@ -634,18 +663,70 @@ func (sub *subscription) deliver(ctx context.Context, p *partition, m natsjs.Msg
 	if err := sub.park(ctx, pk); err != nil {
 		return err
 	}
+	sub.count(ctx, "parked")
 	return sub.ack(ctx, m)
 }
 
 // call runs the handler, turning a panic into an error (a handler's bug
-// parks its commit; it does not kill the subscriber).
+// parks its commit; it does not kill the subscriber). The handler's
+// context continues the commit's trace, in a delivery span when tracing
+// is on.
 func (sub *subscription) call(ctx context.Context, d Delivery) (err error) {
+	if d.TraceParent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{lifecycle.HeaderTraceParent: d.TraceParent})
+	}
+	if sub.tracer != nil {
+		var span trace.Span
+		ctx, span = sub.tracer.Start(ctx, "runlog deliver "+sub.name, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attrSubscription.String(sub.name), attrPartition.Int(d.Partition), attribute.String("runlog.instance", d.Record.Commit.Instance),
+				attribute.Int64("runlog.seq", int64(d.Record.Seq)), attribute.Int("runlog.attempt", d.Attempt)))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
 	return sub.handler(ctx, d)
+}
+
+var (
+	attrSubscription = attribute.Key("runlog.subscription")
+	attrPartition    = attribute.Key("runlog.partition")
+)
+
+// instrument makes the subscription's tracer and metrics from the
+// store's providers.
+func (sub *subscription) instrument() error {
+	if tp := sub.s.cfg.TracerProvider; tp != nil {
+		sub.tracer = tp.Tracer(lifecycle.InstrumentationName)
+	}
+	mp := sub.s.cfg.MeterProvider
+	if mp == nil {
+		return nil
+	}
+	m := mp.Meter(lifecycle.InstrumentationName)
+	var err1, err2 error
+	sub.lag, err1 = m.Int64Gauge("runlog.subscription.lag", metric.WithUnit("{commit}"),
+		metric.WithDescription("commits of a partition a subscription has yet to be delivered, as of its last delivery"))
+	sub.deliveries, err2 = m.Int64Counter("runlog.subscription.deliveries", metric.WithUnit("{commit}"),
+		metric.WithDescription("commits a subscription dealt with, by outcome (handled, parked)"))
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("%w: subscription telemetry: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (sub *subscription) count(ctx context.Context, outcome string) {
+	if sub.deliveries != nil {
+		sub.deliveries.Add(ctx, 1, metric.WithAttributes(attrSubscription.String(sub.name), attribute.String("runlog.outcome", outcome)))
+	}
 }
 
 // ack acknowledges m and waits for the server to confirm it, so that a

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -62,6 +63,21 @@ type telemetry struct {
 	readDuration   metric.Float64Histogram
 	cache          metric.Int64Counter
 	claimsLost     metric.Int64Counter
+
+	// sets caches the attribute sets of measurements (by operation and
+	// outcome, or by result): built once, not on every operation.
+	sets sync.Map // string → metric.MeasurementOption
+}
+
+// attrs returns the measurement option of the attributes kvs, cached
+// under key.
+func (t *telemetry) attrs(key string, kvs ...attribute.KeyValue) metric.MeasurementOption {
+	if v, ok := t.sets.Load(key); ok {
+		return v.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	t.sets.Store(key, o)
+	return o
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
@@ -118,8 +134,12 @@ func (t *telemetry) startOp(ctx context.Context, command, instance, runTrace str
 		if !trace.SpanContextFromContext(ctx).IsValid() && runTrace != "" {
 			ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceParent: runTrace})
 		}
-		ctx, o.span = t.tracer.Start(ctx, "runlog "+command, trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithAttributes(attrInstance.String(instance), attrCommand.String(command)))
+		ctx, o.span = t.tracer.Start(ctx, "runlog "+command, trace.WithSpanKind(trace.SpanKindInternal))
+		if o.span.IsRecording() { // attributes only where they are kept
+			o.span.SetAttributes(attrInstance.String(instance), attrCommand.String(command))
+		} else {
+			o.span = nil
+		}
 	}
 	return ctx, o
 }
@@ -133,7 +153,7 @@ func (o *op) conflict(ctx context.Context, seq uint64, attempt int) {
 		o.span.AddEvent("runlog.conflict", trace.WithAttributes(attrSeq.Int64(int64(seq)), attrAttempts.Int(attempt)))
 	}
 	if o.t.conflicts != nil {
-		o.t.conflicts.Add(ctx, 1, metric.WithAttributes(attrCommand.String(o.command)))
+		o.t.conflicts.Add(ctx, 1, o.t.attrs(o.command, attrCommand.String(o.command)))
 	}
 }
 
@@ -146,7 +166,7 @@ func (o *op) cacheLookup(ctx context.Context, hit bool) {
 	if hit {
 		r = "hit"
 	}
-	o.t.cache.Add(ctx, 1, metric.WithAttributes(attrResult.String(r)))
+	o.t.cache.Add(ctx, 1, o.t.attrs("cache "+r, attrResult.String(r)))
 }
 
 // end ends the operation with its error, attempts and conflicts.
@@ -164,11 +184,11 @@ func (o *op) end(ctx context.Context, err error, attempts, conflicts int) {
 		o.span.End()
 	}
 	if o.t.decisions != nil {
-		attrs := metric.WithAttributes(attrCommand.String(o.command), attrOutcome.String(outcome))
+		attrs := o.t.attrs(o.command+" "+outcome, attrCommand.String(o.command), attrOutcome.String(outcome))
 		o.t.decisions.Add(ctx, 1, attrs)
 		o.t.opDuration.Record(ctx, time.Since(o.began).Seconds(), attrs)
 		if errors.Is(err, ErrClaimLost) {
-			o.t.claimsLost.Add(ctx, 1, metric.WithAttributes(attrCommand.String(o.command)))
+			o.t.claimsLost.Add(ctx, 1, o.t.attrs(o.command, attrCommand.String(o.command)))
 		}
 	}
 }
@@ -196,7 +216,12 @@ func (t *telemetry) step(ctx context.Context, name, instance string) (context.Co
 	began := time.Now()
 	var span trace.Span
 	if t.tracer != nil {
-		ctx, span = t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrInstance.String(instance)))
+		ctx, span = t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+		if span.IsRecording() {
+			span.SetAttributes(attrInstance.String(instance))
+		} else {
+			span = nil
+		}
 	}
 	h := t.readDuration
 	if name == spanAppend {
