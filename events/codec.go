@@ -94,6 +94,7 @@ func (p *plan) iface(v unsafe.Pointer) any {
 type field struct {
 	*plan
 	name      string  // the JSON key
+	quoted    string  // the key as written: "name":
 	off       uintptr // offset in the struct
 	omitEmpty bool    // ,omitempty
 	omitZero  bool    // ,omitzero
@@ -237,7 +238,7 @@ func buildField(sf reflect.StructField, seen map[reflect.Type]*plan) (*field, er
 	if name == "" || !plainKey(name) {
 		return nil, fmt.Errorf("json key %q (a wire key is lower-case letters, digits and underscores)", name)
 	}
-	f := &field{name: name, off: sf.Offset}
+	f := &field{name: name, quoted: `"` + name + `":`, off: sf.Offset}
 	for opt := range strings.SplitSeq(opts, ",") {
 		switch opt {
 		case "":
@@ -429,10 +430,10 @@ func (e *encoder) value(p *plan, v unsafe.Pointer) {
 		for i := range p.fields {
 			f := &p.fields[i]
 			fv := unsafe.Add(v, f.off)
-			if f.omitted(fv) {
+			if (f.omitEmpty || f.omitZero) && f.omitted(fv) {
 				continue
 			}
-			e.key(f.name)
+			e.quotedKey(f.quoted, f.name)
 			e.value(f.plan, fv)
 		}
 		e.raw("}")

@@ -43,12 +43,24 @@ func (e *encoder) str(s string) {
 
 // key writes `,"name":` (or without the comma after an opening brace).
 func (e *encoder) key(name string) {
-	if n := len(e.b); n > 0 && e.b[n-1] != '{' && e.b[n-1] != '[' {
-		e.b = append(e.b, ',')
-	}
+	e.sep()
 	e.b = append(e.b, '"')
 	e.b = append(e.b, name...)
 	e.b = append(e.b, '"', ':')
+	e.lastKey = name
+}
+
+// sep writes the comma before a key, unless it opens an object.
+func (e *encoder) sep() {
+	if n := len(e.b); n > 0 && e.b[n-1] != '{' && e.b[n-1] != '[' {
+		e.b = append(e.b, ',')
+	}
+}
+
+// quotedKey is key with the key already quoted ("name":).
+func (e *encoder) quotedKey(quoted, name string) {
+	e.sep()
+	e.b = append(e.b, quoted...)
 	e.lastKey = name
 }
 

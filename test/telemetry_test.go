@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -159,6 +161,37 @@ func TestTelemetry(t *testing.T) {
 			t.Errorf("histogram %s recorded nothing", name)
 		}
 	}
+	collected := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			collected[m.Name] = true
+		}
+	}
+	defer func() {
+		// After the subscription: its metrics too. The documented table
+		// and the metrics runlog makes are the same set (claims lost is
+		// made, and documented, but never recorded here: no claim lost).
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				collected[m.Name] = true
+			}
+		}
+		collected["runlog.claims.lost"] = true
+		doc := documentedMetrics(t)
+		for _, name := range doc {
+			if !collected[name] {
+				t.Errorf("docs/INTEGRATION.md lists metric %s, which runlog did not make", name)
+			}
+			delete(collected, name)
+		}
+		for name := range collected {
+			t.Errorf("metric %s is not in docs/INTEGRATION.md", name)
+		}
+	}()
 
 	// Every commit carries a trace context of the run's trace, and the
 	// subscription's handler continues it.
@@ -213,4 +246,21 @@ func names(ss []sdktrace.ReadOnlySpan) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// documentedMetrics are the metric names docs/INTEGRATION.md's table
+// lists.
+func documentedMetrics(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "INTEGRATION.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for line := range strings.Lines(string(doc)) {
+		if f := strings.Split(line, "|"); len(f) > 2 && strings.HasPrefix(strings.TrimSpace(f[1]), "`runlog.") {
+			out = append(out, strings.Trim(strings.TrimSpace(f[1]), "`"))
+		}
+	}
+	return out
 }
