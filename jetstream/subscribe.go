@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -480,45 +481,62 @@ func (sub *subscription) run(ctx context.Context, p *partition) error {
 // this process to give p up (yielded: the pin is released, nothing is
 // outstanding).
 func (sub *subscription) pull(ctx context.Context, p *partition, cons natsjs.Consumer) (yielded bool, err error) {
-	msgs, err := cons.Messages(natsjs.PullMaxMessages(1), natsjs.PullPriorityGroup(subscriberGroup))
-	if err != nil {
-		return false, fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
-	}
+	// One fetch of one commit at a time: nothing is ever delivered to
+	// this process ahead of its handler, so a stop or a hand-over leaves
+	// no commit waiting out AckWait in a buffer nobody reads.
 	yield := sub.yieldSignal(p)
-	stop := context.AfterFunc(ctx, msgs.Stop)
-	defer stop()
-	go func() {
-		select {
-		case <-yield:
-			msgs.Stop()
-		case <-ctx.Done():
-		}
-	}()
-	defer msgs.Stop()
+	defer sub.unpin(p) // a clean stop hands the partition over at once
 	for {
-		m, err := msgs.Next()
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-yield:
+			return true, nil
+		default:
+		}
+		batch, err := cons.Fetch(1, natsjs.FetchPriorityGroup(subscriberGroup), natsjs.FetchMaxWait(fetchWait))
 		if err != nil {
-			switch {
-			case ctx.Err() != nil:
+			if ctx.Err() != nil {
 				return false, nil
-			case errors.Is(err, natsjs.ErrMsgIteratorClosed):
-				if uerr := p.stream.UnpinConsumer(ctx, sub.name, subscriberGroup); uerr != nil && ctx.Err() == nil {
-					sub.s.log.Warn("jetstream: subscription: unpin failed", slog.String("subscription", sub.name), slog.String("stream", p.name), slog.Any(logKeyErr, uerr))
-				}
-				sub.setPin(p, "")
-				return true, nil
 			}
 			return false, fmt.Errorf("jetstream: subscription %q: pull from %s: %w", sub.name, p.name, err)
 		}
-		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
-			sub.setPin(p, id)
-		}
-		if err := sub.deliver(ctx, p, m); err != nil {
-			if ctx.Err() != nil {
-				return false, nil // stopped mid-delivery: the commit is delivered again
+		for m := range batch.Messages() {
+			if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
+				sub.setPin(p, id)
 			}
-			return false, err
+			if err := sub.deliver(ctx, p, m); err != nil {
+				if ctx.Err() != nil {
+					return false, nil // stopped mid-delivery: the commit is delivered again
+				}
+				return false, err
+			}
 		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, natsjs.ErrNoHeartbeat) && ctx.Err() == nil {
+			sub.s.log.Debug("jetstream: subscription fetch", slog.String("subscription", sub.name), slog.String("stream", p.name), slog.Any(logKeyErr, err))
+		}
+	}
+}
+
+// fetchWait is how long a subscription's pull request waits for a commit
+// before it asks again (and how long a stop can take).
+const fetchWait = time.Second
+
+// unpin releases the process's pin on p, if it holds it, so that another
+// process of the name takes the partition over without waiting out
+// PinnedTTL.
+func (sub *subscription) unpin(p *partition) {
+	sub.mu.Lock()
+	held := sub.pins[p.index] != ""
+	sub.pins[p.index] = ""
+	sub.mu.Unlock()
+	if !held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := p.stream.UnpinConsumer(ctx, sub.name, subscriberGroup); err != nil {
+		sub.s.log.Debug("jetstream: subscription: unpin", slog.String("subscription", sub.name), slog.String("stream", p.name), slog.Any(logKeyErr, err))
 	}
 }
 
