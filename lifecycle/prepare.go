@@ -137,6 +137,10 @@ func (s *Store) validatePrepare(req PrepareRunRequest) error {
 		return fmt.Errorf("%w: input of instance %q is %d bytes, more than the limit of %d (Config.MaxPayload): store large inputs elsewhere and pass a reference",
 			ErrInvalidRequest, req.InstanceID, len(req.Input), s.maxPayload)
 	}
+	if req.FirstTask.ID.IsZero() {
+		return fmt.Errorf("%w: PrepareRun of %q has no first task: set FirstTask (workflow.TaskHint{ID: workflow.NewTaskID(name)}), where the run starts",
+			ErrInvalidRequest, req.InstanceID)
+	}
 	return nil
 }
 

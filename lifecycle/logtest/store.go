@@ -728,10 +728,12 @@ var storeCases = []storeCase{
 		wantErr(t, err, lifecycle.ErrInvalidRequest)
 		_, err = h.store.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "big", Input: big})
 		wantErr(t, err, lifecycle.ErrInvalidRequest)
+		_, err = h.store.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "no-first-task", DefinitionHash: stDef})
+		wantErr(t, err, lifecycle.ErrInvalidRequest)
 		wantErr(t, h.store.SendEvent(h.ctx, "missing", "e", nil), lifecycle.ErrNotFound)
 		wantErr(t, h.store.SendEvent(h.ctx, "", "e", nil), lifecycle.ErrInvalidInstanceID)
 		h.unchanged("wf", before)
-		if h.lastSeq("big") != 0 || h.lastSeq("missing") != 0 {
+		if h.lastSeq("big") != 0 || h.lastSeq("missing") != 0 || h.lastSeq("no-first-task") != 0 {
 			t.Fatal("a refused call created history")
 		}
 	}},
