@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,14 +31,17 @@ type env struct {
 	creds, nkey, user, password, token string
 	tlsca, tlscert, tlskey             string
 	stream                             string
+	natsContext                        string        // --context: a natscli context name
+	timeout                            time.Duration // --timeout: connecting and opening
 	output                             string
 	fakeNow                            string // hidden: a fixed clock for tests (also $RUNLOG_FAKE_NOW)
 
 	set map[string]bool // flags given on the command line
 	o   opts            // the subcommand's own flags
 
-	clock time.Time // the fixed "now" when fakeNow is set
-	parts int       // the open store's partitions (0 until opened)
+	clock   time.Time    // the fixed "now" when fakeNow is set
+	ctxFile *natsContext // the natscli context read, if one is named
+	parts   int          // the open store's partitions (0 until opened)
 }
 
 // Output formats.
@@ -48,7 +52,7 @@ const (
 )
 
 // commonFlags are the flags every subcommand shares, listed apart in help.
-var commonFlags = []string{"dir", "server", "creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey", "stream", "output", "o"}
+var commonFlags = []string{"dir", "server", "context", "creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey", "stream", "timeout", "output", "o"}
 
 // hiddenFlags are not listed in help.
 var hiddenFlags = []string{"now"}
@@ -58,16 +62,18 @@ func (e *env) flags() *flag.FlagSet {
 	fs := flag.NewFlagSet(e.cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors and help are printed by run
 	fs.StringVar(&e.dir, "dir", "", "embedded store `directory` (default $RUNLOG_DIR, else $XDG_DATA_HOME/runlog, else ~/.local/share/runlog)")
-	fs.StringVar(&e.server, "server", "", "NATS server `URL`s, comma separated; connect instead of embedding (default $NATS_URL)")
-	fs.StringVar(&e.creds, "creds", "", "NATS credentials `file` (user JWT and NKey seed)")
-	fs.StringVar(&e.nkey, "nkey", "", "NKey seed `file`")
-	fs.StringVar(&e.user, "user", "", "NATS user `name` (with --password)")
-	fs.StringVar(&e.password, "password", "", "NATS `password`")
-	fs.StringVar(&e.token, "token", "", "NATS authentication `token`")
-	fs.StringVar(&e.tlsca, "tlsca", "", "PEM `file` of CAs to verify the server with")
-	fs.StringVar(&e.tlscert, "tlscert", "", "PEM client certificate `file` (with --tlskey)")
-	fs.StringVar(&e.tlskey, "tlskey", "", "PEM client key `file` (with --tlscert)")
+	fs.StringVar(&e.server, "server", "", "NATS server `URL`s, comma separated; connect instead of embedding (default $NATS_URL, else the --context's)")
+	fs.StringVar(&e.natsContext, "context", "", "use the natscli context `name` (~/.config/nats/context/NAME.json: its server and credentials; default $NATS_CONTEXT)")
+	fs.StringVar(&e.creds, "creds", "", "NATS credentials `file` (user JWT and NKey seed; default $NATS_CREDS)")
+	fs.StringVar(&e.nkey, "nkey", "", "NKey seed `file` (default $NATS_NKEY)")
+	fs.StringVar(&e.user, "user", "", "NATS user `name` (with --password; default $NATS_USER)")
+	fs.StringVar(&e.password, "password", "", "NATS `password` (default $NATS_PASSWORD: keep it off the command line)")
+	fs.StringVar(&e.token, "token", "", "NATS authentication `token` (default $NATS_TOKEN)")
+	fs.StringVar(&e.tlsca, "tlsca", "", "PEM `file` of CAs to verify the server with (default $NATS_CA)")
+	fs.StringVar(&e.tlscert, "tlscert", "", "PEM client certificate `file` (with --tlskey; default $NATS_CERT)")
+	fs.StringVar(&e.tlskey, "tlskey", "", "PEM client key `file` (with --tlscert; default $NATS_KEY)")
 	fs.StringVar(&e.stream, "stream", jetstream.DefaultStream, "JetStream stream `name`")
+	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "how long connecting to the server (--server, $NATS_URL, a context) may take")
 	e.output = outText
 	if !e.cmd.ownOutput {
 		fs.StringVar(&e.output, "output", outText, "output `format`: text, json or ndjson")
@@ -84,6 +90,7 @@ func (e *env) flags() *flag.FlagSet {
 // ("show ID --detailed"); "--" ends the flags. It returns the positional
 // arguments. --help prints the command's help to stdout.
 func (e *env) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	args = joinedShortFlags(fs, args)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -239,8 +246,18 @@ func (e *env) open(ctx context.Context, write bool) (*store, error) {
 	if e.set["dir"] && e.set["server"] {
 		return nil, usagef("--dir and --server are exclusive: --dir opens an embedded store, --server connects to one")
 	}
+	if e.timeout <= 0 {
+		return nil, usagef("--timeout %v: want a positive duration", e.timeout)
+	}
+	nctx, err := e.loadContext()
+	if err != nil {
+		return nil, &openError{err}
+	}
 	if !e.set["server"] && !e.set["dir"] {
 		e.server = e.getenv("NATS_URL")
+		if e.server == "" && nctx != nil {
+			e.server = nctx.URL
+		}
 	}
 	if e.server != "" {
 		return e.connect(ctx, write)
@@ -252,7 +269,7 @@ func (e *env) open(ctx context.Context, write bool) (*store, error) {
 		}
 		e.dir = d
 	}
-	for _, f := range []string{"creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey"} {
+	for _, f := range []string{"context", "creds", "nkey", "user", "password", "token", "tlsca", "tlscert", "tlskey", "timeout"} {
 		if e.set[f] {
 			return nil, usagef("--%s applies to --server connections, not to an embedded store (--dir %s)", f, e.dir)
 		}
@@ -307,6 +324,104 @@ func definePartitions(fs *flag.FlagSet, o *opts) {
 	})
 }
 
+// natsContext is what replay reads of a natscli context file.
+type natsContext struct {
+	URL      string `json:"url"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+	Creds    string `json:"creds"`
+	NKey     string `json:"nkey"`
+	Token    string `json:"token"`
+	Cert     string `json:"cert"`
+	Key      string `json:"key"`
+	CA       string `json:"ca"`
+}
+
+// loadContext reads the natscli context --context (or $NATS_CONTEXT)
+// names, if any: $XDG_CONFIG_HOME/nats/context/NAME.json, else
+// ~/.config/nats/context/NAME.json. A context never applies unless named:
+// replay's default store is the embedded one.
+func (e *env) loadContext() (*natsContext, error) {
+	name := e.natsContext
+	if name == "" {
+		name = e.getenv("NATS_CONTEXT")
+	}
+	if name == "" {
+		return nil, nil
+	}
+	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		return nil, fmt.Errorf("natscli context %q: a context is named, not a path", name)
+	}
+	dir := e.getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home := e.getenv("HOME")
+		if home == "" {
+			return nil, fmt.Errorf("natscli context %q: neither $XDG_CONFIG_HOME nor $HOME is set", name)
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	path := filepath.Join(dir, "nats", "context", name+".json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("natscli context %q: %w (list them with 'nats context ls')", name, err)
+	}
+	var c natsContext
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("natscli context %q: %s is not a context file: %w", name, path, err)
+	}
+	e.ctxFile = &c
+	return &c, nil
+}
+
+// credentials are the connection's: each from its flag, else its NATS_*
+// environment variable (as natscli reads them), else the context.
+func (e *env) credentials() (jetstream.ConnectConfig, error) {
+	c := e.ctxFile
+	if c == nil {
+		c = &natsContext{}
+	}
+	pick := func(flagName, flagValue, envName, fromContext string) string {
+		if e.set[flagName] {
+			return flagValue
+		}
+		if v := e.getenv(envName); v != "" {
+			return v
+		}
+		return fromContext
+	}
+	cc := jetstream.ConnectConfig{Name: "runlog-replay",
+		CredsFile: pick("creds", e.creds, "NATS_CREDS", c.Creds),
+		NKeyFile:  pick("nkey", e.nkey, "NATS_NKEY", c.NKey),
+		User:      pick("user", e.user, "NATS_USER", c.User),
+		Password:  pick("password", e.password, "NATS_PASSWORD", c.Password),
+		Token:     pick("token", e.token, "NATS_TOKEN", c.Token),
+		TLSCA:     pick("tlsca", e.tlsca, "NATS_CA", c.CA),
+		TLSCert:   pick("tlscert", e.tlscert, "NATS_CERT", c.Cert),
+		TLSKey:    pick("tlskey", e.tlskey, "NATS_KEY", c.Key),
+	}
+	return cc, nil
+}
+
+// joinedShortFlags splits "-ojson" into "-o" "json", as natscli and most
+// CLIs accept it; a word that names a flag of its own ("-out") is left
+// alone, and so is everything after "--".
+func joinedShortFlags(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args)+1)
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if strings.HasPrefix(a, "-o") && !strings.HasPrefix(a, "--") && len(a) > 2 && !strings.Contains(a, "=") {
+			if fs.Lookup(strings.TrimPrefix(a, "-")) == nil {
+				out = append(out, "-o", a[2:])
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // checkEmbedded refuses to open a directory that holds no store or not
 // the stream, so that a read never creates one
 // (jetstream.EmbeddedStreams reads what the directory holds).
@@ -337,10 +452,12 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 	if e.set["dir"] {
 		return nil, usagef("--dir and --server are exclusive")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	cc := jetstream.ConnectConfig{Name: "runlog-replay", CredsFile: e.creds, NKeyFile: e.nkey, User: e.user, Password: e.password,
-		Token: e.token, TLSCA: e.tlsca, TLSCert: e.tlscert, TLSKey: e.tlskey}
+	cc, err := e.credentials()
+	if err != nil {
+		return nil, &openError{err}
+	}
 	// A read never creates the stream (ReadOnly): a missing one is an
 	// error, and one that could lose history is opened and reported by
 	// verify.

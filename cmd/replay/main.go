@@ -97,6 +97,8 @@ func init() {
 			define:  defineFeed, run: runFeed},
 		{name: "reindex", args: "", summary: "rebuild the index of runnable tasks (dispatch) from the log (writes the index, not the log)",
 			example: "replay reindex", run: runReindex},
+		{name: "version", args: "", summary: "the version of replay, of Go and of the NATS server and client it is built with",
+			example: "replay version\n  replay --version", run: runVersion},
 		{name: "key", args: "new FILE", summary: "make a signing key for digests: the seed goes to FILE (mode 0600), the public key to stdout",
 			example: "replay key new ~/.runlog/digest.nk", run: runKey},
 		{name: "digest", args: "[--key FILE] [-o DIGEST]", summary: "write a signed digest of the whole log: every instance's head, a Merkle root, the stream's bounds",
@@ -121,12 +123,20 @@ func lookup(name string) *command {
 // run is the whole program: it parses args, runs a subcommand, writes
 // data to stdout and diagnostics to stderr, and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, stdout, stderr, os.Getenv)
+}
+
+// runWith is run with the environment read through getenv.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, overview())
 		return exitUsage
 	}
 	name := args[0]
 	switch name {
+	case "--version", "-version":
+		args = append([]string{"version"}, args[1:]...)
+		name = "version"
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if c := lookup(args[1]); c != nil {
@@ -148,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "replay: unknown command %q%s\n\n%s", name, hint, overview())
 		return exitUsage
 	}
-	e := &env{cmd: c, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	e := &env{cmd: c, stdout: stdout, stderr: stderr, getenv: getenv}
 	pos, err := e.parse(e.flags(), args[1:])
 	if err == nil {
 		err = c.run(ctx, e, pos)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -126,9 +127,34 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr, summary)
 	}
 	if !rep.OK() {
+		if missing := missingOnly(rep); len(missing) > 0 {
+			return &problemsError{msg: fmt.Sprintf("no such instance in %s: %s (it has no history; 'replay list' lists the instances)", e.source(), strings.Join(quoteAll(missing), ", "))}
+		}
 		return &problemsError{msg: fmt.Sprintf("%d problem%s found: the history is damaged or was altered (see above; 'replay show ID' shows the messages)", len(rep.Problems), render.S(len(rep.Problems)))}
 	}
 	return nil
+}
+
+// missingOnly returns the instances named that have no history, when
+// that is every problem of the report: the ids are wrong, the histories
+// are not damaged.
+func missingOnly(rep *audit.Report) []string {
+	var ids []string
+	for _, p := range rep.Problems {
+		if p.Kind != audit.KindEmpty {
+			return nil
+		}
+		ids = append(ids, p.Instance)
+	}
+	return ids
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
 }
 
 // verifyPartitions verifies a partitioned store against digests: a

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// TestVersion: 'replay version', '--version' and '-o json' name the
+// versions replay is built with.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := mustRun(t, args...)
+		if !strings.HasPrefix(r.stdout, "replay ") || !strings.Contains(r.stdout, "nats-server v2.") || !strings.Contains(r.stdout, "go1.") {
+			t.Errorf("%v: %q", args, r.stdout)
+		}
+	}
+	var v versionView
+	if err := json.Unmarshal([]byte(mustRun(t, "version", "-ojson").stdout), &v); err != nil || v.NATSServer == "" || v.Go == "" {
+		t.Errorf("version -ojson: %+v %v", v, err)
+	}
+}
+
+// TestJoinedShortFlags: -ojson is -o json; a flag of its own that starts
+// with o (--out) is not split; an unknown format is refused.
+func TestJoinedShortFlags(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	a, b := mustRun(t, "list", "--dir", dir, "-ondjson"), mustRun(t, "list", "--dir", dir, "-o", "ndjson")
+	if a.stdout != b.stdout || !strings.HasPrefix(a.stdout, "{") {
+		t.Errorf("-ondjson printed\n%s\n-o ndjson printed\n%s", a.stdout, b.stdout)
+	}
+	if r := replay(t, "list", "--dir", dir, "-oyaml"); r.code != exitUsage || !strings.Contains(r.stderr, `unknown output format "yaml"`) {
+		t.Errorf("-oyaml: exit %d\n%s", r.code, r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "d.json")
+	mustRun(t, "digest", "--dir", dir, "--unsigned", "-out", out)
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("digest -out: %v", err)
+	}
+}
+
+// TestVerifyNoSuchInstance: verify of ids with no history says so, not
+// that a history is damaged.
+func TestVerifyNoSuchInstance(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	r := replay(t, "verify", "no-such-order", "--dir", dir)
+	if r.code != exitProblems || !strings.Contains(r.stderr, `no such instance`) || !strings.Contains(r.stderr, `"no-such-order"`) || strings.Contains(r.stderr, "damaged") {
+		t.Errorf("verify of an unknown id: exit %d\n%s", r.code, r.stderr)
+	}
+	// An unknown id beside a real one that verifies: still only missing.
+	r = replay(t, "verify", "no-such-order", "order-s1-1", "--dir", dir)
+	if !strings.Contains(r.stderr, "no such instance") {
+		t.Errorf("verify of an unknown and a known id:\n%s", r.stderr)
+	}
+}
+
+// TestCredentialsFromEnvironment: against a server that wants a user and
+// a password, replay reads them from NATS_USER and NATS_PASSWORD (the
+// server from NATS_URL), or from the natscli context NATS_CONTEXT names
+// (server and credentials); a flag wins over the environment; wrong
+// credentials fail; --timeout bounds the connection.
+func TestCredentialsFromEnvironment(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "ops", Password: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	url := srv.ClientURL()
+	cfg := t.TempDir()
+	ctxDir := filepath.Join(cfg, "nats", "context")
+	if err := os.MkdirAll(ctxDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctxJSON, _ := json.Marshal(map[string]string{"url": url, "user": "ops", "password": "s3cret", "description": "test"})
+	if err := os.WriteFile(filepath.Join(ctxDir, "prod.json"), ctxJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runEnv := func(env map[string]string, args ...string) result {
+		var out, errb bytes.Buffer
+		code := runWith(t.Context(), args, &out, &errb, func(k string) string { return env[k] })
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	// The demo writes through the environment's credentials.
+	if r := runEnv(map[string]string{"NATS_URL": url, "NATS_USER": "ops", "NATS_PASSWORD": "s3cret"}, "demo"); r.code != exitOK {
+		t.Fatalf("demo with NATS_USER/NATS_PASSWORD: exit %d\n%s", r.code, r.stderr)
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		ok   bool
+	}{
+		{"environment", map[string]string{"NATS_URL": url, "NATS_USER": "ops", "NATS_PASSWORD": "s3cret"}, nil, true},
+		{"wrong password", map[string]string{"NATS_URL": url, "NATS_USER": "ops", "NATS_PASSWORD": "nope"}, []string{"--timeout", "3s"}, false},
+		{"flag wins", map[string]string{"NATS_URL": url, "NATS_USER": "ops", "NATS_PASSWORD": "nope"}, []string{"--password", "s3cret"}, true},
+		{"context", map[string]string{"NATS_CONTEXT": "prod", "XDG_CONFIG_HOME": cfg}, nil, true},
+		{"context flag", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "prod"}, true},
+		{"missing context", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "staging"}, false},
+	}
+	for _, c := range cases {
+		r := runEnv(c.env, append([]string{"list", "-o", "ndjson"}, c.args...)...)
+		if ok := r.code == exitOK && strings.Contains(r.stdout, `"instance"`); ok != c.ok {
+			t.Errorf("%s: exit %d, want success %v\n%s", c.name, r.code, c.ok, r.stderr)
+		}
+	}
+	if r := runEnv(nil, "list", "--server", url, "--timeout", "0s"); r.code != exitUsage {
+		t.Errorf("--timeout 0s: exit %d", r.code)
+	}
+}
