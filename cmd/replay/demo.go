@@ -132,13 +132,14 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	x := d.suffix
 	fmt.Fprintf(e.stdout, "\nTry next:\n")
+	at := e.storeArgs() // the flags the demo was run with, so that the hints find the same store
 	lines := [][2]string{
-		{"replay list", ""},
-		{"replay show order-" + x + "-4", "TerminateExisting: deleted, 2 signals cleared, created, in one commit"},
-		{"replay show payment-" + x + " --detailed", "the cancel, event by event, with payloads"},
-		{"replay state etl-" + x, "paused, unpaused, in progress"},
-		{fmt.Sprintf("replay diff po-%s --from %d --to %d", x, d.consumeFrom, d.consumeTo), "what consuming the event and advancing changed"},
-		{"replay verify", ""},
+		{"replay list" + at, ""},
+		{"replay show order-" + x + "-4" + at, "TerminateExisting: deleted, 2 signals cleared, created, in one commit"},
+		{"replay show payment-" + x + " --detailed" + at, "the cancel, event by event, with payloads"},
+		{"replay state etl-" + x + at, "paused, unpaused, in progress"},
+		{fmt.Sprintf("replay diff po-%s --from %d --to %d%s", x, d.consumeFrom, d.consumeTo, at), "what consuming the event and advancing changed"},
+		{"replay verify" + at, ""},
 	}
 	w := 0
 	for _, l := range lines {

@@ -324,6 +324,20 @@ func definePartitions(fs *flag.FlagSet, o *opts) {
 	})
 }
 
+// storeArgs returns the store flags given on the command line (" --dir D",
+// " --server URL", " --stream S", " --context C"), quoted for a shell,
+// for hints that name further commands on the same store. Credentials are
+// left out.
+func (e *env) storeArgs() string {
+	var b strings.Builder
+	for _, f := range []struct{ name, value string }{{"dir", e.dir}, {"server", e.server}, {"context", e.natsContext}, {"stream", e.stream}} {
+		if e.set[f.name] {
+			b.WriteString(" --" + f.name + " " + shellQuote(f.value))
+		}
+	}
+	return b.String()
+}
+
 // natsContext is what replay reads of a natscli context file.
 type natsContext struct {
 	URL      string `json:"url"`
@@ -469,11 +483,7 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, &openError{fmt.Errorf("the server has no stream %s: pass the right --stream, or create it by writing (replay demo, replay import): reads never create the stream", e.stream)}
 		}
-		hint := "check --server (default $NATS_URL), the credentials and the network"
-		if !write {
-			hint += ", and --stream: reads never create the stream"
-		}
-		return nil, &openError{fmt.Errorf("%w: %s", err, hint)}
+		return nil, &openError{fmt.Errorf("%w: check --server (default $NATS_URL), the credentials and the network", err)}
 	}
 	e.parts = st.Partitions()
 	return &store{Store: st}, nil
