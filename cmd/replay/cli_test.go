@@ -122,3 +122,39 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 		t.Errorf("--timeout 0s: exit %d", r.code)
 	}
 }
+
+// TestImportWithoutPublishPermission: an import by a user who may use
+// JetStream's API but not publish on the stream's subjects says it is a
+// permission error, not "run it again".
+func TestImportWithoutPublishPermission(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	file := filepath.Join(t.TempDir(), "export.ndjson")
+	mustRun(t, "export", "--dir", dir, "--file", file)
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		Users: []*server.User{
+			{Username: "admin", Password: "a"},
+			{Username: "ro", Password: "r", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}}, Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	// The admin makes the stream (an import of nothing would not: write one instance).
+	env := map[string]string{"NATS_URL": srv.ClientURL()}
+	var out, errb bytes.Buffer
+	if code := runWith(t.Context(), []string{"demo", "--user", "admin", "--password", "a"}, &out, &errb, func(k string) string { return env[k] }); code != exitOK {
+		t.Fatalf("demo as admin: %d\n%s", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	code := runWith(t.Context(), []string{"import", "--file", file, "--user", "ro", "--password", "r"}, &out, &errb, func(k string) string { return env[k] })
+	if code == exitOK || !strings.Contains(errb.String(), "permissions violation") || strings.Contains(errb.String(), "running the same import again") {
+		t.Errorf("import without publish permission: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"io"
 	"os"
 	"path/filepath"
@@ -119,6 +120,8 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	} else if ce, ok := errors.AsType[*audit.ConflictError](err); ok {
 		v.Problems, v.Total = ce.Problems, ce.Total
 		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s already holds another history for %d instance%s of %s (import into an empty store, or another --stream)", e.source(), ce.Total, render.S(ce.Total), name)}
+	} else if errors.Is(err, nats.ErrPermissionViolation) {
+		return fmt.Errorf("import %s into %s: the server refused a publish as a permissions violation: the user may not write to the stream (import publishes on its subjects: docs/REPLAY.md, 'Connecting to a store'); %d message(s) were appended before: %w", name, e.source(), stats.Appended, err)
 	} else if err != nil {
 		return fmt.Errorf("import %s into %s: %w (after appending %d messages; running the same import again completes it)", name, e.source(), err, stats.Appended)
 	}
