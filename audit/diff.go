@@ -113,7 +113,7 @@ func Diff(a, b projection.State) []Change {
 
 	snap("priority", func(s *workflow.Snapshot) string { return priorityText(s.TaskPriority) })
 	snap("tags", func(s *workflow.Snapshot) string { return strings.Join(s.TaskTags, ",") })
-	snap("deadline", func(s *workflow.Snapshot) string { return deadlineText(s.TaskDeadline) })
+	snap("deadline", func(s *workflow.Snapshot) string { return deadlineText(s.TaskDeadline, nil) })
 	out = append(out, diffMap("retries", retriesOf(sa), retriesOf(sb), retryText)...)
 	out = append(out, diffMap("loops", loopsOf(sa), loopsOf(sb), func(n uint32) string { return strconv.FormatUint(uint64(n), 10) })...)
 	snap("trace_parent", func(s *workflow.Snapshot) string { return s.TraceParent })

@@ -72,11 +72,11 @@ func priorityText(p *uint8) string {
 	return strconv.Itoa(int(*p))
 }
 
-func deadlineText(d *workflow.TaskDeadline) string {
+func deadlineText(d *workflow.TaskDeadline, names render.Names) string {
 	if d == nil {
 		return ""
 	}
-	return fmt.Sprintf("task %s at %s (%dms)", short(d.TaskID), timeText(d.Deadline), d.TimeoutMS)
+	return fmt.Sprintf("task %s at %s (%dms)", render.Task(d.TaskID, names), timeText(d.Deadline), d.TimeoutMS)
 }
 
 func retryText(r workflow.TaskRetryState) string {

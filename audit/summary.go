@@ -7,6 +7,7 @@ import (
 
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/internal/render"
+	"github.com/runlog/runlog/workflow"
 )
 
 // Summarize returns a one-line, human summary of what ev changed, for
@@ -22,10 +23,30 @@ import (
 // gives its type. Hashes and task ids are cut to 12 hex characters,
 // payloads shown as in [Change], free text quoted and cut to 80
 // characters.
-func Summarize(rec events.Record, ev events.Event) string {
+func Summarize(rec events.Record, ev events.Event) string { return SummarizeNamed(rec, ev, nil) }
+
+// TaskNames gives the name of a task by its id, when known: for example
+// projection.State.TaskName of the instance's state as of the commit.
+type TaskNames func(workflow.TaskID) (string, bool)
+
+// SummarizeNamed is [Summarize] with tasks shown by name where names
+// knows them ("at task reserve-stock"), and the workflow a run is created
+// of when its event names it.
+func SummarizeNamed(rec events.Record, ev events.Event, names TaskNames) string {
+	task := func(id workflow.TaskID) string { return render.Task(id, render.Names(names)) }
 	switch d := ev.Data.(type) {
 	case *events.SnapshotCreatedData:
-		s := fmt.Sprintf("created run %s at task %s", ulidText(ev.Run), short(d.FirstTask.ID))
+		if d.Workflow != nil && names == nil {
+			names = d.Workflow.TaskName // the event names its own tasks
+		}
+		s := "created run " + ulidText(ev.Run)
+		if d.Workflow != nil {
+			s += " of workflow " + render.Name(d.Workflow.Name)
+			if d.Workflow.Version != "" {
+				s += " " + quote(d.Workflow.Version)
+			}
+		}
+		s += " at task " + render.Task(d.FirstTask.ID, render.Names(names))
 		if len(d.Input) > 0 {
 			s += ", input " + payloadText(d.Input)
 		} else {
@@ -59,9 +80,9 @@ func Summarize(rec events.Record, ev events.Event) string {
 		}
 		return s
 	case *events.TaskCompletedData:
-		return fmt.Sprintf("task %s completed, output %s", short(d.TaskID), payloadText(d.Output))
+		return fmt.Sprintf("task %s completed, output %s", task(d.TaskID), payloadText(d.Output))
 	case *events.CheckpointSavedData:
-		return "checkpoint: " + checkpointText(d)
+		return "checkpoint: " + checkpointText(d, render.Names(names))
 	case *events.WorkflowCompletedData:
 		if len(d.Output) == 0 {
 			return "completed, no output"
@@ -72,7 +93,7 @@ func Summarize(rec events.Record, ev events.Event) string {
 	case *events.WorkflowCancelledData:
 		s := "cancelled" + strings.TrimPrefix(requestText(d.By, d.Reason, d.At, rec.Commit.Time), "requested")
 		if d.InterruptedAtTask != nil {
-			s += ", interrupted at task " + short(*d.InterruptedAtTask)
+			s += ", interrupted at task " + task(*d.InterruptedAtTask)
 		}
 		return s
 	case *events.WorkflowPausedData:
@@ -88,7 +109,7 @@ func Summarize(rec events.Record, ev events.Event) string {
 	case *events.EventConsumedData:
 		return fmt.Sprintf("external event %s consumed (%s)", quote(d.Name), ulidText(d.EventID))
 	case *events.TaskClaimedData:
-		s := fmt.Sprintf("task %s claimed by %s", short(d.TaskID), quote(d.Worker))
+		s := fmt.Sprintf("task %s claimed by %s", task(d.TaskID), quote(d.Worker))
 		if d.TTLMS > 0 {
 			ttl := time.Duration(d.TTLMS) * time.Millisecond
 			s += fmt.Sprintf(" until %s (lease %v, renewed by heartbeats outside the history)", rec.Commit.Time.Add(ttl).UTC().Format(time.TimeOnly), ttl)
@@ -100,7 +121,7 @@ func Summarize(rec events.Record, ev events.Event) string {
 		}
 		return s
 	case *events.TaskClaimReleasedData:
-		s := fmt.Sprintf("claim of %s on task %s released", quote(d.Worker), short(d.TaskID))
+		s := fmt.Sprintf("claim of %s on task %s released", quote(d.Worker), task(d.TaskID))
 		if d.Reason == "checkpoint" {
 			s += " with the checkpoint"
 		}
@@ -113,7 +134,7 @@ func requestText(by, reason string, at, commit time.Time) string {
 	return render.Request(by, reason, at, commit)
 }
 
-func checkpointText(d *events.CheckpointSavedData) string {
+func checkpointText(d *events.CheckpointSavedData, names render.Names) string {
 	var parts []string
 	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
 	if n := len(d.Completed); n > 0 {
@@ -123,10 +144,10 @@ func checkpointText(d *events.CheckpointSavedData) string {
 		add("-%s", plural(n, "result"))
 	}
 	if d.Position != nil {
-		add("position %s", positionText(*d.Position))
+		add("position %s", render.PositionNamed(*d.Position, names))
 	}
 	if d.LastCompletedTask != nil {
-		add("last completed %s", short(*d.LastCompletedTask))
+		add("last completed %s", render.Task(*d.LastCompletedTask, names))
 	}
 	if d.Hint != nil {
 		s := "hint"
@@ -145,7 +166,7 @@ func checkpointText(d *events.CheckpointSavedData) string {
 		add("deadline cleared")
 	}
 	if d.Deadline != nil {
-		add("deadline %s", deadlineText(d.Deadline))
+		add("deadline %s", deadlineText(d.Deadline, names))
 	}
 	if n := len(d.Retries); n > 0 {
 		add("retries of %s set", plural(n, "task"))

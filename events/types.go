@@ -65,6 +65,11 @@ type SnapshotCreatedData struct {
 	FirstTask      workflow.TaskHint       `json:"first_task"`
 	Policy         string                  `json:"policy,omitempty"` // the conflict policy of the PrepareRun that created it
 	TraceParent    string                  `json:"trace_parent,omitempty"`
+	// Workflow names the definition (workflow, version, task names), when
+	// the caller gave it and the instance's history does not hold it yet:
+	// recorded once per definition per history, so a history reads by
+	// name on its own (docs/EVENTS.md).
+	Workflow *workflow.Definition `json:"workflow,omitempty"`
 }
 
 // SnapshotDeletedData is the payload of [SnapshotDeleted].

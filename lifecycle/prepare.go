@@ -23,6 +23,12 @@ type PrepareRunRequest struct {
 	Policy         workflow.ConflictPolicy // what to do if the id is in use; zero is Fail
 	Actor          string                  // who asks; recorded in the history
 	TraceParent    string                  // optional W3C traceparent
+	// Workflow optionally names the definition: the workflow, a version
+	// label, its tasks. The run's snapshot.created records it when the
+	// instance's history does not hold this definition's names yet, so
+	// that replay and audits show "at task reserve-stock" rather than a
+	// hash. When it names tasks, FirstTask must be one of them.
+	Workflow *workflow.Definition
 }
 
 // Outcome says what PrepareRun did.
@@ -137,6 +143,14 @@ func (s *Store) validatePrepare(req PrepareRunRequest) error {
 		return fmt.Errorf("%w: input of instance %q is %d bytes, more than the limit of %d (Config.MaxPayload): store large inputs elsewhere and pass a reference",
 			ErrInvalidRequest, req.InstanceID, len(req.Input), s.maxPayload)
 	}
+	if req.Workflow != nil {
+		if err := req.Workflow.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+		if _, ok := req.Workflow.TaskName(req.FirstTask.ID); len(req.Workflow.Tasks) > 0 && !ok && !req.FirstTask.ID.IsZero() {
+			return fmt.Errorf("%w: the first task %s of %q is none of the tasks its definition %q names", ErrInvalidRequest, req.FirstTask.ID.String()[:12], req.InstanceID, req.Workflow.Name)
+		}
+	}
 	if req.FirstTask.ID.IsZero() {
 		return fmt.Errorf("%w: PrepareRun of %q has no first task: set FirstTask (workflow.TaskHint{ID: workflow.NewTaskID(name)}), where the run starts",
 			ErrInvalidRequest, req.InstanceID)
@@ -182,7 +196,7 @@ func (s *Store) decidePrepare(st *projection.State, req PrepareRunRequest) (Prep
 		if err != nil {
 			return out, nil, err
 		}
-		if err := b.add(run, createdData(req)); err != nil {
+		if err := b.add(run, createdData(st, req)); err != nil {
 			return out, nil, err
 		}
 		out = Prepared{Outcome: Replaced, Snapshot: freshSnapshot(req, b.c.Time), Status: workflow.Status{Kind: workflow.StatusInProgress}, Run: run, PreviousRun: st.Run}
@@ -202,22 +216,28 @@ func (s *Store) decideFresh(st *projection.State, req PrepareRunRequest, out *Pr
 	if err != nil {
 		return nil, err
 	}
-	if err := b.add(run, createdData(req)); err != nil {
+	if err := b.add(run, createdData(st, req)); err != nil {
 		return nil, err
 	}
 	*out = Prepared{Outcome: Created, Snapshot: freshSnapshot(req, b.c.Time), Status: workflow.Status{Kind: workflow.StatusInProgress}, Run: run}
 	return &b.c, nil
 }
 
-func createdData(req PrepareRunRequest) *events.SnapshotCreatedData {
+// createdData is the snapshot.created of a run of req; the definition's
+// names go with it unless the history st holds them already.
+func createdData(st *projection.State, req PrepareRunRequest) *events.SnapshotCreatedData {
 	first := req.FirstTask
 	first.Tags = slices.Clone(first.Tags)
 	if first.Priority != nil {
 		p := *first.Priority
 		first.Priority = &p
 	}
-	return &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: bytes.Clone(req.Input), FirstTask: first,
+	d := &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: bytes.Clone(req.Input), FirstTask: first,
 		Policy: req.Policy.String(), TraceParent: req.TraceParent}
+	if _, known := st.Definitions[req.DefinitionHash]; req.Workflow != nil && !known {
+		d.Workflow = req.Workflow.Clone()
+	}
+	return d
 }
 
 // freshSnapshot is the snapshot the projection derives from createdData:

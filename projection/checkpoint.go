@@ -22,24 +22,25 @@ var ErrBadCheckpoint = errors.New("projection: bad checkpoint")
 // checkpointWire is a State as a checkpoint: every field, the past runs
 // included.
 type checkpointWire struct {
-	V        int                                            `json:"v"`
-	Instance string                                         `json:"instance"`
-	Exists   bool                                           `json:"exists"`
-	Snapshot *workflow.Snapshot                             `json:"snapshot"`
-	Run      ulid.ULID                                      `json:"run"`
-	Runs     int                                            `json:"runs"`
-	Revision uint64                                         `json:"revision"`
-	Signals  map[workflow.SignalKind]workflow.SignalRequest `json:"signals"`
-	Buffered map[string][]Buffered                          `json:"buffered"`
-	Results  map[workflow.TaskID][]byte                     `json:"results"`
-	Claims   map[workflow.TaskID]Claim                      `json:"claims,omitempty"`
-	LastSeq  uint64                                         `json:"last_seq"`
-	Head     workflow.Hash32                                `json:"head"`
-	LastTime time.Time                                      `json:"last_time"`
-	Commits  int                                            `json:"commits"`
-	Events   int                                            `json:"events"`
-	Bytes    int                                            `json:"bytes"`
-	PastRuns []ulid.ULID                                    `json:"past_runs"`
+	V        int                                              `json:"v"`
+	Instance string                                           `json:"instance"`
+	Exists   bool                                             `json:"exists"`
+	Snapshot *workflow.Snapshot                               `json:"snapshot"`
+	Run      ulid.ULID                                        `json:"run"`
+	Runs     int                                              `json:"runs"`
+	Revision uint64                                           `json:"revision"`
+	Signals  map[workflow.SignalKind]workflow.SignalRequest   `json:"signals"`
+	Buffered map[string][]Buffered                            `json:"buffered"`
+	Results  map[workflow.TaskID][]byte                       `json:"results"`
+	Claims   map[workflow.TaskID]Claim                        `json:"claims,omitempty"`
+	Defs     map[workflow.DefinitionHash]*workflow.Definition `json:"definitions,omitempty"`
+	LastSeq  uint64                                           `json:"last_seq"`
+	Head     workflow.Hash32                                  `json:"head"`
+	LastTime time.Time                                        `json:"last_time"`
+	Commits  int                                              `json:"commits"`
+	Events   int                                              `json:"events"`
+	Bytes    int                                              `json:"bytes"`
+	PastRuns []ulid.ULID                                      `json:"past_runs"`
 }
 
 // MarshalCheckpoint encodes s as a projection checkpoint: the folded
@@ -51,7 +52,7 @@ type checkpointWire struct {
 // the same encode to the same bytes.
 func (s *State) MarshalCheckpoint() ([]byte, error) {
 	w := checkpointWire{V: CheckpointVersion, Instance: s.Instance, Exists: s.Exists, Snapshot: s.Snapshot, Run: s.Run, Runs: s.Runs,
-		Revision: s.Revision, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, LastSeq: s.LastSeq, Head: s.Head,
+		Revision: s.Revision, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, Defs: s.Definitions, LastSeq: s.LastSeq, Head: s.Head,
 		LastTime: s.LastTime, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes}
 	for r := range s.pastRuns {
 		w.PastRuns = append(w.PastRuns, r)
@@ -80,7 +81,7 @@ func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 		return State{}, fmt.Errorf("%w: exists is %v with snapshot %v", ErrBadCheckpoint, w.Exists, w.Snapshot != nil)
 	}
 	s := State{Instance: w.Instance, Exists: w.Exists, Snapshot: w.Snapshot, Run: w.Run, Runs: w.Runs, Revision: w.Revision,
-		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
+		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, Definitions: w.Defs, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
 		Commits: w.Commits, Events: w.Events, Bytes: w.Bytes}
 	if len(w.PastRuns) > 0 {
 		s.pastRuns = make(map[ulid.ULID]struct{}, len(w.PastRuns))

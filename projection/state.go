@@ -40,6 +40,10 @@ type State struct {
 	// a claim's lease is still live is the lease store's to say; a new
 	// run, a delete and a terminal state end every claim.
 	Claims map[workflow.TaskID]Claim
+	// Definitions holds the definitions whose names the history records
+	// (snapshot.created's workflow), by hash: what reads the history by
+	// name ([State.TaskName], [State.Workflow]).
+	Definitions map[workflow.DefinitionHash]*workflow.Definition
 
 	LastSeq  uint64          // sequence of the last commit folded; 0 for none
 	Head     workflow.Hash32 // hash of the last commit folded: the next commit's Prev
@@ -65,6 +69,23 @@ type Claim struct {
 	Worker string        // the worker that holds it
 	TTL    time.Duration // the lease's time to live as asked; 0: it never expires
 	At     time.Time     // when the claim was committed
+}
+
+// Workflow returns the names of the current (or last) run's definition,
+// when the history records them.
+func (s *State) Workflow() (*workflow.Definition, bool) {
+	if s.Snapshot == nil {
+		return nil, false
+	}
+	d, ok := s.Definitions[s.Snapshot.DefinitionHash]
+	return d, ok
+}
+
+// TaskName returns the name of a task of the current run's definition,
+// when the history records it.
+func (s *State) TaskName(id workflow.TaskID) (string, bool) {
+	d, _ := s.Workflow()
+	return d.TaskName(id)
 }
 
 // New returns the state of an instance with no history.
@@ -100,6 +121,7 @@ func (s *State) structural() State {
 	c.Signals = maps.Clone(s.Signals)
 	c.Results = maps.Clone(s.Results)
 	c.Claims = maps.Clone(s.Claims)
+	c.Definitions = maps.Clone(s.Definitions) // the definitions themselves are never changed once folded
 	c.pastRuns = maps.Clone(s.pastRuns)
 	if s.Buffered != nil {
 		c.Buffered = make(map[string][]Buffered, len(s.Buffered))
@@ -251,6 +273,12 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		s.pastRuns[e.Run] = struct{}{}
 		s.Snapshot, s.Exists, s.Run, s.Results, s.Claims = snap, true, e.Run, nil, nil
 		s.Runs++
+		if d.Workflow != nil {
+			if s.Definitions == nil {
+				s.Definitions = make(map[workflow.DefinitionHash]*workflow.Definition, 1)
+			}
+			s.Definitions[d.DefinitionHash] = d.Workflow.Clone()
+		}
 	case *events.SnapshotDeletedData:
 		if !s.Exists {
 			return errors.New("snapshot deleted while none exists")

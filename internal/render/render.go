@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/runlog/runlog/workflow"
@@ -37,16 +38,57 @@ func Quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// Names gives the name of a task by its id, when known (nil: none).
+type Names func(workflow.TaskID) (string, bool)
+
+// Task shows a task: its name when names knows it, else its id cut to 12
+// hex characters. A name that is not a plain word is quoted.
+func Task(id workflow.TaskID, names Names) string {
+	if names != nil {
+		if n, ok := names(id); ok {
+			return Name(n)
+		}
+	}
+	return Short(id)
+}
+
+// Name shows a name (a task's, a workflow's): as it is when it is a plain
+// word, else quoted.
+func Name(s string) string {
+	if plainName(s) {
+		return s
+	}
+	return Quote(s)
+}
+
+// plainName reports whether a name reads unquoted: letters, digits and
+// - _ . : / only.
+func plainName(s string) bool {
+	if s == "" || utf8.RuneCountInString(s) > MaxText {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r == '.' || r == ':' || r == '/' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return true
+}
+
 // Position shows a position on one line, such as "AtTask(3f2a1b4c5d6e)"
 // or "AtSignal(node 3f2a1b4c5d6e, \"approval\", next ab12cd34ef56)".
-func Position(p workflow.Position) string {
+func Position(p workflow.Position) string { return PositionNamed(p, nil) }
+
+// PositionNamed is [Position] with the tasks named by names where it
+// knows them: "AtTask(reserve-stock)".
+func PositionNamed(p workflow.Position, names Names) string {
 	var parts []string
 	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
 	switch p.Kind {
 	case workflow.NotStarted:
 		return "NotStarted"
 	case workflow.AtTask:
-		return fmt.Sprintf("AtTask(%s)", Short(p.TaskID))
+		return fmt.Sprintf("AtTask(%s)", Task(p.TaskID, names))
 	}
 	add("node %s", Short(p.NodeID))
 	if p.SignalName != "" {
@@ -65,10 +107,10 @@ func Position(p workflow.Position) string {
 		add("wake %s", Time(*p.WakeAt))
 	}
 	if p.NextTaskID != nil {
-		add("next %s", Short(*p.NextTaskID))
+		add("next %s", Task(*p.NextTaskID, names))
 	}
 	if !p.TaskID.IsZero() {
-		add("task %s", Short(p.TaskID))
+		add("task %s", Task(p.TaskID, names))
 	}
 	return fmt.Sprintf("%s(%s)", p.Kind, strings.Join(parts, ", "))
 }
