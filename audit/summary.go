@@ -43,7 +43,7 @@ func SummarizeNamed(rec events.Record, ev events.Event, names TaskNames) string 
 		if d.Workflow != nil {
 			s += " of workflow " + render.Name(d.Workflow.Name)
 			if d.Workflow.Version != "" {
-				s += " " + quote(d.Workflow.Version)
+				s += " " + render.Name(d.Workflow.Version)
 			}
 		}
 		s += " at task " + render.Task(d.FirstTask.ID, render.Names(names))

@@ -212,9 +212,23 @@ func (d *demo) runTasks(ctx context.Context, snap *workflow.Snapshot, rev lifecy
 	return snap, rev, nil
 }
 
+// demoDefinitions names the demo's workflows and their tasks: each run
+// records its definition's names once per history, so replay shows tasks
+// by name.
+var demoDefinitions = map[workflow.DefinitionHash]*workflow.Definition{
+	defOrderV1: {Name: "order-pipeline", Version: "v1", Tasks: orderTasks},
+	defOrderV2: {Name: "order-pipeline", Version: "v2", Tasks: orderTasks},
+	defPayment: {Name: "payment", Version: "v3", Tasks: []string{"authorize", "capture"}},
+	defETL:     {Name: "nightly-etl", Version: "v7", Tasks: []string{"extract", "transform", "load"}},
+	defPO:      {Name: "purchase-order", Version: "v2", Tasks: []string{"request-approval", "await-approval", "place-order"}},
+	defCart:    {Name: "cart", Version: "v1", Tasks: []string{"remind"}},
+	defRefund:  {Name: "refund", Version: "v1", Tasks: []string{"refund-card"}},
+}
+
 func (d *demo) start(ctx context.Context, id string, def workflow.DefinitionHash, input, first string, policy workflow.ConflictPolicy) (lifecycle.Prepared, error) {
 	p, err := d.ls.PrepareRun(as(ctx, "checkout-api"), lifecycle.PrepareRunRequest{
 		InstanceID: id, DefinitionHash: def, Input: []byte(input), FirstTask: workflow.TaskHint{ID: task(first)}, Policy: policy,
+		Workflow: demoDefinitions[def],
 	})
 	if err != nil {
 		return p, fmt.Errorf("prepare run %s: %w", id, err)
@@ -271,7 +285,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// Another definition is refused, whatever the policy.
-	req = lifecycle.PrepareRunRequest{InstanceID: orders[1], DefinitionHash: defOrderV2, FirstTask: workflow.TaskHint{ID: task(orderTasks[0])}, Policy: workflow.TerminateExisting}
+	req = lifecycle.PrepareRunRequest{InstanceID: orders[1], DefinitionHash: defOrderV2, FirstTask: workflow.TaskHint{ID: task(orderTasks[0])}, Policy: workflow.TerminateExisting,
+		Workflow: demoDefinitions[defOrderV2]}
 	_, err = d.ls.PrepareRun(as(ctx, "checkout-api"), req)
 	if !errors.Is(err, lifecycle.ErrDefinitionMismatch) {
 		return fmt.Errorf("definition mismatch: got %v, want ErrDefinitionMismatch", err)

@@ -49,7 +49,7 @@ type showEvent struct {
 // eventsOf turns a step of the fold into its timeline rows: one per
 // event, or one row carrying the decoding error. The rows of a commit the
 // projection refused say so.
-func eventsOf(step *projection.Step) []showEvent {
+func eventsOf(step *projection.Step, names audit.TaskNames) []showEvent {
 	m, rec := step.Message, step.Record
 	if !step.Decoded() {
 		return []showEvent{{Seq: m.Seq, Time: m.Time, Stored: m.Time, Summary: "message does not decode: run 'replay verify'", Error: step.Err.Error()}}
@@ -68,7 +68,7 @@ func eventsOf(step *projection.Step) []showEvent {
 		}
 		out[i] = showEvent{Seq: rec.Seq, Time: c.Time, Stored: rec.Stored, Commit: c.ID.String(), Command: c.Command, Actor: c.Actor,
 			Event: i, Events: len(c.Events), ID: ev.ID.String(), Type: ev.Type, Run: ulidOrEmpty(ev.Run), Who: who(c, ev),
-			Summary: audit.Summarize(rec, *ev), Data: data, Refused: refused}
+			Summary: audit.SummarizeNamed(rec, *ev, names), Data: data, Refused: refused}
 	}
 	return out
 }
@@ -188,7 +188,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 		}
 		msgs++
 		last = step.Message.Seq
-		for _, r := range eventsOf(step) {
+		for _, r := range eventsOf(step, fold.TaskName) {
 			if r.Error != "" || r.Refused != "" && r.Event == 0 {
 				bad++
 			}
@@ -223,7 +223,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 				}
 				return fmt.Errorf("follow %q: %w", id, err)
 			}
-			for _, r := range eventsOf(step) {
+			for _, r := range eventsOf(step, fold.TaskName) {
 				if r.Error != "" || r.Refused != "" && r.Event == 0 {
 					bad++
 				}

@@ -54,6 +54,7 @@ type stateView struct {
 	AtSeq    uint64                                         `json:"at_seq,omitempty"`
 	At       *time.Time                                     `json:"at,omitempty"`
 	Status   string                                         `json:"status"`
+	Workflow *workflow.Definition                           `json:"workflow,omitempty"` // the run's definition's names, when the history records them
 	Exists   bool                                           `json:"exists"`
 	Run      string                                         `json:"run,omitempty"`
 	Runs     int                                            `json:"runs"`
@@ -90,6 +91,9 @@ func viewOf(s *projection.State, p point) stateView {
 	v := stateView{Instance: s.Instance, AtSeq: p.seq, Status: statusOf(s), Exists: s.Exists, Run: ulidOrEmpty(s.Run), Runs: s.Runs,
 		Revision: s.Revision, LastSeq: s.LastSeq, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes,
 		Signals: s.Signals, Results: s.Results, Snapshot: s.Snapshot}
+	if wf, ok := s.Workflow(); ok {
+		v.Workflow = wf
+	}
 	if !p.time.IsZero() {
 		t := p.time
 		v.At = &t
@@ -191,6 +195,14 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 	line("revision", "%d (the last commit that changed the snapshot)", s.Revision)
 	line("head", "%s", s.Head)
 	if snap := s.Snapshot; snap != nil {
+		names := render.Names(s.TaskName)
+		if wf, ok := s.Workflow(); ok {
+			v := ""
+			if wf.Version != "" {
+				v = " " + render.Name(wf.Version)
+			}
+			line("workflow", "%s%s", render.Name(wf.Name), v)
+		}
 		line("definition", "%s", snap.DefinitionHash)
 		line("created", "%s", fmtTime(snap.CreatedAt))
 		line("updated", "%s", fmtTime(snap.UpdatedAt))
@@ -198,19 +210,19 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		st := &snap.State
 		line("state", "%s", st.Kind)
 		if st.Kind == workflow.InProgress || st.Kind == workflow.Paused {
-			line("position", "%s", render.Position(st.Position))
+			line("position", "%s", render.PositionNamed(st.Position, names))
 		}
 		if st.LastCompletedTask != nil {
-			line("last task", "%s", shortHash(*st.LastCompletedTask))
+			line("last task", "%s", render.Task(*st.LastCompletedTask, names))
 		}
 		if st.Kind == workflow.Completed {
 			line("output", "%s", showBytes(st.FinalOutput, 80))
 		}
 		if st.InterruptedAtTask != nil {
-			line("interrupted", "at task %s", shortHash(*st.InterruptedAtTask))
+			line("interrupted", "at task %s", render.Task(*st.InterruptedAtTask, names))
 		}
 		if snap.TaskDeadline != nil {
-			line("deadline", "task %s at %s", shortHash(snap.TaskDeadline.TaskID), fmtTime(snap.TaskDeadline.Deadline))
+			line("deadline", "task %s at %s", render.Task(snap.TaskDeadline.TaskID, names), fmtTime(snap.TaskDeadline.Deadline))
 		}
 		if snap.TaskPriority != nil || len(snap.TaskTags) > 0 {
 			line("task hint", "priority %d, tags %s", snap.CurrentTaskPriority(), strings.Join(snap.TaskTags, ","))
@@ -220,7 +232,7 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 		line("tasks done", "%d", len(s.Results))
 		ids := slices.SortedFunc(maps.Keys(s.Results), func(a, b workflow.TaskID) int { return cmp.Compare(a.String(), b.String()) })
 		for _, t := range ids {
-			line("", "%s  %s", shortHash(t), showBytes(s.Results[t], 70))
+			line("", "%s  %s", render.Task(t, s.TaskName), showBytes(s.Results[t], 70))
 		}
 	}
 	for _, t := range slices.SortedFunc(maps.Keys(s.Claims), func(a, b workflow.TaskID) int { return cmp.Compare(a.String(), b.String()) }) {
