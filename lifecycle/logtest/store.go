@@ -737,6 +737,69 @@ var storeCases = []storeCase{
 			t.Fatal("a refused call created history")
 		}
 	}},
+	{"NamesRecordedOncePerHistory", func(t *testing.T, h *storeHarness) {
+		// The definition's names ride on the first snapshot.created of
+		// that definition in the history, not on later runs of it (a
+		// definition change is refused anyway); the projection, read by
+		// another store, names the tasks; a bad definition is refused and
+		// writes nothing.
+		names := make([]string, len(stTasks))
+		for i := range names {
+			names[i] = fmt.Sprintf("task-%d", i)
+		}
+		v1 := &workflow.Definition{Name: "conformance", Version: "v1", Tasks: names}
+		req := lifecycle.PrepareRunRequest{InstanceID: "named", DefinitionHash: stDef, FirstTask: workflow.NewTaskHint("task-0"), Workflow: v1}
+		if _, err := h.store.PrepareRun(h.ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		req.Policy = workflow.TerminateExisting
+		if _, err := h.store.PrepareRun(h.ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		other := workflow.DefinitionHashOf("store-conformance v2")
+		v2 := &workflow.Definition{Name: "conformance", Version: "v2", Tasks: []string{"first", "second"}}
+		if _, err := h.store.PrepareRun(h.ctx, lifecycle.PrepareRunRequest{InstanceID: "named", DefinitionHash: other, FirstTask: workflow.NewTaskHint("first"),
+			Policy: workflow.TerminateExisting, Workflow: v2}); err == nil {
+			t.Fatal("TerminateExisting with another definition was not refused") // PrepareRun refuses a definition change
+		}
+		var recorded []string
+		for _, rec := range h.records("named") {
+			for _, e := range rec.Commit.Events {
+				if d, ok := e.Data.(*events.SnapshotCreatedData); ok {
+					if d.Workflow != nil {
+						recorded = append(recorded, d.Workflow.Name+" "+d.Workflow.Version)
+					} else {
+						recorded = append(recorded, "-")
+					}
+				}
+			}
+		}
+		if fmt.Sprint(recorded) != "[conformance v1 -]" {
+			t.Errorf("snapshot.created workflow fields %v, want [conformance v1 -]", recorded)
+		}
+		st, err := h.other().Load(h.ctx, "named")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := st.TaskName(stTasks[3]); !ok || n != "task-3" {
+			t.Errorf("TaskName = %q %v, want task-3", n, ok)
+		}
+		if wf, ok := st.Workflow(); !ok || wf.Version != "v1" {
+			t.Errorf("Workflow = %+v %v", wf, ok)
+		}
+		for what, bad := range map[string]lifecycle.PrepareRunRequest{
+			"no workflow name":   {InstanceID: "bad-def", DefinitionHash: stDef, FirstTask: workflow.NewTaskHint("a"), Workflow: &workflow.Definition{Tasks: []string{"a"}}},
+			"a repeated task":    {InstanceID: "bad-def", DefinitionHash: stDef, FirstTask: workflow.NewTaskHint("a"), Workflow: &workflow.Definition{Name: "w", Tasks: []string{"a", "a"}}},
+			"first task unnamed": {InstanceID: "bad-def", DefinitionHash: stDef, FirstTask: workflow.NewTaskHint("z"), Workflow: &workflow.Definition{Name: "w", Tasks: []string{"a"}}},
+		} {
+			if _, err := h.store.PrepareRun(h.ctx, bad); !errors.Is(err, lifecycle.ErrInvalidRequest) {
+				t.Errorf("%s: %v, want ErrInvalidRequest", what, err)
+			}
+		}
+		if h.lastSeq("bad-def") != 0 {
+			t.Error("a refused definition wrote")
+		}
+	}},
 	{"CheckpointHistoryIsLinear", func(t *testing.T, h *storeHarness) {
 		// A workflow of N tasks writes O(N) bytes of history, not O(N²):
 		// 1,000 tasks, a checkpoint after each.
