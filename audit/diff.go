@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
@@ -57,6 +58,25 @@ func Diff(a, b projection.State) []Change {
 		}
 	}
 	sa, sb := snapshotOf(a), snapshotOf(b)
+	// Tasks by name where either state's history names them.
+	taskNames := render.Names(func(id workflow.TaskID) (string, bool) {
+		if n, ok := b.TaskName(id); ok {
+			return n, true
+		}
+		return a.TaskName(id)
+	})
+	positionOf := func(s *workflow.Snapshot) string {
+		if k := s.State.Kind; k != workflow.InProgress && k != workflow.Paused {
+			return ""
+		}
+		return render.PositionNamed(s.State.Position, taskNames)
+	}
+	optTask := func(id *workflow.TaskID) string {
+		if id == nil {
+			return ""
+		}
+		return render.Task(*id, taskNames)
+	}
 	snap := func(field string, f func(*workflow.Snapshot) string) {
 		ch(field, snapField(sa, f), snapField(sb, f))
 	}
@@ -70,15 +90,15 @@ func Diff(a, b projection.State) []Change {
 	snap("created_at", func(s *workflow.Snapshot) string { return timeText(s.CreatedAt) })
 	snap("state", func(s *workflow.Snapshot) string { return s.State.Kind.String() })
 	snap("position", positionOf)
-	snap("last_completed_task", func(s *workflow.Snapshot) string { return optHash(s.State.LastCompletedTask) })
+	snap("last_completed_task", func(s *workflow.Snapshot) string { return optTask(s.State.LastCompletedTask) })
 
-	completed := diffMap("completed", completedOf(sa), completedOf(sb), payloadText)
+	completed := diffMap("completed", completedOf(sa), completedOf(sb), payloadText, taskNames)
 	out = append(out, completed...)
 	shown := make(map[string]Change, len(completed))
 	for _, c := range completed {
 		shown[strings.TrimPrefix(c.Field, "completed")] = c
 	}
-	for _, c := range diffMap("results", a.Results, b.Results, payloadText) {
+	for _, c := range diffMap("results", a.Results, b.Results, payloadText, taskNames) {
 		if s, ok := shown[strings.TrimPrefix(c.Field, "results")]; ok && s.From == c.From && s.To == c.To {
 			continue
 		}
@@ -95,7 +115,7 @@ func Diff(a, b projection.State) []Change {
 	snap("reason", func(s *workflow.Snapshot) string { return optQuote(s.State.Reason) })
 	snap("by", func(s *workflow.Snapshot) string { return s.State.By })
 	snap("at", func(s *workflow.Snapshot) string { return timeText(s.State.At) })
-	snap("interrupted_at_task", func(s *workflow.Snapshot) string { return optHash(s.State.InterruptedAtTask) })
+	snap("interrupted_at_task", func(s *workflow.Snapshot) string { return optTask(s.State.InterruptedAtTask) })
 
 	for _, k := range workflow.SignalKinds() {
 		ch("signal."+k.String(), signalOf(a, k), signalOf(b, k))
@@ -114,8 +134,8 @@ func Diff(a, b projection.State) []Change {
 	snap("priority", func(s *workflow.Snapshot) string { return priorityText(s.TaskPriority) })
 	snap("tags", func(s *workflow.Snapshot) string { return strings.Join(s.TaskTags, ",") })
 	snap("deadline", func(s *workflow.Snapshot) string { return deadlineText(s.TaskDeadline, nil) })
-	out = append(out, diffMap("retries", retriesOf(sa), retriesOf(sb), retryText)...)
-	out = append(out, diffMap("loops", loopsOf(sa), loopsOf(sb), func(n uint32) string { return strconv.FormatUint(uint64(n), 10) })...)
+	out = append(out, diffMap("retries", retriesOf(sa), retriesOf(sb), retryText, taskNames)...)
+	out = append(out, diffMap("loops", loopsOf(sa), loopsOf(sb), func(n uint32) string { return strconv.FormatUint(uint64(n), 10) }, taskNames)...)
 	snap("trace_parent", func(s *workflow.Snapshot) string { return s.TraceParent })
 	ch("revision", seqText(a.Revision), seqText(b.Revision))
 	ch("last_seq", seqText(a.LastSeq), seqText(b.LastSeq))
@@ -134,13 +154,6 @@ func snapField(s *workflow.Snapshot, f func(*workflow.Snapshot) string) string {
 		return ""
 	}
 	return f(s)
-}
-
-func positionOf(s *workflow.Snapshot) string {
-	if k := s.State.Kind; k != workflow.InProgress && k != workflow.Paused {
-		return ""
-	}
-	return positionText(s.State.Position)
 }
 
 func completedOf(s *workflow.Snapshot) map[workflow.TaskID][]byte {
@@ -201,7 +214,7 @@ func bufferedText(q []projection.Buffered) string {
 }
 
 // diffMap compares two maps keyed by task id, in task id order.
-func diffMap[V any](field string, a, b map[workflow.TaskID]V, text func(V) string) []Change {
+func diffMap[V any](field string, a, b map[workflow.TaskID]V, text func(V) string, names render.Names) []Change {
 	keys := slices.Collect(maps.Keys(a))
 	for k := range b {
 		if _, ok := a[k]; !ok {
@@ -221,7 +234,7 @@ func diffMap[V any](field string, a, b map[workflow.TaskID]V, text func(V) strin
 			to = text(vb)
 		}
 		if from != to {
-			out = append(out, Change{Field: fmt.Sprintf("%s[%s]", field, short(k)), From: from, To: to})
+			out = append(out, Change{Field: fmt.Sprintf("%s[%s]", field, render.Task(k, names)), From: from, To: to})
 		}
 	}
 	return out
