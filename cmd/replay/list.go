@@ -58,6 +58,7 @@ func statusOf(s *projection.State) string {
 type listRow struct {
 	Instance string    `json:"instance"`
 	Status   string    `json:"status"`
+	Workflow string    `json:"workflow,omitempty"` // the run's workflow name (and version), when the history names it
 	Run      string    `json:"run,omitempty"`
 	Runs     int       `json:"runs"`
 	Commits  int       `json:"commits"`
@@ -74,6 +75,12 @@ func rowOf(ctx context.Context, st *store, id string) (listRow, error) {
 	s, err := projection.Fold(id, st.Read(ctx, id, 0))
 	r := listRow{Instance: id, Status: statusOf(&s), Run: ulidOrEmpty(s.Run), Runs: s.Runs, Commits: s.Commits,
 		Events: s.Events, Bytes: s.Bytes, LastSeq: s.LastSeq, Updated: s.LastTime}
+	if wf, ok := s.Workflow(); ok {
+		r.Workflow = wf.Name
+		if wf.Version != "" {
+			r.Workflow += " " + wf.Version
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, events.ErrCorrupt) && !errors.Is(err, projection.ErrInvalidHistory) {
 			return r, err
@@ -226,7 +233,7 @@ func newListOutput(e *env) *listOutput {
 	l := &listOutput{e: e}
 	if e.output == outText {
 		l.tw = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(l.tw, "INSTANCE\tSTATUS\tRUN\tEVENTS\tLAST SEQ\tLAST CHANGE")
+		fmt.Fprintln(l.tw, "INSTANCE\tSTATUS\tWORKFLOW\tRUN\tEVENTS\tLAST SEQ\tLAST CHANGE")
 	} else {
 		l.em = newEmitter(e.stdout, e.output)
 	}
@@ -243,7 +250,11 @@ func (l *listOutput) add(r listRow) {
 	if r.Run != "" {
 		run = r.Run[len(r.Run)-8:]
 	}
-	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%d\t%d\t%s\n", displayID(r.Instance), r.Status, run, r.Events, r.LastSeq, fmtTime(r.Updated))
+	wf := r.Workflow
+	if wf == "" {
+		wf = "-"
+	}
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", displayID(r.Instance), r.Status, wf, run, r.Events, r.LastSeq, fmtTime(r.Updated))
 }
 
 // flush writes the rows so far (text output is aligned per page).
