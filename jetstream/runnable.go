@@ -236,14 +236,21 @@ func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts In
 	if opts.PinnedTTL == 0 {
 		opts.PinnedTTL = 10 * time.Second
 	}
-	errs := make(chan error, len(x.s.all))
+	return eachPartition(ctx, x.s.all, func(ctx context.Context, p *partition) error { return x.runPartition(ctx, store, p, opts) })
+}
+
+// eachPartition runs f for each partition, each in its goroutine, until
+// ctx ends (it then returns ctx's error) or one f fails (the others are
+// stopped and its error returned).
+func eachPartition(ctx context.Context, parts []*partition, f func(context.Context, *partition) error) error {
+	errs := make(chan error, len(parts))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, p := range x.s.all {
-		go func() { errs <- x.runPartition(ctx, store, p, opts) }()
+	for _, p := range parts {
+		go func() { errs <- f(ctx, p) }()
 	}
 	var first error
-	for range x.s.all {
+	for range parts {
 		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
 			first = err
 			cancel()

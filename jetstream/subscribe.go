@@ -294,22 +294,8 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(parts))
-	for _, p := range parts {
-		go func() { errs <- sub.run(ctx, p) }()
-	}
 	go sub.balance(ctx, parts)
-	var first error
-	for range parts {
-		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
-			first = err
-			cancel()
-		}
-	}
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return eachPartition(ctx, parts, sub.run)
 }
 
 // DeleteSubscription deletes the subscription's consumers (its position

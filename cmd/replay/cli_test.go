@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/runlog/runlog/internal/natstest"
 )
 
 // TestVersion: 'replay version', '--version' and '-o json' name the
@@ -70,16 +71,7 @@ func TestVerifyNoSuchInstance(t *testing.T) {
 // credentials fail; --timeout bounds the connection.
 func TestCredentialsFromEnvironment(t *testing.T) {
 	t.Parallel()
-	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{{Username: "ops", Password: "s3cret"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := natstest.StartOptions(t, server.Options{Users: []*server.User{{Username: "ops", Password: "s3cret"}}})
 	url := srv.ClientURL()
 	cfg := t.TempDir()
 	ctxDir := filepath.Join(cfg, "nats", "context")
@@ -131,20 +123,11 @@ func TestImportWithoutPublishPermission(t *testing.T) {
 	dir := seeded(t)
 	file := filepath.Join(t.TempDir(), "export.ndjson")
 	mustRun(t, "export", "--dir", dir, "--file", file)
-	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{
-			{Username: "admin", Password: "a"},
-			{Username: "ro", Password: "r", Permissions: &server.Permissions{
-				Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}}, Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}},
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := natstest.StartOptions(t, server.Options{Users: []*server.User{
+		{Username: "admin", Password: "a"},
+		{Username: "ro", Password: "r", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}}, Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}},
+	}})
 	// The admin makes the stream (an import of nothing would not: write one instance).
 	env := map[string]string{"NATS_URL": srv.ClientURL()}
 	var out, errb bytes.Buffer

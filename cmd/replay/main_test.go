@@ -339,13 +339,12 @@ func TestShowFollow(t *testing.T) {
 	_ = p
 }
 
-// TestVerifyForeignMessage publishes a message behind runlog's back on an
-// instance's subject: verify exits 1 and names its sequence.
-func TestVerifyForeignMessage(t *testing.T) {
-	t.Parallel()
-	dir := seeded(t)
-	ctx := t.Context()
-	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir})
+// behindRunlog starts the embedded server on dir for a test that writes
+// to the stream behind runlog's back, with plain nats.go; stop closes
+// both before replay opens the directory.
+func behindRunlog(t *testing.T, dir string) (js natsjs.JetStream, stop func()) {
+	t.Helper()
+	emb, err := jetstream.StartEmbedded(t.Context(), jetstream.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,10 +352,19 @@ func TestVerifyForeignMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := natsjs.New(nc)
-	if err != nil {
+	if js, err = natsjs.New(nc); err != nil {
 		t.Fatal(err)
 	}
+	return js, func() { nc.Close(); _ = emb.Close() }
+}
+
+// TestVerifyForeignMessage publishes a message behind runlog's back on an
+// instance's subject: verify exits 1 and names its sequence.
+func TestVerifyForeignMessage(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	ctx := t.Context()
+	js, stop := behindRunlog(t, dir)
 	ack, err := js.Publish(ctx, jetstream.DefaultSubject+"."+jetstream.EncodeID("order-s1-2"), []byte(`{"v":1,"note":"written behind runlog's back"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -366,8 +374,7 @@ func TestVerifyForeignMessage(t *testing.T) {
 	if _, err := js.Publish(ctx, "runlog.wf.not.an-instance", []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
-	_ = emb.Close()
+	stop()
 
 	r := replay(t, "verify", "--dir", dir)
 	if r.code != exitProblems {
@@ -922,18 +929,7 @@ func TestShowMarksRefusedCommit(t *testing.T) {
 	t.Parallel()
 	dir := seeded(t)
 	ctx := t.Context()
-	emb, err := jetstream.StartEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := emb.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, stop := behindRunlog(t, dir)
 	c := events.Commit{ID: ulid.Make(), Instance: "order-s1-1", Time: time.Now().UTC(), Command: "forged",
 		Events: []events.Event{{ID: ulid.Make(), Type: events.WorkflowUnpaused, Data: &events.WorkflowUnpausedData{}}}}
 	m, err := c.Encode()
@@ -944,8 +940,7 @@ func TestShowMarksRefusedCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
-	_ = emb.Close()
+	stop()
 
 	r := replay(t, "show", "order-s1-1", "--dir", dir)
 	if r.code != exitFailed || !strings.Contains(r.stdout, "[not folded: ") || !strings.Contains(r.stderr, "do not decode or fold") {

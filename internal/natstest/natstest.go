@@ -36,7 +36,24 @@ func StartDir(tb testing.TB, dir string) *server.Server {
 // URL, as a separate program would.
 func StartListening(tb testing.TB) *server.Server {
 	tb.Helper()
-	return start(tb, &server.Options{JetStream: true, StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	return StartOptions(tb, server.Options{})
+}
+
+// StartOptions starts a listening server with JetStream on a loopback
+// port with opts (its users and permissions, say): the store directory,
+// host, port and quiet defaults are filled in where opts leaves them
+// unset.
+func StartOptions(tb testing.TB, opts server.Options) *server.Server {
+	tb.Helper()
+	opts.JetStream = true
+	if opts.StoreDir == "" {
+		opts.StoreDir = tb.TempDir()
+	}
+	if opts.Host == "" {
+		opts.Host, opts.Port = "127.0.0.1", -1
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	return start(tb, &opts)
 }
 
 func start(tb testing.TB, opts *server.Options) *server.Server {

@@ -117,8 +117,13 @@ func BenchmarkPrepareRunFreshSyncAlways(b *testing.B) { benchPrepareRunFresh(b, 
 
 func benchPrepareRunFresh(b *testing.B, sync time.Duration) {
 	e := newEnv(b, sync)
-	st := e.store(b, 0)
-	g := ids{prefix: "fresh-"}
+	freshCreates(b, e.store(b, 0), "fresh-")
+}
+
+// freshCreates is the loop of the PrepareRunFresh benchmarks: one
+// PrepareRun with Fail on a new id per op, on st.
+func freshCreates(b *testing.B, st *lifecycle.Store, prefix string) {
+	g := ids{prefix: prefix}
 	ctx := context.Background()
 	cpu := startCPU()
 	for b.Loop() {

@@ -20,8 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/runlog/runlog/internal/natstest"
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/workflow"
@@ -72,18 +71,22 @@ func runChild(url string) int {
 	return 2
 }
 
-func startServer(t *testing.T) string {
+// writerStore starts a server and opens, on a connection of the test's
+// own, the partitioned store the subscribers read and a lifecycle store
+// that writes to it.
+func writerStore(t *testing.T) (url string, js *jetstream.Store, st *lifecycle.Store) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	url = natstest.StartListening(t).ClientURL()
+	js, err := jetstream.Connect(t.Context(), url, jetstream.ConnectConfig{Name: "writer"}, jetstream.Config{Partitions: partitions})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
+	t.Cleanup(func() { _ = js.Close() })
+	st, err = lifecycle.New(js, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
+	return url, js, st
 }
 
 // commit names a commit by partition and sequence.
@@ -234,17 +237,8 @@ func TestKilledSubscribers(t *testing.T) {
 	if soak() {
 		commits, kills = 50_000, 25
 	}
-	url := startServer(t)
+	url, js, st := writerStore(t)
 	ctx := t.Context()
-	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "writer"}, jetstream.Config{Partitions: partitions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = js.Close() })
-	st, err := lifecycle.New(js, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	written := make(chan error, 1)
 	go func() { written <- write(ctx, st, "sub", 100, commits) }()
 
@@ -356,17 +350,8 @@ func TestSharedSubscription(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs subscriber processes; skipped with -short")
 	}
-	url := startServer(t)
+	url, js, st := writerStore(t)
 	ctx := t.Context()
-	js, err := jetstream.Connect(ctx, url, jetstream.ConnectConfig{Name: "writer"}, jetstream.Config{Partitions: partitions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = js.Close() })
-	st, err := lifecycle.New(js, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := startChild(t, url), startChild(t, url)
 	for round := range 12 {
 		if err := write(ctx, st, fmt.Sprint("r", round), 20, 200); err != nil {
