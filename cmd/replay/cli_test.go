@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -139,5 +140,32 @@ func TestImportWithoutPublishPermission(t *testing.T) {
 	code := runWith(t.Context(), []string{"import", "--file", file, "--user", "ro", "--password", "r"}, &out, &errb, func(k string) string { return env[k] })
 	if code == exitOK || !strings.Contains(errb.String(), "permissions violation") || strings.Contains(errb.String(), "running the same import again") {
 		t.Errorf("import without publish permission: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
+
+// TestProgressNote: list's and stats' progress shows only once the work
+// has taken over a second, on a terminal, and done clears it.
+func TestProgressNote(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	p := &progress{w: &b, on: true, what: "listing", start: time.Now()}
+	p.note("3 instances read")
+	if b.Len() != 0 {
+		t.Fatalf("progress drawn before a second: %q", b.String())
+	}
+	p.start = time.Now().Add(-2 * time.Second)
+	p.note("4 instances read, 1 listed")
+	if !strings.Contains(b.String(), "listing: 4 instances read, 1 listed") {
+		t.Fatalf("progress %q", b.String())
+	}
+	p.done()
+	if !strings.HasSuffix(b.String(), "\r\033[K") {
+		t.Errorf("done did not clear the line: %q", b.String())
+	}
+	off := &progress{w: &b, on: false, start: time.Now().Add(-time.Hour)}
+	before := b.Len()
+	off.note("x")
+	if b.Len() != before {
+		t.Error("progress drawn on a writer that is not a terminal")
 	}
 }

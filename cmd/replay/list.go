@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
@@ -161,6 +162,9 @@ func runList(ctx context.Context, e *env, args []string) error {
 	more := false
 	next, stop := iter.Pull2(st.AllInstances(ctx, o.after))
 	defer stop()
+	bar := newProgress(e.stderr, "listing")
+	defer bar.done()
+	read := 0
 	for {
 		id, err, ok := next()
 		if !ok {
@@ -175,8 +179,11 @@ func runList(ctx context.Context, e *env, args []string) error {
 		}
 		r, err := rowOf(ctx, st, id)
 		if err != nil {
+			bar.done()
 			return fmt.Errorf("read %q: %w", id, err)
 		}
+		read++
+		bar.note(fmt.Sprintf("%d instance%s read, %d listed", read, render.S(read), n+len(sorted)))
 		cursor = id
 		if !match(r) {
 			continue
@@ -188,9 +195,11 @@ func runList(ctx context.Context, e *env, args []string) error {
 		emit(r)
 		n++
 		if n%listFlush == 0 {
+			bar.done()
 			out.flush()
 		}
 	}
+	bar.done() // the rest goes to the terminal
 	if o.sortBy != "" {
 		slices.SortStableFunc(sorted, func(a, b listRow) int {
 			switch o.sortBy {

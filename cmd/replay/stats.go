@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 )
 
@@ -37,11 +38,15 @@ func runStats(ctx context.Context, e *env, args []string) error {
 
 	v := statsView{ByType: map[string]int{}, ByStatus: map[string]int{}}
 	var oldest, newest time.Time
+	bar := newProgress(e.stderr, "stats")
+	defer bar.done()
 	for id, err := range st.AllInstances(ctx, "") {
 		if err != nil {
+			bar.done()
 			return fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
 		v.Instances++
+		bar.note(fmt.Sprintf("%d instance%s, %d messages, %s", v.Instances, render.S(v.Instances), v.Messages, humanBytes(v.Bytes)))
 		s := projection.New(id)
 		var ferr error
 		// The one fold loop (projection.State.Steps): every message is
@@ -78,6 +83,7 @@ func runStats(ctx context.Context, e *env, args []string) error {
 			v.ByStatus[statusOf(&s)]++
 		}
 	}
+	bar.done()
 	if !oldest.IsZero() {
 		o, n := oldest.UTC(), newest.UTC()
 		v.Oldest, v.Newest = &o, &n

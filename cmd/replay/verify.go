@@ -271,7 +271,28 @@ func (p *progress) update(pr audit.Progress) {
 	p.drawn = true
 }
 
-// done clears the progress line.
+// note draws line as the progress, once the work has taken over
+// progressDelay (a quick command shows none), at most every 100 ms.
+func (p *progress) note(line string) {
+	if !p.on || time.Since(p.start) < progressDelay {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, "\r\033[K%s: %s, %s", p.what, line, time.Since(p.start).Round(time.Second))
+	p.drawn = true
+}
+
+// progressDelay is how long list and stats work before they show
+// progress.
+const progressDelay = time.Second
+
+// done clears the progress line (before output goes to the terminal,
+// and at the end).
 func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
