@@ -360,7 +360,9 @@ func EmbeddedStreams(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, en := range ents {
-		if en.IsDir() {
+		// A name starting with a dot is a stream the server is deleting
+		// (it renames the directory first).
+		if en.IsDir() && !strings.HasPrefix(en.Name(), ".") {
 			names = append(names, en.Name())
 		}
 	}

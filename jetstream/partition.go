@@ -80,6 +80,8 @@ type partition struct {
 	name   string // the stream's name
 	prefix string // the subject prefix of its instances: an instance is on prefix + "." + EncodeID(id)
 	stream natsjs.Stream
+	// created says the store's Open created the stream (DropIfNew).
+	created bool
 	// commit gathers appends into atomic batches (Config.GroupCommit),
 	// or is nil.
 	commit *committer

@@ -101,7 +101,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	parts := make([]*partition, k)
 	for p := range k {
 		part := &partition{index: p, name: PartitionStream(cfg.Stream, p, k), prefix: partitionPrefix(cfg.Subject, p, k)}
-		if part.stream, err = ensureStream(ctx, js, cfg, part, k); err != nil {
+		if part.stream, part.created, err = ensureStream(ctx, js, cfg, part, k); err != nil {
 			return nil, err
 		}
 		parts[p] = part
@@ -160,14 +160,14 @@ func streamConfig(cfg Config, p *partition, k int) natsjs.StreamConfig {
 
 // ensureStream creates partition p's stream (of k) or verifies the
 // existing one.
-func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config, p *partition, k int) (natsjs.Stream, error) {
-	stream, err := js.Stream(ctx, p.name)
+func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config, p *partition, k int) (stream natsjs.Stream, created bool, err error) {
+	stream, err = js.Stream(ctx, p.name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) && (cfg.NoCreate || cfg.ReadOnly) {
 		what := "stream " + p.name
 		if k > 1 {
 			what = fmt.Sprintf("stream %s (partition %d of %d)", p.name, p.index, k)
 		}
-		return nil, fmt.Errorf("jetstream: %s does not exist (not created: Config.NoCreate or ReadOnly is set): %w", what, err)
+		return nil, false, fmt.Errorf("jetstream: %s does not exist (not created: Config.NoCreate or ReadOnly is set): %w", what, err)
 	}
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		stream, err = js.CreateStream(ctx, streamConfig(cfg, p, k))
@@ -175,26 +175,53 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config, p *parti
 			// Created by someone else in between: verify theirs.
 			stream, err = js.Stream(ctx, p.name)
 		} else if err != nil {
-			return nil, fmt.Errorf("jetstream: create stream %s: %w", p.name, err)
+			return nil, false, fmt.Errorf("jetstream: create stream %s: %w", p.name, err)
 		} else {
-			return stream, nil
+			return stream, true, nil
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: look up stream %s: %w", p.name, err)
+		return nil, false, fmt.Errorf("jetstream: look up stream %s: %w", p.name, err)
 	}
 	got := stream.CachedInfo().Config
 	if err := checkPartition(p.name, got.Metadata, p.index, k); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	unsafe, shape := streamDiffs(got, cfg, p.filter())
 	if cfg.ReadOnly {
 		unsafe = nil // reported by StreamProblems
 	}
 	if diffs := append(shape, unsafe...); len(diffs) > 0 {
-		return nil, &StreamMismatchError{Stream: p.name, Differences: diffs}
+		return nil, false, &StreamMismatchError{Stream: p.name, Differences: diffs}
 	}
-	return stream, nil
+	return stream, false, nil
+}
+
+// DropIfNew deletes the store's streams if this store's Open created
+// every one of them and they are still empty, and reports whether it did:
+// for a program that created a store only to refuse to write to it (replay
+// import of a file that does not verify), so that it leaves no empty store
+// behind. A stream that existed before, or that holds a message, is never
+// deleted.
+func (s *Store) DropIfNew(ctx context.Context) (bool, error) {
+	for _, p := range s.all {
+		if !p.created {
+			return false, nil
+		}
+		info, err := p.stream.Info(ctx)
+		if err != nil {
+			return false, fmt.Errorf("jetstream: stream %s: %w", p.name, err)
+		}
+		if info.State.Msgs > 0 || info.State.LastSeq > 0 {
+			return false, nil
+		}
+	}
+	for _, p := range s.all {
+		if err := s.js.DeleteStream(ctx, p.name); err != nil {
+			return false, fmt.Errorf("jetstream: drop the new stream %s: %w", p.name, err)
+		}
+	}
+	return true, nil
 }
 
 // streamDiffs lists the differences between an existing stream's

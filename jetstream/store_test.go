@@ -1128,3 +1128,37 @@ func TestReadStoredServerHeaders(t *testing.T) {
 		t.Fatalf("Append with a server header: %v", err)
 	}
 }
+
+// TestDropIfNew: a store whose Open created its streams, still empty, is
+// dropped; one whose streams existed, or hold a message, never is.
+func TestDropIfNew(t *testing.T) {
+	for _, k := range []int{1, 3} {
+		t.Run(fmt.Sprintf("partitions=%d", k), func(t *testing.T) {
+			s, _, nc := newStore(t, Config{Partitions: k})
+			ctx := t.Context()
+			again, err := Open(ctx, nc, Config{Partitions: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dropped, err := again.DropIfNew(ctx); err != nil || dropped {
+				t.Fatalf("a second Open of existing streams: dropped %v, %v", dropped, err)
+			}
+			if _, err := s.Append(ctx, "keep", testMsg("01JDZ8Q5N3C7K2W4X6Y8Z0A1B2", `{}`), 0); err != nil {
+				t.Fatal(err)
+			}
+			if dropped, err := s.DropIfNew(ctx); err != nil || dropped {
+				t.Fatalf("a new store holding a message: dropped %v, %v", dropped, err)
+			}
+			fresh, err := Open(ctx, nc, Config{Stream: "FRESH", Subject: "fresh.wf", Partitions: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dropped, err := fresh.DropIfNew(ctx); err != nil || !dropped {
+				t.Fatalf("a new, empty store: dropped %v, %v", dropped, err)
+			}
+			if _, err := Open(ctx, nc, Config{Stream: "FRESH", Subject: "fresh.wf", Partitions: k, NoCreate: true}); !errors.Is(err, ErrStreamNotFound) {
+				t.Fatalf("the dropped store opens: %v", err)
+			}
+		})
+	}
+}

@@ -169,3 +169,31 @@ func TestProgressNote(t *testing.T) {
 		t.Error("progress drawn on a writer that is not a terminal")
 	}
 }
+
+// TestRefusedImportLeavesNoStore: an import into a new store of a file
+// that does not verify removes the stream it had to create, so the
+// directory holds no store afterwards; into an existing store it changes
+// nothing.
+func TestRefusedImportLeavesNoStore(t *testing.T) {
+	t.Parallel()
+	bad := filepath.Join(t.TempDir(), "bad.ndjson")
+	if err := os.WriteFile(bad, []byte("{\"bad\":1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(t.TempDir(), "new")
+	r := replay(t, "import", "--file", bad, "--dir", fresh)
+	if r.code != exitProblems || !strings.Contains(r.stderr, "the new, empty stream it had created was removed") {
+		t.Fatalf("import of a bad file into a new store: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := replay(t, "list", "--dir", fresh); r.code != exitUsage || !strings.Contains(r.stderr, "no runlog store") {
+		t.Errorf("after the refused import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	dir := seeded(t)
+	before := mustRun(t, "list", "--dir", dir).stdout
+	if r := replay(t, "import", "--file", bad, "--dir", dir); r.code != exitProblems || strings.Contains(r.stderr, "removed") {
+		t.Fatalf("import of a bad file into an existing store: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := mustRun(t, "list", "--dir", dir).stdout; after != before {
+		t.Errorf("the existing store changed:\n%s\n%s", before, after)
+	}
+}

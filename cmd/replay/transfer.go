@@ -116,7 +116,15 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	var refused error
 	if ue, ok := errors.AsType[*audit.UnverifiedError](err); ok {
 		v.Problems, v.Total = ue.Problems, ue.Total
-		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s does not verify (%d problem%s; 'replay verify' on the source store tells more)", name, ue.Total, render.S(ue.Total))}
+		kept := ""
+		// A store this import created only to refuse the file is not left
+		// behind.
+		if dropped, derr := st.Store.DropIfNew(ctx); derr != nil {
+			kept = fmt.Sprintf("; the new, empty stream could not be removed: %v", derr)
+		} else if dropped {
+			kept = "; the new, empty stream it had created was removed"
+		}
+		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s does not verify (%d problem%s; 'replay verify' on the source store tells more)%s", name, ue.Total, render.S(ue.Total), kept)}
 	} else if ce, ok := errors.AsType[*audit.ConflictError](err); ok {
 		v.Problems, v.Total = ce.Problems, ce.Total
 		refused = &problemsError{msg: fmt.Sprintf("import refused, nothing written: %s already holds another history for %d instance%s of %s (import into an empty store, or another --stream)", e.source(), ce.Total, render.S(ce.Total), name)}
