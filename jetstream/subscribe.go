@@ -133,6 +133,11 @@ type SubscribeOptions struct {
 	// a workflow filter. An instance created before the subscription's
 	// start is looked up in the log once.
 	Definitions []workflow.DefinitionHash
+	// Workflows, when set, delivers only commits of instances whose run
+	// (as of the commit) is of a workflow of these names, as the history
+	// names it (PrepareRunRequest.Workflow, docs/EVENTS.md "Names"): the
+	// runs of an unnamed definition match none.
+	Workflows []string
 
 	// MaxAttempts is how many times the handler is called for a commit
 	// before the commit is parked; default 5.
@@ -279,7 +284,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 		return err
 	}
 	sub := &subscription{s: s, name: name, opts: opts, handler: handler, parked: s.parkedBucket(),
-		defs: map[string]workflow.DefinitionHash{}, pins: map[int]string{}, yields: map[int]chan struct{}{}}
+		runs: map[string]runOf{}, pins: map[int]string{}, yields: map[int]chan struct{}{}}
 	if err := sub.instrument(); err != nil {
 		return err
 	}
@@ -365,9 +370,9 @@ type subscription struct {
 	deliveries metric.Int64Counter
 
 	mu     sync.Mutex
-	defs   map[string]workflow.DefinitionHash // instance → its run's definition, for Definitions
-	pins   map[int]string                     // partition → the pin id this process last got on it
-	yields map[int]chan struct{}              // partition → closed to give it up
+	runs   map[string]runOf      // instance → its run, for Definitions and Workflows
+	pins   map[int]string        // partition → the pin id this process last got on it
+	yields map[int]chan struct{} // partition → closed to give it up
 }
 
 // filters returns the subject filters of the subscription on p: its
@@ -618,12 +623,13 @@ func (sub *subscription) deliver(ctx context.Context, p *partition, m natsjs.Msg
 		}
 		return sub.ack(ctx, m)
 	}
-	if len(sub.opts.Definitions) > 0 {
-		def, err := sub.definition(ctx, &rec)
+	if len(sub.opts.Definitions) > 0 || len(sub.opts.Workflows) > 0 {
+		r, err := sub.runAt(ctx, &rec)
 		if err != nil {
 			return err
 		}
-		if !slices.Contains(sub.opts.Definitions, def) {
+		if len(sub.opts.Definitions) > 0 && !slices.Contains(sub.opts.Definitions, r.def) ||
+			len(sub.opts.Workflows) > 0 && !slices.Contains(sub.opts.Workflows, r.workflow) {
 			return sub.ack(ctx, m)
 		}
 	}
@@ -768,34 +774,51 @@ func (sub *subscription) wanted(hdr map[string][]string) bool {
 	return true
 }
 
-// definition returns the definition hash of the instance's run as of
-// rec: the commit's own snapshot.created, the last one seen, or the log
-// folded up to the commit.
-func (sub *subscription) definition(ctx context.Context, rec *events.Record) (workflow.DefinitionHash, error) {
+// runOf is what a subscription knows of an instance's run, for the
+// Definitions and Workflows filters.
+type runOf struct {
+	def      workflow.DefinitionHash
+	workflow string                             // the run's workflow name, "" when the history does not name it
+	names    map[workflow.DefinitionHash]string // every definition the history named
+}
+
+// runAt returns the instance's run as of rec: followed through the
+// commits delivered (a snapshot.created sets it), or, for an instance
+// first met after its creation, the log folded up to the commit.
+func (sub *subscription) runAt(ctx context.Context, rec *events.Record) (runOf, error) {
 	id := rec.Commit.Instance
-	for _, e := range slices.Backward(rec.Commit.Events) {
+	sub.mu.Lock()
+	r, known := sub.runs[id]
+	sub.mu.Unlock()
+	if !known && rec.Seq > 1 { // the history before the commit (Until.Seq 0 would mean all of it)
+		st, err := projection.FoldUntil(id, sub.s.Read(ctx, id, 0), projection.Until{Seq: rec.Seq - 1})
+		if err != nil {
+			return r, fmt.Errorf("jetstream: subscription %q: the run of %q: %w", sub.name, id, err)
+		}
+		if st.Snapshot != nil {
+			r.def = st.Snapshot.DefinitionHash
+		}
+		r.names = map[workflow.DefinitionHash]string{}
+		for h, d := range st.Definitions {
+			r.names[h] = d.Name
+		}
+		r.workflow = r.names[r.def]
+	}
+	for _, e := range rec.Commit.Events {
 		if d, ok := e.Data.(*events.SnapshotCreatedData); ok {
-			sub.mu.Lock()
-			sub.defs[id] = d.DefinitionHash
-			sub.mu.Unlock()
-			return d.DefinitionHash, nil
+			if d.Workflow != nil {
+				if r.names == nil {
+					r.names = map[workflow.DefinitionHash]string{}
+				}
+				r.names[d.DefinitionHash] = d.Workflow.Name
+			}
+			r.def, r.workflow = d.DefinitionHash, r.names[d.DefinitionHash]
 		}
 	}
 	sub.mu.Lock()
-	def, ok := sub.defs[id]
+	sub.runs[id] = r
 	sub.mu.Unlock()
-	if ok {
-		return def, nil
-	}
-	st, err := projection.FoldUntil(id, sub.s.Read(ctx, id, 0), projection.Until{Seq: rec.Seq})
-	if err != nil {
-		return def, fmt.Errorf("jetstream: subscription %q: the definition of %q: %w", sub.name, id, err)
-	}
-	def = st.Snapshot.DefinitionHash
-	sub.mu.Lock()
-	sub.defs[id] = def
-	sub.mu.Unlock()
-	return def, nil
+	return r, nil
 }
 
 // park records a parked commit and reports it.

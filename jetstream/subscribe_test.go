@@ -98,7 +98,8 @@ func workload(t *testing.T, st *lifecycle.Store, prefix string, n int) {
 	ctx := t.Context()
 	for i := range n {
 		id := fmt.Sprintf("%s-%d", prefix, i)
-		_, err := st.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf(prefix), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}})
+		_, err := st.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf(prefix), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")},
+			Workflow: &workflow.Definition{Name: "named-" + prefix, Tasks: []string{"a"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,6 +279,7 @@ func TestSubscribeFilters(t *testing.T) {
 			return d.Record.Commit.Instance[0] == 'b'
 		}},
 		{"since", SubscribeOptions{Start: StartAtTime(mid)}, func(d Delivery) bool { return d.Record.Commit.Instance[0] == 'b' }},
+		{"workflows", SubscribeOptions{Workflows: []string{"named-a"}}, func(d Delivery) bool { return d.Record.Commit.Instance[0] == 'a' }},
 	}
 	var all []Delivery
 	var everything collector
@@ -313,15 +315,25 @@ func TestSubscribeFilters(t *testing.T) {
 			}
 		})
 	}
-	// StartNew: only what comes after.
-	var fresh collector
+	// StartNew: only what comes after; the workflow of an instance first
+	// met after its creation is read from the log.
+	var fresh, namedA collector
 	subscribe(t, s, "new-only", SubscribeOptions{Start: StartNew()}, fresh.handle)
+	subscribe(t, s, "new-named-a", SubscribeOptions{Start: StartNew(), Workflows: []string{"named-a"}}, namedA.handle)
 	time.Sleep(300 * time.Millisecond)
 	workload(t, st, "c", 1)
-	waitFor(t, func() bool { return len(fresh.deliveries()) == 4 }, "the four new commits")
+	if err := st.ClearSignal(t.Context(), "a-1", workflow.Pause); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(fresh.deliveries()) == 5 }, "the five new commits")
+	waitFor(t, func() bool { return len(namedA.deliveries()) == 1 }, "the new commit of a named-a instance")
+	time.Sleep(200 * time.Millisecond)
+	if ds := namedA.deliveries(); len(ds) != 1 || ds[0].Record.Commit.Instance != "a-1" {
+		t.Errorf("Workflows named-a after the start delivered %+v", ds)
+	}
 	for _, d := range fresh.deliveries() {
-		if d.Record.Commit.Instance != "c-0" {
-			t.Errorf("StartNew delivered %s", d.Record.Commit.Instance)
+		if id := d.Record.Commit.Instance; id != "c-0" && id != "a-1" {
+			t.Errorf("StartNew delivered %s", id)
 		}
 	}
 	// A changed filter on an existing name is refused.
