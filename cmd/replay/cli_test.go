@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/runlog/runlog/internal/natstest"
+	"github.com/runlog/runlog/workflow"
 )
 
 // TestVersion: 'replay version', '--version' and '-o json' name the
@@ -195,5 +196,71 @@ func TestRefusedImportLeavesNoStore(t *testing.T) {
 	}
 	if after := mustRun(t, "list", "--dir", dir).stdout; after != before {
 		t.Errorf("the existing store changed:\n%s\n%s", before, after)
+	}
+}
+
+// TestListSearch: list's filters over the demo's histories select exactly
+// the instances they name; count groups the same selection by status and
+// workflow; bad filter values are usage errors.
+func TestListSearch(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	ids := func(args ...string) string {
+		t.Helper()
+		r := mustRun(t, append([]string{"list", "--dir", dir, "-o", "ndjson"}, args...)...)
+		var out []string
+		for line := range strings.Lines(r.stdout) {
+			var row listRow
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			out = append(out, row.Instance)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--actor", "bob@support"}, "payment-s1"},
+		{[]string{"--actor", "worker-2"}, "order-s1-2"},
+		{[]string{"--workflow", "nightly-etl"}, "etl-s1"},
+		{[]string{"--workflow", "purchase-order v2"}, "po-s1 quote-s1"},
+		{[]string{"--workflow", "purchase-order v1"}, ""},
+		{[]string{"--event-type", "event.sent"}, "cart-s1 po-s1"},
+		{[]string{"--event-type", "workflow.failed"}, "refund-s1"},
+		{[]string{"--waiting", "signal"}, "quote-s1"},
+		{[]string{"--definition", workflow.DefinitionHashOf("payment v3").String()[:10]}, "payment-s1"},
+		{[]string{"--status", "completed", "--workflow", "order-pipeline"}, "order-s1-1 order-s1-2 order-s1-3 order-s1-4"},
+		{[]string{"--created-since", "2026-03-01T09:01:10Z"}, "quote-s1 refund-s1"},
+	} {
+		if got := ids(c.args...); got != c.want {
+			t.Errorf("list %v: %q, want %q", c.args, got, c.want)
+		}
+	}
+	var cv struct {
+		Total  int        `json:"total"`
+		Groups []countRow `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "count", "--dir", dir, "--workflow", "order-pipeline", "-o", "json").stdout), &cv); err != nil {
+		t.Fatal(err)
+	}
+	if cv.Total != 4 || len(cv.Groups) != 1 || cv.Groups[0] != (countRow{Status: "completed", Workflow: "order-pipeline v1", Count: 4}) {
+		t.Errorf("count --workflow order-pipeline: %+v", cv)
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "count", "--dir", dir, "-o", "json").stdout), &cv); err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for _, g := range cv.Groups {
+		sum += g.Count
+	}
+	if cv.Total != 10 || sum != 10 {
+		t.Errorf("count: total %d, groups sum %d, want 10", cv.Total, sum)
+	}
+	for _, bad := range [][]string{{"--signal", "stop"}, {"--waiting", "forever"}, {"--event-type", "nope"}, {"--definition", "xyz"}, {"--created-since", "soon"}} {
+		if r := replay(t, append([]string{"list", "--dir", dir}, bad...)...); r.code != exitUsage {
+			t.Errorf("list %v: exit %d, want a usage error", bad, r.code)
+		}
 	}
 }

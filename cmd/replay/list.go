@@ -25,6 +25,85 @@ func defineList(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.sortBy, "sort", "", "sort by `KEY`: id (ascending), updated or events (descending); loads every matching row into memory")
 	fs.IntVar(&o.limit, "limit", 0, "print at most `N` instances (0: all)")
 	fs.StringVar(&o.after, "after", "", "start after the instance `ID` (the cursor printed when --limit cuts the list)")
+	defineSearch(fs, o)
+}
+
+// defineSearch defines the filters list and count share besides
+// --status, --since and --until.
+func defineSearch(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.workflowName, "workflow", "", "only runs of the workflow `NAME` (as the history names it; \"NAME VERSION\" for one version)")
+	fs.StringVar(&o.definition, "definition", "", "only runs of the definition whose hash starts with `HEX`")
+	fs.StringVar(&o.actor, "actor", "", "only instances with a commit by `ACTOR` (or a cancel or pause it requested)")
+	fs.StringVar(&o.signal, "signal", "", "only instances with a pending `KIND` request: cancel or pause")
+	fs.StringVar(&o.waiting, "waiting", "", "only runs parked on a `KIND`: delay or signal")
+	fs.StringVar(&o.createdSince, "created-since", "", "only runs created at or after `TIME`")
+	fs.StringVar(&o.eventType, "event-type", "", "only instances whose history holds an event of `TYPE` (e.g. event.sent)")
+}
+
+// search is the filters of defineSearch, parsed.
+type search struct {
+	workflow, definition, actor string
+	signal                      workflow.SignalKind
+	hasSignal                   bool
+	waiting                     workflow.StatusKind
+	hasWaiting                  bool
+	createdSince                time.Time
+	eventType                   events.Type
+}
+
+func parseSearch(e *env) (search, error) {
+	o := &e.o
+	f := search{workflow: o.workflowName, definition: strings.ToLower(o.definition), actor: o.actor}
+	if o.definition != "" {
+		if strings.Trim(f.definition, "0123456789abcdef") != "" || len(f.definition) > 64 {
+			return f, usagef("--definition %q: want the start of a definition hash, in hex", o.definition)
+		}
+	}
+	if o.signal != "" {
+		k, err := workflow.ParseSignalKind(o.signal)
+		if err != nil {
+			return f, usagef("--signal %q: want cancel or pause", o.signal)
+		}
+		f.signal, f.hasSignal = k, true
+	}
+	switch o.waiting {
+	case "":
+	case "delay":
+		f.waiting, f.hasWaiting = workflow.StatusWaiting, true
+	case "signal":
+		f.waiting, f.hasWaiting = workflow.StatusAwaitingSignal, true
+	default:
+		return f, usagef("--waiting %q: want delay or signal", o.waiting)
+	}
+	if o.createdSince != "" {
+		t, err := parseTime(o.createdSince, e.now())
+		if err != nil {
+			return f, usagef("--created-since: %v", err)
+		}
+		f.createdSince = t
+	}
+	if o.eventType != "" {
+		if !events.Known(events.Type(o.eventType)) {
+			return f, usagef("--event-type %q: not an event type (docs/EVENTS.md lists them)", o.eventType)
+		}
+		f.eventType = events.Type(o.eventType)
+	}
+	return f, nil
+}
+
+// matches reports whether a row passes the filters.
+func (f *search) matches(r *listRow) bool {
+	switch {
+	case f.workflow != "" && r.Workflow != f.workflow && r.wfName != f.workflow,
+		f.definition != "" && !strings.HasPrefix(r.definition, f.definition),
+		f.actor != "" && !slices.Contains(r.actors, f.actor),
+		f.hasSignal && !slices.Contains(r.signals, f.signal),
+		f.hasWaiting && r.statusKind != f.waiting,
+		!f.createdSince.IsZero() && (r.created.IsZero() || r.created.Before(f.createdSince)),
+		f.eventType != "" && !slices.Contains(r.types, f.eventType):
+		return false
+	}
+	return true
 }
 
 // listStatuses are the statuses list filters on: the workflow statuses,
@@ -68,25 +147,67 @@ type listRow struct {
 	LastSeq  uint64    `json:"last_seq"`
 	Updated  time.Time `json:"updated"`
 	Error    string    `json:"error,omitempty"`
+
+	// What the search filters look at (not printed).
+	wfName     string                // the workflow's name alone
+	definition string                // the run's definition hash, hex
+	actors     []string              // every commit's actor and every signal's requester
+	signals    []workflow.SignalKind // pending requests
+	statusKind workflow.StatusKind   // when the snapshot exists
+	created    time.Time             // the current run's creation
+	types      []events.Type         // every event type of the history
 }
 
 // rowOf folds an instance's history into its list row. A history that
 // does not fold gives a row with status corrupt; a read error is returned.
 func rowOf(ctx context.Context, st *store, id string) (listRow, error) {
-	s, err := projection.Fold(id, st.Read(ctx, id, 0))
+	s := projection.New(id)
+	var actors []string
+	var types []events.Type
+	var ferr error
+	for step, err := range s.Steps(st.Read(ctx, id, 0)) {
+		if err != nil {
+			return listRow{Instance: id}, err
+		}
+		if step.Err != nil {
+			ferr = cmpErr(ferr, step.Err)
+			continue
+		}
+		c := &step.Record.Commit
+		if c.Actor != "" && !slices.Contains(actors, c.Actor) {
+			actors = append(actors, c.Actor)
+		}
+		for _, ev := range c.Events {
+			if !slices.Contains(types, ev.Type) {
+				types = append(types, ev.Type)
+			}
+			if d, ok := ev.Data.(*events.SignalStoredData); ok && d.RequestedBy != "" && !slices.Contains(actors, d.RequestedBy) {
+				actors = append(actors, d.RequestedBy)
+			}
+		}
+	}
 	r := listRow{Instance: id, Status: statusOf(&s), Run: ulidOrEmpty(s.Run), Runs: s.Runs, Commits: s.Commits,
-		Events: s.Events, Bytes: s.Bytes, LastSeq: s.LastSeq, Updated: s.LastTime}
+		Events: s.Events, Bytes: s.Bytes, LastSeq: s.LastSeq, Updated: s.LastTime, actors: actors, types: types}
 	if wf, ok := s.Workflow(); ok {
-		r.Workflow = wf.Name
+		r.Workflow, r.wfName = wf.Name, wf.Name
 		if wf.Version != "" {
 			r.Workflow += " " + wf.Version
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, events.ErrCorrupt) && !errors.Is(err, projection.ErrInvalidHistory) {
-			return r, err
+	if snap := s.Snapshot; snap != nil {
+		r.definition, r.created = snap.DefinitionHash.String(), snap.CreatedAt
+	}
+	if stat, ok := s.Status(); ok {
+		r.statusKind = stat.Kind
+	}
+	for k := range s.Signals {
+		r.signals = append(r.signals, k)
+	}
+	if ferr != nil {
+		if !errors.Is(ferr, events.ErrCorrupt) && !errors.Is(ferr, projection.ErrInvalidHistory) {
+			return r, ferr
 		}
-		r.Status, r.Error = statusCorrupt, err.Error()
+		r.Status, r.Error = statusCorrupt, ferr.Error()
 	}
 	return r, nil
 }
@@ -137,9 +258,13 @@ func runList(ctx context.Context, e *env, args []string) error {
 	if o.sortBy != "" && o.after != "" {
 		return usagef("--after pages the unsorted list; with --sort, narrow the list with --status/--since/--until and --limit")
 	}
+	filters, err := parseSearch(e)
+	if err != nil {
+		return err
+	}
 	match := func(r listRow) bool {
 		return (len(want) == 0 || slices.Contains(want, r.Status)) &&
-			(since.IsZero() || !r.Updated.Before(since)) && (until.IsZero() || !r.Updated.After(until))
+			(since.IsZero() || !r.Updated.Before(since)) && (until.IsZero() || !r.Updated.After(until)) && filters.matches(&r)
 	}
 
 	st, err := e.open(ctx, false)

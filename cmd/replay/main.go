@@ -73,9 +73,12 @@ func init() {
 	commands = []*command{
 		{name: "demo", args: "[--seed N]", summary: "seed the store with example workflow lifecycles (writes)",
 			example: "replay demo\n  replay demo --dir /tmp/runlog-demo --seed 1", define: defineDemo, run: runDemo},
-		{name: "list", args: "[--status S] [--since T] [--until T] [--sort id|updated|events] [--limit N] [--after CURSOR]",
+		{name: "list", args: "[--status S] [--since T] [--until T] [--workflow NAME] [--actor A] [--signal K] [--waiting K] [--event-type T] [--created-since T] [--definition HEX] [--sort id|updated|events] [--limit N] [--after CURSOR]",
 			summary: "list instances with status, run, number of events and last change",
 			example: "replay list --status completed --since 24h\n  replay list --limit 50 --after order-42 -o ndjson", define: defineList, run: runList},
+		{name: "count", args: "[--status S] [--workflow NAME] [--actor A] [--signal K] [--waiting K] [--event-type T] [--since T] ...",
+			summary: "count instances by status and workflow, with list's filters",
+			example: "replay count\n  replay count --since 1h --status failed\n  replay count --actor alice@support -o json", define: defineCount, run: runCount},
 		{name: "show", args: "ID [--type T,...] [--since T] [--until T] [--reverse] [--detailed] [--follow]",
 			summary: "show an instance's history as a timeline",
 			example: "replay show order-42\n  replay show order-42 --type signal.stored,workflow.cancelled --detailed\n  replay show order-42 --follow", define: defineShow, run: runShow},

@@ -52,6 +52,14 @@ type opts struct {
 	checkpoints bool     // verify: the projection checkpoints too
 	digests     []string // verify, prove: --digest files
 
+	workflowName string // list, count: --workflow
+	definition   string // list, count: --definition (a hash prefix)
+	actor        string // list, count: --actor
+	signal       string // list, count: --signal cancel|pause
+	waiting      string // list, count: --waiting delay|signal
+	createdSince string // list, count: --created-since
+	eventType    string // list, count: --event-type
+
 	cloudEvents bool   // feed: CloudEvents (the one format)
 	feedTo      string // feed: the subject
 	feedServer  string // feed: the NATS server to publish on (default the store's)

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func defineCount(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(listStatuses(), ", "))
+	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
+	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
+	defineSearch(fs, o)
+}
+
+// countRow is one group of count's output.
+type countRow struct {
+	Status   string `json:"status"`
+	Workflow string `json:"workflow"` // "" when the history names no workflow
+	Count    int    `json:"count"`
+}
+
+// runCount counts the instances that pass list's filters, grouped by
+// status and workflow.
+func runCount(ctx context.Context, e *env, args []string) error {
+	o := &e.o
+	if len(args) > 0 {
+		return usagef("count takes no arguments, got %q (filter with the flags of list)", args[0])
+	}
+	var want []string
+	if o.status != "" {
+		for s := range strings.SplitSeq(o.status, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(listStatuses(), s) {
+				return usagef("unknown status %q: use %s", s, strings.Join(listStatuses(), ", "))
+			}
+			want = append(want, s)
+		}
+	}
+	var since, until time.Time
+	var err error
+	if o.since != "" {
+		if since, err = parseTime(o.since, e.now()); err != nil {
+			return usagef("--since: %v", err)
+		}
+	}
+	if o.until != "" {
+		if until, err = parseTime(o.until, e.now()); err != nil {
+			return usagef("--until: %v", err)
+		}
+	}
+	filters, err := parseSearch(e)
+	if err != nil {
+		return err
+	}
+	st, err := e.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	bar := newProgress(e.stderr, "counting")
+	defer bar.done()
+	groups := map[countRow]int{}
+	read, total := 0, 0
+	for id, err := range st.AllInstances(ctx, "") {
+		if err != nil {
+			return fmt.Errorf("list instances of %s: %w", e.source(), err)
+		}
+		r, err := rowOf(ctx, st, id)
+		if err != nil {
+			return fmt.Errorf("read %q: %w", id, err)
+		}
+		read++
+		bar.note(fmt.Sprintf("%d instances read", read))
+		if len(want) > 0 && !slices.Contains(want, r.Status) || !since.IsZero() && r.Updated.Before(since) ||
+			!until.IsZero() && r.Updated.After(until) || !filters.matches(&r) {
+			continue
+		}
+		groups[countRow{Status: r.Status, Workflow: r.Workflow}]++
+		total++
+	}
+	bar.done()
+	rows := make([]countRow, 0, len(groups))
+	for g, n := range groups {
+		g.Count = n
+		rows = append(rows, g)
+	}
+	slices.SortFunc(rows, func(a, b countRow) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Status, b.Status), cmp.Compare(a.Workflow, b.Workflow))
+	})
+	switch e.output {
+	case outJSON:
+		return writeJSON(e.stdout, struct {
+			Total  int        `json:"total"`
+			Groups []countRow `json:"groups"`
+		}{total, rows})
+	case outNDJSON:
+		for _, r := range rows {
+			if err := writeNDJSON(e.stdout, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tWORKFLOW\tINSTANCES")
+	for _, r := range rows {
+		wf := r.Workflow
+		if wf == "" {
+			wf = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", r.Status, wf, r.Count)
+	}
+	fmt.Fprintf(tw, "total\t\t%d\n", total)
+	return tw.Flush()
+}
