@@ -137,7 +137,7 @@ func Diff(a, b projection.State) []Change {
 	out = append(out, diffMap("retries", retriesOf(sa), retriesOf(sb), retryText, taskNames)...)
 	out = append(out, diffMap("loops", loopsOf(sa), loopsOf(sb), func(n uint32) string { return strconv.FormatUint(uint64(n), 10) }, taskNames)...)
 	snap("trace_parent", func(s *workflow.Snapshot) string { return s.TraceParent })
-	ch("revision", seqText(a.Revision), seqText(b.Revision))
+	ch("revision", seqText(a.RevisionSeq), seqText(b.RevisionSeq))
 	ch("last_seq", seqText(a.LastSeq), seqText(b.LastSeq))
 	return out
 }

@@ -98,7 +98,7 @@ func TestDiffFields(t *testing.T) {
 	base := func() projection.State {
 		snap := workflow.NewSnapshot("x", def, nil, t0)
 		snap.UpdatePosition(workflow.AtTaskPosition(taskA), t0)
-		return projection.State{Instance: "x", Exists: true, Snapshot: snap, Run: id1, Runs: 1, LastSeq: 5, Revision: 5}
+		return projection.State{Instance: "x", Exists: true, Snapshot: snap, Run: id1, Runs: 1, LastSeq: 5, RevisionSeq: 5}
 	}
 	with := func(f func(s *projection.State)) projection.State {
 		s := base()

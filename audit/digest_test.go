@@ -472,7 +472,7 @@ func TestVerifyCheckpoints(t *testing.T) {
 		raw  []byte
 		want string
 	}{
-		"altered, head kept": {edit: func(st *projection.State) { st.Revision++ }, want: "not the fold of the history"},
+		"altered, head kept": {edit: func(st *projection.State) { st.RevisionSeq++ }, want: "not the fold of the history"},
 		"wrong head":         {edit: func(st *projection.State) { st.Head[3] ^= 1 }, want: "names head"},
 		"no message there":   {edit: func(st *projection.State) { st.LastSeq += 100 }, want: "has no message of the instance"},
 		"garbage":            {raw: []byte("{"), want: "does not decode"},

@@ -229,7 +229,7 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 			}
 		}
 		out = append(out, AvailableTask{Instance: e.Instance, Task: e.Task, Input: slices.Clone(in), Definition: snap.DefinitionHash,
-			TraceParent: snap.TraceParent, Snapshot: snap, Revision: lifecycle.Revision{Run: st.Run, Seq: st.Revision}})
+			TraceParent: snap.TraceParent, Snapshot: snap, Revision: st.Revision()})
 	}
 	return out, nil
 }

@@ -172,7 +172,7 @@ func (s *Store) decidePrepare(st *projection.State, req PrepareRunRequest) (Prep
 	status := snap.State.AsStatus()
 	switch req.Policy {
 	case workflow.UseExisting:
-		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Revision: Revision{Run: st.Run, Seq: st.Revision}}
+		out = Prepared{Outcome: UsedExisting, Snapshot: snap.Clone(), Status: status, Run: st.Run, Revision: st.Revision()}
 		if o, ok := snap.State.CompletedOutput(); ok {
 			out.Output = append([]byte{}, o...)
 		}

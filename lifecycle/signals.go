@@ -311,7 +311,7 @@ func (s *Store) ConsumeEvent(ctx context.Context, req ConsumeRequest, opts ...Sa
 				return nil, err
 			}
 		} else if !req.Revision.Run.IsZero() && req.Revision.Run != st.Run {
-			return nil, &StaleError{ID: id, Op: "consume event", Have: req.Revision, Current: Revision{Run: st.Run, Seq: st.Revision}}
+			return nil, &StaleError{ID: id, Op: "consume event", Have: req.Revision, Current: st.Revision()}
 		}
 		q := st.Buffered[req.Name]
 		if len(q) == 0 {

@@ -26,7 +26,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, id string) (*workflow.Snapshot
 		if err := needSnapshot(st); err != nil {
 			return err
 		}
-		snap, rev = st.Snapshot.Clone(), Revision{Run: st.Run, Seq: st.Revision}
+		snap, rev = st.Snapshot.Clone(), st.Revision()
 		return nil
 	})
 	if err != nil {
@@ -223,14 +223,14 @@ func fence(st *projection.State, op string, rev Revision, strict bool) error {
 	if err := needSnapshot(st); err != nil {
 		return err
 	}
-	cur := Revision{Run: st.Run, Seq: st.Revision}
+	cur := st.Revision()
 	if rev.Run != st.Run {
 		return &StaleError{ID: st.Instance, Op: op, Have: rev, Current: cur}
 	}
 	if k := st.Snapshot.State.Kind; k.Terminal() {
 		return &TerminalError{ID: st.Instance, Op: op, State: k}
 	}
-	if strict && rev.Seq != st.Revision {
+	if strict && rev.Seq != st.RevisionSeq {
 		return &StaleError{ID: st.Instance, Op: op, Have: rev, Current: cur}
 	}
 	return nil

@@ -393,10 +393,7 @@ func thenWith(after func(st *projection.State)) writeOption {
 // Revision identifies the version of a snapshot a writer acts on: the run
 // and the sequence of the last commit that changed the snapshot. Pending
 // signals and buffered events do not change it.
-type Revision struct {
-	Run ulid.ULID
-	Seq uint64
-}
+type Revision = projection.Revision
 
 // writeEntry is write's loop: it takes the instance's cache entry (and
 // its lock) for the whole operation.
@@ -411,7 +408,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 	ctx, m := s.tel.startOp(ctx, op, id, runTrace)
 	attempts, conflicts := 0, 0
 	defer func() {
-		*rev = Revision{Run: st.Run, Seq: st.Revision}
+		*rev = st.Revision()
 		if err == nil && o.after != nil {
 			o.after(st)
 		}

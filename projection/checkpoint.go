@@ -52,7 +52,7 @@ type checkpointWire struct {
 // the same encode to the same bytes.
 func (s *State) MarshalCheckpoint() ([]byte, error) {
 	w := checkpointWire{V: CheckpointVersion, Instance: s.Instance, Exists: s.Exists, Snapshot: s.Snapshot, Run: s.Run, Runs: s.Runs,
-		Revision: s.Revision, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, Defs: s.Definitions, LastSeq: s.LastSeq, Head: s.Head,
+		Revision: s.RevisionSeq, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, Defs: s.Definitions, LastSeq: s.LastSeq, Head: s.Head,
 		LastTime: s.LastTime, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes}
 	for r := range s.pastRuns {
 		w.PastRuns = append(w.PastRuns, r)
@@ -80,7 +80,7 @@ func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 	case w.Exists != (w.Snapshot != nil):
 		return State{}, fmt.Errorf("%w: exists is %v with snapshot %v", ErrBadCheckpoint, w.Exists, w.Snapshot != nil)
 	}
-	s := State{Instance: w.Instance, Exists: w.Exists, Snapshot: w.Snapshot, Run: w.Run, Runs: w.Runs, Revision: w.Revision,
+	s := State{Instance: w.Instance, Exists: w.Exists, Snapshot: w.Snapshot, Run: w.Run, Runs: w.Runs, RevisionSeq: w.Revision,
 		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, Definitions: w.Defs, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
 		Commits: w.Commits, Events: w.Events, Bytes: w.Bytes}
 	if len(w.PastRuns) > 0 {

@@ -35,8 +35,8 @@ func TestFoldClaims(t *testing.T) {
 	if !ok || c.Worker != "w-1" || c.TTL != 30*time.Second || c.ID.IsZero() {
 		t.Fatalf("claims %+v", st.Claims)
 	}
-	if st.Revision != before.Revision {
-		t.Errorf("a claim moved the snapshot's revision from %d to %d", before.Revision, st.Revision)
+	if st.RevisionSeq != before.RevisionSeq {
+		t.Errorf("a claim moved the snapshot's revision from %d to %d", before.RevisionSeq, st.RevisionSeq)
 	}
 
 	refuse := func(name, says string, evs ...events.Event) {

@@ -92,7 +92,7 @@ func FuzzFold(f *testing.F) {
 					t.Fatalf("error %v does not name seq %d", err, m.Seq)
 				}
 				if st.LastSeq != before.LastSeq || st.Commits != before.Commits || st.Exists != before.Exists ||
-					st.Revision != before.Revision || len(st.Signals) != len(before.Signals) {
+					st.RevisionSeq != before.RevisionSeq || len(st.Signals) != len(before.Signals) {
 					t.Fatalf("a failed Apply changed the state")
 				}
 				break

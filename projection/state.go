@@ -22,10 +22,11 @@ type State struct {
 	Run      ulid.ULID          // the current run, or the last one after a delete; zero before the first
 	Runs     int                // runs created so far
 
-	// Revision is the sequence of the last commit that changed the
-	// snapshot (signals and buffered events do not count). A checkpoint
-	// written from a view older than Revision is stale.
-	Revision uint64
+	// RevisionSeq is the sequence of the last commit that changed the
+	// snapshot (signals and buffered events do not count): the Seq of
+	// [State.Revision]. A checkpoint written from a view older than it is
+	// stale.
+	RevisionSeq uint64
 
 	// Signals holds the pending cancel and pause requests.
 	Signals map[workflow.SignalKind]workflow.SignalRequest
@@ -70,6 +71,17 @@ type Claim struct {
 	TTL    time.Duration // the lease's time to live as asked; 0: it never expires
 	At     time.Time     // when the claim was committed
 }
+
+// Revision identifies a version of an instance's snapshot: its run and
+// the sequence of the last commit that changed it. A writer acts on a
+// revision; lifecycle.Revision is this type.
+type Revision struct {
+	Run ulid.ULID
+	Seq uint64
+}
+
+// Revision returns the snapshot's current revision.
+func (s *State) Revision() Revision { return Revision{Run: s.Run, Seq: s.RevisionSeq} }
 
 // Workflow returns the names of the current (or last) run's definition,
 // when the history records them.
@@ -235,7 +247,7 @@ func (s *State) Apply(rec events.Record) error {
 		return fail(-1, "commit leaves %d signal(s) pending on an instance without a snapshot", len(next.Signals))
 	}
 	if changed {
-		next.Revision = rec.Seq
+		next.RevisionSeq = rec.Seq
 	}
 	next.LastSeq, next.Head, next.LastTime = rec.Seq, rec.Hash, c.Time
 	next.Commits++

@@ -89,7 +89,7 @@ type bufferedView struct {
 
 func viewOf(s *projection.State, p point) stateView {
 	v := stateView{Instance: s.Instance, AtSeq: p.seq, Status: statusOf(s), Exists: s.Exists, Run: ulidOrEmpty(s.Run), Runs: s.Runs,
-		Revision: s.Revision, LastSeq: s.LastSeq, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes,
+		Revision: s.RevisionSeq, LastSeq: s.LastSeq, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes,
 		Signals: s.Signals, Results: s.Results, Snapshot: s.Snapshot}
 	if wf, ok := s.Workflow(); ok {
 		v.Workflow = wf
@@ -192,7 +192,7 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 	}
 	line("run", "%s (%d run%s)", ulidOrEmpty(s.Run), s.Runs, render.S(s.Runs))
 	line("history", "%d commits, %d events, %s; last seq %d at %s", s.Commits, s.Events, humanBytes(int64(s.Bytes)), s.LastSeq, fmtTime(s.LastTime))
-	line("revision", "%d (the last commit that changed the snapshot)", s.Revision)
+	line("revision", "%d (the last commit that changed the snapshot)", s.RevisionSeq)
 	line("head", "%s", s.Head)
 	if snap := s.Snapshot; snap != nil {
 		names := render.Names(s.TaskName)

@@ -596,17 +596,17 @@ func load(ctx context.Context, s *lifecycle.Store, id string) (projectionState, 
 	if err != nil {
 		return projectionState{}, err
 	}
-	out := output{Exists: st.Exists, Run: st.Run, Seq: st.Revision, LastSeq: st.LastSeq}
+	out := output{Exists: st.Exists, Run: st.Run, Seq: st.RevisionSeq, LastSeq: st.LastSeq}
 	_, out.Cancel = st.Signals[workflow.Cancel]
 	_, out.Pause = st.Signals[workflow.Pause]
 	var v view
 	if st.Exists {
 		out.Kind, out.Tasks = st.Snapshot.State.Kind, len(st.Snapshot.State.CompletedTasks)
 		out.Def = defIndex(st.Snapshot.DefinitionHash)
-		v = view{run: st.Run, rev: lifecycle.Revision{Run: st.Run, Seq: st.Revision}, snap: st.Snapshot}
+		v = view{run: st.Run, rev: st.Revision(), snap: st.Snapshot}
 	}
-	if st.LastSeq < st.Revision {
-		out.Err, out.Text = errUnexpected, fmt.Sprintf("last sequence %d is before the revision %d", st.LastSeq, st.Revision)
+	if st.LastSeq < st.RevisionSeq {
+		out.Err, out.Text = errUnexpected, fmt.Sprintf("last sequence %d is before the revision %d", st.LastSeq, st.RevisionSeq)
 	}
 	return projectionState{output: out, view: v}, nil
 }
