@@ -8,11 +8,12 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
+
+	"github.com/runlog/runlog/audit"
 )
 
 func defineCount(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(listStatuses(), ", "))
+	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(audit.Statuses(), ", "))
 	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
 	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
 	defineSearch(fs, o)
@@ -28,33 +29,10 @@ type countRow struct {
 // runCount counts the instances that pass list's filters, grouped by
 // status and workflow.
 func runCount(ctx context.Context, e *env, args []string) error {
-	o := &e.o
 	if len(args) > 0 {
 		return usagef("count takes no arguments, got %q (filter with the flags of list)", args[0])
 	}
-	var want []string
-	if o.status != "" {
-		for s := range strings.SplitSeq(o.status, ",") {
-			s = strings.TrimSpace(s)
-			if !slices.Contains(listStatuses(), s) {
-				return usagef("unknown status %q: use %s", s, strings.Join(listStatuses(), ", "))
-			}
-			want = append(want, s)
-		}
-	}
-	var since, until time.Time
-	var err error
-	if o.since != "" {
-		if since, err = parseTime(o.since, e.now()); err != nil {
-			return usagef("--since: %v", err)
-		}
-	}
-	if o.until != "" {
-		if until, err = parseTime(o.until, e.now()); err != nil {
-			return usagef("--until: %v", err)
-		}
-	}
-	filters, err := parseSearch(e)
+	q, err := parseQuery(e)
 	if err != nil {
 		return err
 	}
@@ -71,17 +49,16 @@ func runCount(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
-		r, err := rowOf(ctx, st, id)
+		in, err := audit.Describe(ctx, st.Store, id)
 		if err != nil {
 			return fmt.Errorf("read %q: %w", id, err)
 		}
 		read++
 		bar.note(fmt.Sprintf("%d instances read", read))
-		if len(want) > 0 && !slices.Contains(want, r.Status) || !since.IsZero() && r.Updated.Before(since) ||
-			!until.IsZero() && r.Updated.After(until) || !filters.matches(&r) {
+		if !q.Matches(&in) {
 			continue
 		}
-		groups[countRow{Status: r.Status, Workflow: r.Workflow}]++
+		groups[countRow{Status: in.Status, Workflow: in.WorkflowLabel()}]++
 		total++
 	}
 	bar.done()

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"iter"
@@ -12,14 +11,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/internal/render"
-	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
 func defineList(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(listStatuses(), ", "))
+	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(audit.Statuses(), ", "))
 	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
 	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
 	fs.StringVar(&o.sortBy, "sort", "", "sort by `KEY`: id (ascending), updated or events (descending); loads every matching row into memory")
@@ -40,98 +39,52 @@ func defineSearch(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.eventType, "event-type", "", "only instances whose history holds an event of `TYPE` (e.g. event.sent)")
 }
 
-// search is the filters of defineSearch, parsed.
-type search struct {
-	workflow, definition, actor string
-	signal                      workflow.SignalKind
-	hasSignal                   bool
-	waiting                     workflow.StatusKind
-	hasWaiting                  bool
-	createdSince                time.Time
-	eventType                   events.Type
-}
-
-func parseSearch(e *env) (search, error) {
+// parseQuery reads the filters of list and count into an audit.Query.
+func parseQuery(e *env) (audit.Query, error) {
 	o := &e.o
-	f := search{workflow: o.workflowName, definition: strings.ToLower(o.definition), actor: o.actor}
-	if o.definition != "" {
-		if strings.Trim(f.definition, "0123456789abcdef") != "" || len(f.definition) > 64 {
-			return f, usagef("--definition %q: want the start of a definition hash, in hex", o.definition)
+	q := audit.Query{Workflow: o.workflowName, Definition: o.definition, Actor: o.actor}
+	if o.status != "" {
+		for s := range strings.SplitSeq(o.status, ",") {
+			q.Statuses = append(q.Statuses, strings.TrimSpace(s))
 		}
+	}
+	times := []struct {
+		flag, value string
+		to          *time.Time
+	}{{"since", o.since, &q.Since}, {"until", o.until, &q.Until}, {"created-since", o.createdSince, &q.CreatedSince}}
+	for _, t := range times {
+		if t.value == "" {
+			continue
+		}
+		v, err := parseTime(t.value, e.now())
+		if err != nil {
+			return q, usagef("--%s: %v", t.flag, err)
+		}
+		*t.to = v
 	}
 	if o.signal != "" {
 		k, err := workflow.ParseSignalKind(o.signal)
 		if err != nil {
-			return f, usagef("--signal %q: want cancel or pause", o.signal)
+			return q, usagef("--signal %q: want cancel or pause", o.signal)
 		}
-		f.signal, f.hasSignal = k, true
+		q.Signal = &k
 	}
 	switch o.waiting {
 	case "":
 	case "delay":
-		f.waiting, f.hasWaiting = workflow.StatusWaiting, true
+		k := workflow.StatusWaiting
+		q.Waiting = &k
 	case "signal":
-		f.waiting, f.hasWaiting = workflow.StatusAwaitingSignal, true
+		k := workflow.StatusAwaitingSignal
+		q.Waiting = &k
 	default:
-		return f, usagef("--waiting %q: want delay or signal", o.waiting)
+		return q, usagef("--waiting %q: want delay or signal", o.waiting)
 	}
-	if o.createdSince != "" {
-		t, err := parseTime(o.createdSince, e.now())
-		if err != nil {
-			return f, usagef("--created-since: %v", err)
-		}
-		f.createdSince = t
+	q.EventType = events.Type(o.eventType)
+	if err := q.Check(); err != nil {
+		return q, usagef("%s", strings.TrimPrefix(err.Error(), audit.ErrInvalidQuery.Error()+": "))
 	}
-	if o.eventType != "" {
-		if !events.Known(events.Type(o.eventType)) {
-			return f, usagef("--event-type %q: not an event type (docs/EVENTS.md lists them)", o.eventType)
-		}
-		f.eventType = events.Type(o.eventType)
-	}
-	return f, nil
-}
-
-// matches reports whether a row passes the filters.
-func (f *search) matches(r *listRow) bool {
-	switch {
-	case f.workflow != "" && r.Workflow != f.workflow && r.wfName != f.workflow,
-		f.definition != "" && !strings.HasPrefix(r.definition, f.definition),
-		f.actor != "" && !slices.Contains(r.actors, f.actor),
-		f.hasSignal && !slices.Contains(r.signals, f.signal),
-		f.hasWaiting && r.statusKind != f.waiting,
-		!f.createdSince.IsZero() && (r.created.IsZero() || r.created.Before(f.createdSince)),
-		f.eventType != "" && !slices.Contains(r.types, f.eventType):
-		return false
-	}
-	return true
-}
-
-// listStatuses are the statuses list filters on: the workflow statuses,
-// "deleted" (the snapshot was deleted; the history remains) and
-// "corrupt" (the history does not fold; run replay verify).
-func listStatuses() []string {
-	var out []string
-	for k := workflow.StatusInProgress; k <= workflow.StatusAwaitingSignal; k++ {
-		out = append(out, k.String())
-	}
-	return append(out, statusDeleted, statusCorrupt)
-}
-
-const (
-	statusDeleted = "deleted"
-	statusCorrupt = "corrupt"
-	statusNone    = "none" // a history with no snapshot created (only possible in a corrupt history)
-)
-
-// statusOf names the status of a folded state.
-func statusOf(s *projection.State) string {
-	if st, ok := s.Status(); ok {
-		return st.Kind.String()
-	}
-	if s.Runs > 0 {
-		return statusDeleted
-	}
-	return statusNone
+	return q, nil
 }
 
 // listRow is one instance in list's output.
@@ -147,69 +100,16 @@ type listRow struct {
 	LastSeq  uint64    `json:"last_seq"`
 	Updated  time.Time `json:"updated"`
 	Error    string    `json:"error,omitempty"`
-
-	// What the search filters look at (not printed).
-	wfName     string                // the workflow's name alone
-	definition string                // the run's definition hash, hex
-	actors     []string              // every commit's actor and every signal's requester
-	signals    []workflow.SignalKind // pending requests
-	statusKind workflow.StatusKind   // when the snapshot exists
-	created    time.Time             // the current run's creation
-	types      []events.Type         // every event type of the history
 }
 
-// rowOf folds an instance's history into its list row. A history that
-// does not fold gives a row with status corrupt; a read error is returned.
-func rowOf(ctx context.Context, st *store, id string) (listRow, error) {
-	s := projection.New(id)
-	var actors []string
-	var types []events.Type
-	var ferr error
-	for step, err := range s.Steps(st.Read(ctx, id, 0)) {
-		if err != nil {
-			return listRow{Instance: id}, err
-		}
-		if step.Err != nil {
-			ferr = cmpErr(ferr, step.Err)
-			continue
-		}
-		c := &step.Record.Commit
-		if c.Actor != "" && !slices.Contains(actors, c.Actor) {
-			actors = append(actors, c.Actor)
-		}
-		for _, ev := range c.Events {
-			if !slices.Contains(types, ev.Type) {
-				types = append(types, ev.Type)
-			}
-			if d, ok := ev.Data.(*events.SignalStoredData); ok && d.RequestedBy != "" && !slices.Contains(actors, d.RequestedBy) {
-				actors = append(actors, d.RequestedBy)
-			}
-		}
-	}
-	r := listRow{Instance: id, Status: statusOf(&s), Run: ulidOrEmpty(s.Run), Runs: s.Runs, Commits: s.Commits,
-		Events: s.Events, Bytes: s.Bytes, LastSeq: s.LastSeq, Updated: s.LastTime, actors: actors, types: types}
-	if wf, ok := s.Workflow(); ok {
-		r.Workflow, r.wfName = wf.Name, wf.Name
-		if wf.Version != "" {
-			r.Workflow += " " + wf.Version
-		}
-	}
-	if snap := s.Snapshot; snap != nil {
-		r.definition, r.created = snap.DefinitionHash.String(), snap.CreatedAt
-	}
-	if stat, ok := s.Status(); ok {
-		r.statusKind = stat.Kind
-	}
-	for k := range s.Signals {
-		r.signals = append(r.signals, k)
-	}
-	if ferr != nil {
-		if !errors.Is(ferr, events.ErrCorrupt) && !errors.Is(ferr, projection.ErrInvalidHistory) {
-			return r, ferr
-		}
-		r.Status, r.Error = statusCorrupt, ferr.Error()
-	}
-	return r, nil
+// rowOf describes an instance (audit.Describe) as its list row. A
+// history that does not fold gives a row with status corrupt; a read
+// error is returned.
+func rowOf(ctx context.Context, st *store, id string) (listRow, audit.Instance, error) {
+	in, err := audit.Describe(ctx, st.Store, id)
+	r := listRow{Instance: id, Status: in.Status, Workflow: in.WorkflowLabel(), Run: ulidOrEmpty(in.Run), Runs: in.Runs, Commits: in.Commits,
+		Events: in.Events, Bytes: in.Bytes, LastSeq: in.LastSeq, Updated: in.Updated, Error: in.Error}
+	return r, in, err
 }
 
 // listFlush is the number of rows of an unsorted list written at a time.
@@ -220,27 +120,9 @@ func runList(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usagef("list takes no arguments, got %q (filter with --status, --since, --until)", args[0])
 	}
-	var want []string
-	if o.status != "" {
-		for s := range strings.SplitSeq(o.status, ",") {
-			s = strings.TrimSpace(s)
-			if !slices.Contains(listStatuses(), s) {
-				return usagef("unknown status %q: use %s", s, strings.Join(listStatuses(), ", "))
-			}
-			want = append(want, s)
-		}
-	}
-	var since, until time.Time
-	var err error
-	if o.since != "" {
-		if since, err = parseTime(o.since, e.now()); err != nil {
-			return usagef("--since: %v", err)
-		}
-	}
-	if o.until != "" {
-		if until, err = parseTime(o.until, e.now()); err != nil {
-			return usagef("--until: %v", err)
-		}
+	q, err := parseQuery(e)
+	if err != nil {
+		return err
 	}
 	switch o.sortBy {
 	case "", "id", "updated", "events":
@@ -258,14 +140,6 @@ func runList(ctx context.Context, e *env, args []string) error {
 	if o.sortBy != "" && o.after != "" {
 		return usagef("--after pages the unsorted list; with --sort, narrow the list with --status/--since/--until and --limit")
 	}
-	filters, err := parseSearch(e)
-	if err != nil {
-		return err
-	}
-	match := func(r listRow) bool {
-		return (len(want) == 0 || slices.Contains(want, r.Status)) &&
-			(since.IsZero() || !r.Updated.Before(since)) && (until.IsZero() || !r.Updated.After(until)) && filters.matches(&r)
-	}
 
 	st, err := e.open(ctx, false)
 	if err != nil {
@@ -276,7 +150,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 	out := newListOutput(e)
 	corrupt := 0
 	emit := func(r listRow) {
-		if r.Status == statusCorrupt {
+		if r.Status == audit.StatusCorrupt {
 			corrupt++
 		}
 		out.add(r)
@@ -302,7 +176,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 			more = true // another instance follows the last one shown
 			break
 		}
-		r, err := rowOf(ctx, st, id)
+		r, in, err := rowOf(ctx, st, id)
 		if err != nil {
 			bar.done()
 			return fmt.Errorf("read %q: %w", id, err)
@@ -310,7 +184,7 @@ func runList(ctx context.Context, e *env, args []string) error {
 		read++
 		bar.note(fmt.Sprintf("%d instance%s read, %d listed", read, render.S(read), n+len(sorted)))
 		cursor = id
-		if !match(r) {
+		if !q.Matches(&in) {
 			continue
 		}
 		if o.sortBy != "" {

@@ -88,7 +88,7 @@ type bufferedView struct {
 }
 
 func viewOf(s *projection.State, p point) stateView {
-	v := stateView{Instance: s.Instance, AtSeq: p.seq, Status: statusOf(s), Exists: s.Exists, Run: ulidOrEmpty(s.Run), Runs: s.Runs,
+	v := stateView{Instance: s.Instance, AtSeq: p.seq, Status: audit.StatusOf(s), Exists: s.Exists, Run: ulidOrEmpty(s.Run), Runs: s.Runs,
 		Revision: s.RevisionSeq, LastSeq: s.LastSeq, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes,
 		Signals: s.Signals, Results: s.Results, Snapshot: s.Snapshot}
 	if wf, ok := s.Workflow(); ok {
@@ -180,7 +180,7 @@ func writeStateText(w io.Writer, s *projection.State, p point) error {
 	if p != (point{}) {
 		line("as of", "%s", p)
 	}
-	line("status", "%s", statusOf(s))
+	line("status", "%s", audit.StatusOf(s))
 	if st, ok := s.Status(); ok {
 		if d := statusDetail(st); d != "" {
 			line("", "%s", d)

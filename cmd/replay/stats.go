@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/projection"
 )
@@ -77,10 +78,10 @@ func runStats(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		if ferr != nil {
-			v.ByStatus[statusCorrupt]++
+			v.ByStatus[audit.StatusCorrupt]++
 			v.Corrupt = append(v.Corrupt, id)
 		} else {
-			v.ByStatus[statusOf(&s)]++
+			v.ByStatus[audit.StatusOf(&s)]++
 		}
 	}
 	bar.done()
