@@ -51,17 +51,17 @@ func StatusOf(s *projection.State) string {
 // Instance is what a search knows of an instance: the fold of its
 // history and what the history says of who and what.
 type Instance struct {
-	ID       string
-	Status   string // [StatusOf], or [StatusCorrupt] with Error
-	Error    string // why the history does not fold, for StatusCorrupt
-	Run      ulid.ULID
-	Runs     int
-	Commits  int
-	Events   int
-	Bytes    int
-	LastSeq  uint64
-	Updated  time.Time // the last commit's time
-	Created  time.Time // the current run's creation; zero without a snapshot
+	ID      string
+	Status  string // [StatusOf], or [StatusCorrupt] with Error
+	Error   string // why the history does not fold, for StatusCorrupt
+	Run     ulid.ULID
+	Runs    int
+	Commits int
+	Events  int
+	Bytes   int
+	LastSeq uint64
+	Updated time.Time // the last commit's time
+	Created time.Time // the current run's creation; zero without a snapshot
 	// Workflow names the run's workflow when the history names it
 	// (docs/EVENTS.md "Names"); nil otherwise.
 	Workflow   *workflow.Definition
