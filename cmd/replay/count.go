@@ -6,18 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/runlog/runlog/audit"
 )
 
-func defineCount(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(audit.Statuses(), ", "))
-	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
-	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
-	defineSearch(fs, o)
-}
+func defineCount(fs *flag.FlagSet, o *opts) { defineSearch(fs, o) }
 
 // countRow is one group of count's output.
 type countRow struct {

@@ -18,18 +18,17 @@ import (
 )
 
 func defineList(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(audit.Statuses(), ", "))
-	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
-	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
 	fs.StringVar(&o.sortBy, "sort", "", "sort by `KEY`: id (ascending), updated or events (descending); loads every matching row into memory")
 	fs.IntVar(&o.limit, "limit", 0, "print at most `N` instances (0: all)")
 	fs.StringVar(&o.after, "after", "", "start after the instance `ID` (the cursor printed when --limit cuts the list)")
 	defineSearch(fs, o)
 }
 
-// defineSearch defines the filters list and count share besides
-// --status, --since and --until.
+// defineSearch defines the filters list and count share.
 func defineSearch(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.status, "status", "", "only instances in these `STATUSES`, comma separated: "+strings.Join(audit.Statuses(), ", "))
+	fs.StringVar(&o.since, "since", "", "only instances whose last change is at or after `TIME`")
+	fs.StringVar(&o.until, "until", "", "only instances whose last change is at or before `TIME`")
 	fs.StringVar(&o.workflowName, "workflow", "", "only runs of the workflow `NAME` (as the history names it; \"NAME VERSION\" for one version)")
 	fs.StringVar(&o.definition, "definition", "", "only runs of the definition whose hash starts with `HEX`")
 	fs.StringVar(&o.actor, "actor", "", "only instances with a commit by `ACTOR` (or a cancel or pause it requested)")

@@ -252,29 +252,31 @@ func (p *progress) update(pr audit.Progress) {
 	if !p.on {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
 	total := ""
 	if pr.Total > 0 {
 		total = fmt.Sprintf("/%d", pr.Total)
 	}
-	line := fmt.Sprintf("%s: %d%s instances, %d messages, %s, %d problems, %s",
-		p.what, pr.Instances, total, pr.Messages, humanBytes(int64(pr.Bytes)), pr.Problems, time.Since(p.start).Round(time.Second))
+	line := fmt.Sprintf("%d%s instances, %d messages, %s, %d problems, %s",
+		pr.Instances, total, pr.Messages, humanBytes(int64(pr.Bytes)), pr.Problems, time.Since(p.start).Round(time.Second))
 	if pr.Instance != "" {
 		line += "  " + cut(displayID(pr.Instance), 30)
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-	p.drawn = true
+	p.draw(line, 0)
 }
 
 // note draws line as the progress, once the work has taken over
-// progressDelay (a quick command shows none), at most every 100 ms.
+// progressDelay (a quick command shows none).
 func (p *progress) note(line string) {
-	if !p.on || time.Since(p.start) < progressDelay {
+	if !p.on {
+		return
+	}
+	p.draw(line+", "+time.Since(p.start).Round(time.Second).String(), progressDelay)
+}
+
+// draw shows "what: line" in place of the last progress line, once the
+// work has taken over after, at most every 100 ms.
+func (p *progress) draw(line string, after time.Duration) {
+	if !p.on || time.Since(p.start) < after {
 		return
 	}
 	p.mu.Lock()
@@ -283,7 +285,7 @@ func (p *progress) note(line string) {
 		return
 	}
 	p.last = time.Now()
-	fmt.Fprintf(p.w, "\r\033[K%s: %s, %s", p.what, line, time.Since(p.start).Round(time.Second))
+	fmt.Fprintf(p.w, "\r\033[K%s: %s", p.what, line)
 	p.drawn = true
 }
 
