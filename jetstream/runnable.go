@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/dispatch"
@@ -303,7 +304,9 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 // hint: validate it with dispatch.FindHinted before claiming. Stop it with
 // [Wakeups.Stop].
 type Wakeups struct {
-	w natsjs.KeyWatcher
+	w     natsjs.KeyWatcher
+	hints chan *nats.Msg // RunnableIndex.Hints, published by writers
+	sub   *nats.Subscription
 }
 
 // Wakeups starts watching the index for new runnable tasks.
@@ -316,7 +319,39 @@ func (x *RunnableIndex) Wakeups(ctx context.Context) (*Wakeups, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: runnable wake-ups: %w", err)
 	}
-	return &Wakeups{w: w}, nil
+	hints := make(chan *nats.Msg, 256)
+	sub, err := x.s.nc.ChanSubscribe(x.HintSubject(), hints)
+	if err != nil {
+		_ = w.Stop()
+		return nil, fmt.Errorf("jetstream: runnable wake-ups: hints: %w", err)
+	}
+	return &Wakeups{w: w, hints: hints, sub: sub}, nil
+}
+
+// HintSubject is the core NATS subject on which [RunnableIndex.Hints]
+// announces runnable tasks: not part of any stream.
+func (x *RunnableIndex) HintSubject() string { return "runlog.hints." + x.s.cfg.Stream }
+
+// Hints returns a lifecycle.Config.AfterCommit hook that announces, on
+// [RunnableIndex.HintSubject], the task a commit leaves runnable, as soon
+// as the log holds the commit: a wake-up without the indexer's round
+// trips. [Wakeups] hear both these hints and the index's updates. A hint
+// is a core NATS publish (at most once, nobody waits for it, a writer
+// without the permission only logs the server's refusal): a worker that
+// misses one still finds the task through the index.
+func (x *RunnableIndex) Hints() func(context.Context, *projection.State) {
+	subject := x.HintSubject()
+	return func(_ context.Context, st *projection.State) {
+		e, ok := dispatch.Of(st)
+		if !ok {
+			return
+		}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return
+		}
+		_ = x.s.nc.Publish(subject, data)
+	}
 }
 
 // Wait returns the next hint, ok false when none came within timeout (or
@@ -330,6 +365,11 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 			return dispatch.Entry{}, false, ctx.Err()
 		case <-t.C:
 			return dispatch.Entry{}, false, nil
+		case m := <-u.hints:
+			var e dispatch.Entry
+			if json.Unmarshal(m.Data, &e) == nil && e.Instance != "" {
+				return e, true, nil
+			}
 		case up, open := <-u.w.Updates():
 			if !open {
 				return dispatch.Entry{}, false, errors.New("jetstream: runnable wake-ups: the watch ended")
@@ -344,8 +384,8 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 	}
 }
 
-// Stop ends the watch.
-func (u *Wakeups) Stop() error { return u.w.Stop() }
+// Stop ends the watch and the hint subscription.
+func (u *Wakeups) Stop() error { return errors.Join(u.sub.Unsubscribe(), u.w.Stop()) }
 
 // putTimer records the timer st derives as of now, or removes the
 // instance's.

@@ -395,3 +395,36 @@ func TestRunnableIndexerBadOptions(t *testing.T) {
 		t.Fatalf("Run with a negative pinned TTL: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// TestWriterHints: a store whose AfterCommit is RunnableIndex.Hints
+// announces each task it leaves runnable, with no indexer running; a
+// commit that leaves nothing to run (a paused run) announces nothing.
+func TestWriterHints(t *testing.T) {
+	s, _, _ := newStore(t, Config{Partitions: 2})
+	x := s.RunnableIndex()
+	store, err := lifecycle.New(s, lifecycle.Config{AfterCommit: x.Hints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	w, err := x.Wakeups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	task := workflow.NewTaskID("first")
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "hinted", DefinitionHash: workflow.DefinitionHashOf("h"),
+		FirstTask: workflow.TaskHint{ID: task, Tags: []string{"gpu"}}}); err != nil {
+		t.Fatal(err)
+	}
+	h, ok, err := w.Wait(ctx, 5*time.Second)
+	if err != nil || !ok || h.Instance != "hinted" || h.Task != task || !slices.Equal(h.Tags, []string{"gpu"}) {
+		t.Fatalf("hint %+v %v %v", h, ok, err)
+	}
+	if err := store.StoreSignal(ctx, "hinted", workflow.Pause, workflow.SignalRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := w.Wait(ctx, 300*time.Millisecond); err != nil || ok {
+		t.Fatalf("a commit that leaves nothing runnable announced a hint: %v %v", ok, err)
+	}
+}

@@ -58,6 +58,14 @@ type Config struct {
 	// instance's last checkpoint before the store writes a new one (after
 	// a fold or an append); 0 means 256. Only used with Checkpoints.
 	CheckpointEvery int
+	// AfterCommit, if set, is called after each commit the store appended,
+	// with the instance's projection after it: for a hint that must go
+	// out as soon as the log holds the commit (jetstream's
+	// RunnableIndex.Hints announces runnable tasks to idle workers). It
+	// runs while the instance is locked: it must be quick, must not call
+	// the store, and must not keep st. Nothing it does can fail the
+	// operation.
+	AfterCommit func(ctx context.Context, st *projection.State)
 	// TracerProvider, if set, gives the tracer of the store's spans: one
 	// per operation (a child of the context's span, else of the run's
 	// trace parent), with a child per append and per read
@@ -103,6 +111,7 @@ type Store struct {
 	logger      *slog.Logger
 	cache       *cache
 	tel         *telemetry
+	afterCommit func(context.Context, *projection.State)
 
 	checkpoints     Checkpoints
 	checkpointEvery int
@@ -131,6 +140,7 @@ func New(log Log, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: telemetry: %w", ErrInvalidConfig, err)
 	}
 	s.tel = tel
+	s.afterCommit = cfg.AfterCommit
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -532,6 +542,9 @@ func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *event
 		// bug can do that. Start the projection afresh next time.
 		*st = projection.New(st.Instance)
 		return fmt.Errorf("lifecycle: own commit at seq %d does not fold: %w", seq, err)
+	}
+	if s.afterCommit != nil {
+		s.afterCommit(ctx, st)
 	}
 	return nil
 }
