@@ -287,6 +287,7 @@ func parseLine(b []byte) (fileLine, []byte, error) {
 // importCheck is the first pass: it verifies the file and compares it
 // with the destination, writing nothing.
 func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts ImportOptions, st *ImportStats) (map[string]*importInstance, []*importInstance, error) {
+	checkBytes := 0
 	lr := newLineReader(r, opts.MaxLineBytes)
 	ps := problemList{limit: opts.MaxProblems}
 	unverified := func() error {
@@ -398,8 +399,9 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		if in.count == in.dstCount {
 			in.fileAt = h
 		}
+		checkBytes += len(data)
 		if opts.Progress != nil && st.Messages%progressEvery == 0 {
-			opts.Progress(Progress{Phase: "check", Instances: len(insts), Messages: st.Messages, Problems: ps.total(), Instance: ln.Instance})
+			opts.Progress(Progress{Phase: "check", Instances: len(insts), Messages: st.Messages, Bytes: checkBytes, Problems: ps.total(), Instance: ln.Instance})
 		}
 	}
 	st.Lines = lr.line
@@ -498,7 +500,7 @@ func importWrite(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 	if b, ok := lr.next(); !ok || parseHeader(b) != nil {
 		return errChanged
 	}
-	done := 0
+	done, finished, written := 0, 0, 0
 	for {
 		b, ok := lr.next()
 		if !ok {
@@ -510,6 +512,7 @@ func importWrite(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		line := lr.line
 		ln, data, err := parseLine(b)
 		in := insts[ln.Instance]
+		written += len(data)
 		if err != nil || in == nil {
 			return fmt.Errorf("line %d: %w", line, errChanged)
 		}
@@ -526,6 +529,9 @@ func importWrite(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 				return fmt.Errorf("line %d: %w", line, errChanged)
 			}
 			st.Present++
+			if in.seen == in.count {
+				finished++ // wholly present already
+			}
 			continue
 		}
 		// This line's prev vouches for the pending message's bytes.
@@ -542,10 +548,11 @@ func importWrite(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 			if err := importAppend(ctx, dst, in, st); err != nil {
 				return err
 			}
+			finished++
 		}
 		done++
-		if opts.Progress != nil && done%progressEvery == 0 {
-			opts.Progress(Progress{Phase: "write", Total: len(insts), Messages: st.Appended, Instance: in.id})
+		if opts.Progress != nil && (done%progressEvery == 0 || in.seen == in.count) {
+			opts.Progress(Progress{Phase: "write", Instances: finished, Total: len(insts), Messages: st.Appended, Bytes: written, Instance: in.id})
 		}
 	}
 	if err := lr.sc.Err(); err != nil {
@@ -557,7 +564,7 @@ func importWrite(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		}
 	}
 	if opts.Progress != nil {
-		opts.Progress(Progress{Phase: "write", Instances: len(insts), Total: len(insts), Messages: st.Appended})
+		opts.Progress(Progress{Phase: "write", Instances: len(insts), Total: len(insts), Messages: st.Appended, Bytes: written})
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -78,5 +79,41 @@ func TestDescribeAndQuery(t *testing.T) {
 		if err := q.Check(); !errors.Is(err, audit.ErrInvalidQuery) {
 			t.Errorf("%s: %v, want ErrInvalidQuery", what, err)
 		}
+	}
+}
+
+// TestImportProgressCounts: import's progress counts instances and bytes
+// in both passes, and the write pass ends with every instance done.
+func TestImportProgressCounts(t *testing.T) {
+	ctx := t.Context()
+	src := memlog.New(nil)
+	st, err := lifecycle.New(src, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"p-1", "p-2", "p-3"} {
+		if _, err := st.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("p"), FirstTask: workflow.NewTaskHint("t")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := audit.Export(ctx, src, &buf, audit.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]audit.Progress{}
+	var writes []audit.Progress
+	if _, err := audit.Import(ctx, bytes.NewReader(buf.Bytes()), memlog.New(nil), audit.ImportOptions{Progress: func(p audit.Progress) {
+		last[p.Phase] = p
+		if p.Phase == "write" {
+			writes = append(writes, p)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if w := last["write"]; w.Instances != 3 || w.Total != 3 || w.Messages != 3 || w.Bytes == 0 {
+		t.Errorf("last write progress %+v", w)
+	}
+	if len(writes) < 3 || writes[0].Instances != 1 {
+		t.Errorf("write progress per instance: %+v", writes)
 	}
 }
