@@ -217,8 +217,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if st.Instances != 3 || st.Messages != n || st.Appended != n || st.Present != 0 || st.Unchanged != 0 {
 		t.Fatalf("stats %+v, want 3 instances, %d appended", st, n)
 	}
-	if len(phases) != 2 || phases[0] != "check" || phases[1] != "write" {
-		t.Errorf("progress phases %v", phases)
+	if p := slices.Compact(slices.Clone(phases)); len(p) != 2 || p[0] != "check" || p[1] != "write" {
+		t.Errorf("progress phases %v, want check then write", phases)
 	}
 	sameHistories(t, src, dst)
 

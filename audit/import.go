@@ -92,7 +92,8 @@ type ImportOptions struct {
 	// for the largest message JetStream holds (64 MiB) in base64.
 	MaxLineBytes int
 	// Progress, if set, is called every few thousand lines of each pass
-	// (Phase "check", then "write"), on Import's goroutine.
+	// (Phase "check", then "write") and, while writing, as each instance
+	// is done, on Import's goroutine.
 	Progress func(Progress)
 }
 
