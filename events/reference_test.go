@@ -65,7 +65,7 @@ func referenceDecode(m Message, instance string) (Record, error) {
 	return rec, nil
 }
 
-// FuzzDecodeMatchesReference checks the hand-written decoder against
+// FuzzDecodeMatchesReference checks runlog's decoder (the plans of codec.go) against
 // encoding/json on arbitrary input, seeded with a commit of every type.
 func FuzzDecodeMatchesReference(f *testing.F) {
 	for _, m := range referenceSeeds(f) {
