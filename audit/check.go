@@ -132,8 +132,7 @@ func newFolder(instance string) folder { return folder{st: projection.New(instan
 // (a reused run id, which the projection refuses too), so a refusal is not
 // reported twice.
 func (f *folder) apply(rec events.Record, ps *problemList, seq uint64, line int, explained bool) {
-	f.st.Head = rec.Commit.Prev // the chain is checked by the caller
-	err := f.st.Apply(rec)
+	err := f.st.ApplyUnlinked(rec) // the chain is checked by the caller
 	if err == nil || explained {
 		f.refuse.close()
 		return

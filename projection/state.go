@@ -192,6 +192,20 @@ func (e *HistoryError) Error() string {
 // Is reports whether target is [ErrInvalidHistory].
 func (e *HistoryError) Is(target error) bool { return target == ErrInvalidHistory }
 
+// ApplyUnlinked is [State.Apply] for a caller that judges the hash chain
+// itself (an audit that reports a broken link once and folds on from the
+// commit that broke it): rec is folded as if it linked to s's head. On
+// error s is unchanged, its head included.
+func (s *State) ApplyUnlinked(rec events.Record) error {
+	head := s.Head
+	s.Head = rec.Commit.Prev
+	if err := s.Apply(rec); err != nil {
+		s.Head = head
+		return err
+	}
+	return nil
+}
+
 // Apply folds one commit into s. It checks the commit against the state:
 // the sequence increases, the commit names this instance, its Prev is the
 // hash of the previous commit, and each event is allowed where it finds the

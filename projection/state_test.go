@@ -610,3 +610,37 @@ func TestSteps(t *testing.T) {
 		t.Errorf("%d steps before the read error, want 1", n)
 	}
 }
+
+// TestApplyUnlinked: a commit whose prev does not link is refused by
+// Apply and folded by ApplyUnlinked; a commit ApplyUnlinked refuses for
+// another reason leaves the state, head included, as it was.
+func TestApplyUnlinked(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	h.add(created(run1, "x"))
+	st := fold(t, h)
+	unlinked := h.message(20, workflow.Sha256([]byte("elsewhere")), t0, stored(run1, workflow.Cancel, ""))
+	rec, err := events.Decode(unlinked, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.Clone()
+	if err := c.Apply(rec); !errors.Is(err, projection.ErrInvalidHistory) {
+		t.Fatalf("Apply of an unlinked commit: %v", err)
+	}
+	if err := c.ApplyUnlinked(rec); err != nil || c.LastSeq != 20 || len(c.Signals) != 1 {
+		t.Fatalf("ApplyUnlinked: %v, state %+v", err, c)
+	}
+	bad := h.message(30, workflow.Sha256([]byte("elsewhere too")), t0, created(run2, "again")) // a second create while one exists
+	rec, err = events.Decode(bad, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.Clone()
+	if err := c.ApplyUnlinked(rec); !errors.Is(err, projection.ErrInvalidHistory) {
+		t.Fatalf("ApplyUnlinked of an impossible commit: %v", err)
+	}
+	if !reflect.DeepEqual(c, before) {
+		t.Errorf("a refused ApplyUnlinked changed the state:\n got %+v\nwant %+v", c, before)
+	}
+}
