@@ -467,6 +467,25 @@ func (s *Store) noteLease(key LeaseKey, holder string, sent time.Time, ttl time.
 		v.until = sent.Add(ttl - leaseMargin(ttl))
 	}
 	s.leaseView.Store(key, v)
+	if s.leaseNotes.Add(1)%leaseSweepEvery == 0 {
+		s.sweepLeases(time.Now())
+	}
+}
+
+// leaseSweepEvery is how many leases a store notes between two sweeps of
+// the ones whose time has passed: a store that takes many claims and
+// never releases them (their workers die) keeps its view bounded by the
+// live ones.
+const leaseSweepEvery = 1024
+
+// sweepLeases forgets the noted leases the store can no longer count on.
+func (s *Store) sweepLeases(now time.Time) {
+	s.leaseView.Range(func(k, x any) bool {
+		if v := x.(leaseSeen); !v.until.IsZero() && !now.Before(v.until) {
+			s.leaseView.CompareAndDelete(k, x)
+		}
+		return true
+	})
 }
 
 func (s *Store) forgetLease(key LeaseKey) { s.leaseView.Delete(key) }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -119,7 +120,8 @@ type Store struct {
 	// leaseView holds the leases this store acquired or renewed itself
 	// (LeaseKey → leaseSeen), so that a fenced write need not read a
 	// lease it knows to be live.
-	leaseView sync.Map
+	leaseView  sync.Map
+	leaseNotes atomic.Uint64 // leases noted, for the sweep of leaseView
 }
 
 // New returns a store writing to log.
