@@ -96,13 +96,20 @@ func BenchmarkWakeup(b *testing.B) {
 	defer cancel()
 	x := e.log.RunnableIndex()
 	go func() { _ = x.Run(ctx, st, jetstream.IndexerOptions{}) }()
+	wakeLatencies(ctx, b, st, x, "wake-")
+}
+
+// wakeLatencies creates a run per op on st and waits for its hint from
+// x's wake-ups; reports the p50 and p99 from before the PrepareRun to the
+// hint.
+func wakeLatencies(ctx context.Context, b *testing.B, st *lifecycle.Store, x *jetstream.RunnableIndex, prefix string) {
 	w, err := x.Wakeups(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer w.Stop()
 	var lat []time.Duration
-	g := ids{prefix: "wake-"}
+	g := ids{prefix: prefix}
 	for b.Loop() {
 		id := g.next()
 		t0 := time.Now()
@@ -252,29 +259,5 @@ func BenchmarkWakeupHinted(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w, err := x.Wakeups(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
-	var lat []time.Duration
-	g := ids{prefix: "hinted-"}
-	for b.Loop() {
-		id := g.next()
-		t0 := time.Now()
-		if _, err := st.PrepareRun(ctx, prepareReq(id, workflow.Fail)); err != nil {
-			b.Fatal(err)
-		}
-		for {
-			h, ok, err := w.Wait(ctx, 10*time.Second)
-			if err != nil || !ok {
-				b.Fatal("no hint", err)
-			}
-			if h.Instance == id {
-				break
-			}
-		}
-		lat = append(lat, time.Since(t0))
-	}
-	reportPercentiles(b, lat)
+	wakeLatencies(ctx, b, st, x, "hinted-")
 }
