@@ -43,13 +43,6 @@ func printable(s string) bool {
 
 func quote(s string) string { return render.Quote(s) }
 
-func optHash(h *workflow.Hash32) string {
-	if h == nil {
-		return ""
-	}
-	return short(*h)
-}
-
 func ulidText(id ulid.ULID) string {
 	if id.IsZero() {
 		return ""
@@ -59,7 +52,6 @@ func ulidText(id ulid.ULID) string {
 
 func timeText(t time.Time) string { return render.Time(t) }
 
-func positionText(p workflow.Position) string { return render.Position(p) }
 
 func signalText(r workflow.SignalRequest) string {
 	return render.Request(r.RequestedBy, r.Reason, r.RequestedAt, time.Time{})

@@ -75,12 +75,11 @@ func plainName(s string) bool {
 	return true
 }
 
-// Position shows a position on one line, such as "AtTask(3f2a1b4c5d6e)"
+// PositionNamed shows a position on one line, such as "AtTask(3f2a1b4c5d6e)"
 // or "AtSignal(node 3f2a1b4c5d6e, \"approval\", next ab12cd34ef56)".
-func Position(p workflow.Position) string { return PositionNamed(p, nil) }
-
-// PositionNamed is [Position] with the tasks named by names where it
-// knows them: "AtTask(reserve-stock)".
+//
+// PositionNamed shows the tasks by the names names knows ("AtTask(reserve-stock)"),
+// by id otherwise; names may be nil.
 func PositionNamed(p workflow.Position, names Names) string {
 	var parts []string
 	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
