@@ -52,7 +52,6 @@ func ulidText(id ulid.ULID) string {
 
 func timeText(t time.Time) string { return render.Time(t) }
 
-
 func signalText(r workflow.SignalRequest) string {
 	return render.Request(r.RequestedBy, r.Reason, r.RequestedAt, time.Time{})
 }
