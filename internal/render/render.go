@@ -78,7 +78,7 @@ func plainName(s string) bool {
 // PositionNamed shows a position on one line, such as "AtTask(3f2a1b4c5d6e)"
 // or "AtSignal(node 3f2a1b4c5d6e, \"approval\", next ab12cd34ef56)".
 //
-// PositionNamed shows the tasks by the names names knows ("AtTask(reserve-stock)"),
+// It shows the tasks by the names names knows ("AtTask(reserve-stock)"),
 // by id otherwise; names may be nil.
 func PositionNamed(p workflow.Position, names Names) string {
 	var parts []string
