@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -89,34 +90,67 @@ func (in *Instance) WorkflowLabel() string {
 // A history that does not fold gives an Instance with [StatusCorrupt]; a
 // read error is returned.
 func Describe(ctx context.Context, src Source, id string) (Instance, error) {
-	s := projection.New(id)
-	in := Instance{ID: id}
-	var ferr error
-	for step, err := range s.Steps(src.Read(ctx, id, 0)) {
+	d := NewDescriber(id)
+	if err := d.Fold(src.Read(ctx, id, 0)); err != nil {
+		return d.Instance(), err
+	}
+	return d.Instance(), nil
+}
+
+// A Describer folds an instance's history, message by message, into its
+// [Instance]: [Describe] in steps, for a reader that sees the history in
+// pieces (the visibility index folds each new commit into the Describer
+// it kept). Its fields are what it must keep between pieces.
+type Describer struct {
+	State   projection.State
+	Actors  []string      // as [Instance.Actors]
+	Types   []events.Type // as [Instance.Types]
+	Refused string        // why the first refused message was refused; "" when none was
+}
+
+// NewDescriber returns a Describer of instance id that has folded nothing.
+func NewDescriber(id string) *Describer { return &Describer{State: projection.New(id)} }
+
+// Fold folds msgs, the next messages of the instance's history. A message
+// that does not decode or fold is noted (the Instance is then
+// [StatusCorrupt]) and the fold goes on, as [projection.State.Steps]
+// does; a read error, or a refusal that is neither, is returned.
+func (d *Describer) Fold(msgs iter.Seq2[events.Message, error]) error {
+	for step, err := range d.State.Steps(msgs) {
 		if err != nil {
-			return in, err
+			return err
 		}
 		if step.Err != nil {
-			if ferr == nil {
-				ferr = step.Err
+			if !errors.Is(step.Err, events.ErrCorrupt) && !errors.Is(step.Err, projection.ErrInvalidHistory) {
+				return step.Err
+			}
+			if d.Refused == "" {
+				d.Refused = step.Err.Error()
 			}
 			continue
 		}
 		c := &step.Record.Commit
-		if c.Actor != "" && !slices.Contains(in.Actors, c.Actor) {
-			in.Actors = append(in.Actors, c.Actor)
+		if c.Actor != "" && !slices.Contains(d.Actors, c.Actor) {
+			d.Actors = append(d.Actors, c.Actor)
 		}
 		for _, ev := range c.Events {
-			if !slices.Contains(in.Types, ev.Type) {
-				in.Types = append(in.Types, ev.Type)
+			if !slices.Contains(d.Types, ev.Type) {
+				d.Types = append(d.Types, ev.Type)
 			}
-			if d, ok := ev.Data.(*events.SignalStoredData); ok && d.RequestedBy != "" && !slices.Contains(in.Actors, d.RequestedBy) {
-				in.Actors = append(in.Actors, d.RequestedBy)
+			if sd, ok := ev.Data.(*events.SignalStoredData); ok && sd.RequestedBy != "" && !slices.Contains(d.Actors, sd.RequestedBy) {
+				d.Actors = append(d.Actors, sd.RequestedBy)
 			}
 		}
 	}
+	return nil
+}
+
+// Instance is what the messages folded so far say of the instance.
+func (d *Describer) Instance() Instance {
+	s := &d.State
+	in := Instance{ID: s.Instance, Actors: slices.Clone(d.Actors), Types: slices.Clone(d.Types)}
 	in.Status, in.Run, in.Runs, in.Commits, in.Events, in.Bytes, in.LastSeq, in.Updated, in.Exists =
-		StatusOf(&s), s.Run, s.Runs, s.Commits, s.Events, s.Bytes, s.LastSeq, s.LastTime, s.Exists
+		StatusOf(s), s.Run, s.Runs, s.Commits, s.Events, s.Bytes, s.LastSeq, s.LastTime, s.Exists
 	if wf, ok := s.Workflow(); ok {
 		in.Workflow = wf
 	}
@@ -131,13 +165,10 @@ func Describe(ctx context.Context, src Source, id string) (Instance, error) {
 			in.Signals = append(in.Signals, k)
 		}
 	}
-	if ferr != nil {
-		if !errors.Is(ferr, events.ErrCorrupt) && !errors.Is(ferr, projection.ErrInvalidHistory) {
-			return in, ferr
-		}
-		in.Status, in.Error = StatusCorrupt, ferr.Error()
+	if d.Refused != "" {
+		in.Status, in.Error = StatusCorrupt, d.Refused
 	}
-	return in, nil
+	return in
 }
 
 // Query selects instances; every filter set must hold (the zero Query

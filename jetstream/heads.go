@@ -42,6 +42,20 @@ func (s *Store) LogInfo(ctx context.Context) (events.LogInfo, error) {
 	return logInfo(p.name, info.Created, info.State.FirstSeq, info.State.LastSeq, info.State.Msgs), nil
 }
 
+// PartitionInfo is [Store.LogInfo] of partition p (0 to
+// [Store.Partitions]-1) of a store of any number of partitions.
+func (s *Store) PartitionInfo(ctx context.Context, partition int) (events.LogInfo, error) {
+	if partition < 0 || partition >= len(s.all) {
+		return events.LogInfo{}, fmt.Errorf("jetstream: log info: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.all), len(s.all)-1)
+	}
+	p := s.all[partition]
+	info, err := s.streamInfo(ctx, p)
+	if err != nil {
+		return events.LogInfo{}, fmt.Errorf("jetstream: log info of %s: %w", p.name, err)
+	}
+	return logInfo(p.name, info.Created, info.State.FirstSeq, info.State.LastSeq, info.State.Msgs), nil
+}
+
 func logInfo(name string, created time.Time, first, last, msgs uint64) events.LogInfo {
 	return events.LogInfo{Name: name, Created: created.UTC(), FirstSeq: first, LastSeq: last, Messages: msgs}
 }

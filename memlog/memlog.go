@@ -339,3 +339,25 @@ func (c *checkpoints) SaveCheckpoint(ctx context.Context, instance string, data 
 	c.m[instance] = slices.Clone(data)
 	return nil
 }
+
+// Partitions returns 1: the in-memory log is one partition (the contract
+// partitioned readers such as the visibility index read through).
+func (l *Log) Partitions() int { return 1 }
+
+// PartitionInfo is [Log.LogInfo] of partition 0, the only one.
+func (l *Log) PartitionInfo(ctx context.Context, partition int) (events.LogInfo, error) {
+	if partition != 0 {
+		return events.LogInfo{}, fmt.Errorf("memlog: partition %d does not exist: the log has one (0)", partition)
+	}
+	return l.LogInfo(ctx)
+}
+
+// ScanPartition is [Log.Scan] of partition 0, the only one.
+func (l *Log) ScanPartition(ctx context.Context, partition int, after uint64) iter.Seq2[Scanned, error] {
+	if partition != 0 {
+		return func(yield func(Scanned, error) bool) {
+			yield(Scanned{}, fmt.Errorf("memlog: partition %d does not exist: the log has one (0)", partition))
+		}
+	}
+	return l.Scan(ctx, after)
+}

@@ -1,0 +1,543 @@
+// Package visibility keeps a visibility index of a runlog log: what a
+// search across instances knows of each instance ([audit.Instance]: its
+// status, workflow, actors, event types, times), in an embedded SQLite
+// database, so that "which runs failed in the last hour" or "everything
+// alice cancelled" is an indexed query rather than a fold of every
+// history.
+//
+// The index is a projection of the log and is never trusted over it. It
+// records, per partition of the log, the last sequence it folded;
+// [Index.CatchUp] folds the commits after it, and only those, through the
+// same [audit.Describer] that [audit.Describe] uses on a whole history,
+// so that an instance's row is what a fold of its history gives
+// (TestIndexAgreesWithDescribe holds them to each other). It can be
+// deleted at any time: the next CatchUp rebuilds it from the log. A log
+// that is not the one it indexed (a stream deleted and created again, a
+// different number of partitions, a sequence behind the index) is
+// detected and the index rebuilt. Verification (audit.Verify, replay
+// verify) never reads it.
+//
+// Several processes may share one index file: each catch-up commits its
+// batches in write transactions that first check that no one else moved
+// the index on, and starts over from where the other left it when someone
+// did. A process killed at any moment leaves the index at its last
+// committed batch.
+//
+// Why SQLite (modernc.org/sqlite, pure Go, no cgo): the queries combine
+// filters on several attributes with an order and a limit, which is what
+// a SQL query planner over secondary indexes does; a key-value store
+// (bbolt, pebble) would need each such index written and intersected by
+// hand. BENCHMARKS.md §5.16 has the measured costs.
+package visibility
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+
+	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/events"
+	"github.com/runlog/runlog/projection"
+)
+
+// SchemaVersion is the version of the index's tables. An index of
+// another version is dropped and rebuilt from the log by [Index.CatchUp].
+const SchemaVersion = 1
+
+// A Log is what the index folds: a log of one or more partitions, each
+// read in its sequence order and described. *jetstream.Store and
+// *memlog.Log are Logs.
+type Log interface {
+	Partitions() int
+	// PartitionInfo describes partition p: its name and creation time
+	// tell it from another log of the same name.
+	PartitionInfo(ctx context.Context, p int) (events.LogInfo, error)
+	// ScanPartition reads partition p's messages after a sequence.
+	ScanPartition(ctx context.Context, p int, after uint64) iter.Seq2[events.Scanned, error]
+}
+
+// ErrNotIndexed is matched by the error of a query on an index that has
+// not caught up with a log yet.
+var ErrNotIndexed = errors.New("visibility: the index has not been built")
+
+// Index is a visibility index in a SQLite file. Its methods are safe for
+// concurrent use; several processes may open the same file.
+type Index struct {
+	db   *sql.DB
+	path string
+	mu   sync.Mutex // one catch-up at a time in this process
+
+	// batchMessages bounds the messages folded before a batch is
+	// committed (and so the memory of a catch-up).
+	batchMessages int
+}
+
+// Open opens the index at path, creating the file (and its directory,
+// mode 0700) if needed. An index of another [SchemaVersion] is dropped
+// here: the next [Index.CatchUp] rebuilds it. Close it with
+// [Index.Close].
+func Open(path string) (*Index, error) {
+	if path == "" {
+		return nil, errors.New("visibility: open: the index path is empty")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
+	}
+	// WAL: readers do not wait for a writer; busy_timeout: a writer
+	// waits for another process's batch rather than failing;
+	// _txlock=immediate: a write transaction takes the write lock when
+	// it begins, so that its check of the position and its writes are
+	// one.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
+	}
+	ix := &Index{db: db, path: path, batchMessages: 20_000}
+	if err := ix.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
+	}
+	return ix, nil
+}
+
+// Path returns the index file's path.
+func (ix *Index) Path() string { return ix.path }
+
+// Close closes the database.
+func (ix *Index) Close() error { return ix.db.Close() }
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partitions (
+	partition INTEGER PRIMARY KEY,
+	name      TEXT NOT NULL,
+	created   INTEGER NOT NULL, -- the log's creation time, unix ns: tells it from another of the same name
+	seq       INTEGER NOT NULL  -- the last sequence folded
+);
+CREATE TABLE IF NOT EXISTS instances (
+	id          TEXT PRIMARY KEY,
+	partition   INTEGER NOT NULL,
+	status      TEXT NOT NULL,
+	wf_name     TEXT NOT NULL,    -- the run's workflow name, '' when the history names none
+	wf_label    TEXT NOT NULL,    -- "name version", as audit.Instance.WorkflowLabel
+	definition  TEXT NOT NULL,    -- the run's definition hash in hex, '' without a snapshot
+	updated     INTEGER NOT NULL, -- the last commit's time, unix ns
+	created     INTEGER,          -- the current run's creation, unix ns; NULL without a snapshot
+	waiting     INTEGER,          -- the run's status kind when a snapshot exists; NULL otherwise
+	signals     INTEGER NOT NULL, -- bit k set: a request of signal kind k is pending
+	events      INTEGER NOT NULL,
+	summary     BLOB NOT NULL,    -- the audit.Instance, JSON
+	fold        BLOB NOT NULL     -- the Describer to go on from, JSON (a projection checkpoint inside)
+);
+CREATE INDEX IF NOT EXISTS instances_status ON instances (status, updated);
+CREATE INDEX IF NOT EXISTS instances_updated ON instances (updated);
+CREATE INDEX IF NOT EXISTS instances_wf ON instances (wf_name, updated);
+CREATE INDEX IF NOT EXISTS instances_label ON instances (wf_label, updated);
+CREATE TABLE IF NOT EXISTS actors (actor TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (actor, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS types (type TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+`
+
+// migrate creates the tables, dropping those of another schema version.
+func (ix *Index) migrate() error {
+	var v string
+	err := ix.db.QueryRow(`SELECT value FROM meta WHERE key = 'schema'`).Scan(&v)
+	if err == nil && v == fmt.Sprint(SchemaVersion) {
+		return nil
+	}
+	if err != nil && !isNoTable(err) && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	return ix.reset()
+}
+
+func isNoTable(err error) bool { return strings.Contains(err.Error(), "no such table") }
+
+// reset drops every table and creates them empty.
+func (ix *Index) reset() error {
+	tx, err := ix.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, t := range []string{"meta", "partitions", "instances", "actors", "types"} {
+		if _, err := tx.Exec(`DROP TABLE IF EXISTS ` + t); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(schema); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('schema', ?)`, fmt.Sprint(SchemaVersion)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Stats says what a [Index.CatchUp] did.
+type Stats struct {
+	Messages  int  // messages folded
+	Instances int  // instance rows written (an instance written in two batches counts twice)
+	Foreign   int  // messages that are not an instance's (another program's subjects), skipped
+	Rebuilt   bool // the index was dropped and built again: it was of another log
+	// Behind is the log's last sequence, per partition, when the catch-up
+	// began: the index covers at least that much when CatchUp returns.
+	Behind []uint64
+}
+
+// CatchUp folds into the index every commit of log that it has not folded
+// yet, partition by partition, and returns when it has folded at least
+// every commit stored when it began. progress, when not nil, is called
+// after each committed batch. A log that is not the one the index was
+// built from rebuilds the index from the start. An error leaves the index
+// at its last committed batch: the next CatchUp goes on from there.
+func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (Stats, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var st Stats
+	n := log.Partitions()
+	infos := make([]events.LogInfo, n)
+	for p := range n {
+		info, err := log.PartitionInfo(ctx, p)
+		if err != nil {
+			return st, fmt.Errorf("visibility: catch up: %w", err)
+		}
+		infos[p] = info
+		st.Behind = append(st.Behind, info.LastSeq)
+	}
+	same, err := ix.sameLog(ctx, infos)
+	if err != nil {
+		return st, fmt.Errorf("visibility: catch up: %w", err)
+	}
+	if !same {
+		if err := ix.reset(); err != nil {
+			return st, fmt.Errorf("visibility: catch up: reset: %w", err)
+		}
+		if err := ix.setPartitions(ctx, infos); err != nil {
+			return st, fmt.Errorf("visibility: catch up: %w", err)
+		}
+		st.Rebuilt = true
+	}
+	for p := range n {
+		if err := ix.catchUpPartition(ctx, log, p, &st, progress); err != nil {
+			return st, fmt.Errorf("visibility: catch up of %s: %w", infos[p].Name, err)
+		}
+	}
+	return st, nil
+}
+
+// sameLog reports whether the index is of the log infos describe: the
+// same partitions, by name and creation time, none behind the index.
+func (ix *Index) sameLog(ctx context.Context, infos []events.LogInfo) (bool, error) {
+	rows, err := ix.db.QueryContext(ctx, `SELECT partition, name, created, seq FROM partitions ORDER BY partition`)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var p int
+		var name string
+		var created int64
+		var seq uint64
+		if err := rows.Scan(&p, &name, &created, &seq); err != nil {
+			return false, err
+		}
+		if p != i || i >= len(infos) || infos[i].Name != name || infos[i].Created.UnixNano() != created || seq > infos[i].LastSeq {
+			return false, nil
+		}
+		i++
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	return i == len(infos), nil
+}
+
+func (ix *Index) setPartitions(ctx context.Context, infos []events.LogInfo) error {
+	tx, err := ix.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for p, info := range infos {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO partitions (partition, name, created, seq) VALUES (?, ?, ?, 0)`, p, info.Name, info.Created.UnixNano()); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// position returns the last sequence of partition p the index folded.
+func (ix *Index) position(ctx context.Context, q querier, p int) (uint64, error) {
+	var seq uint64
+	err := q.QueryRowContext(ctx, `SELECT seq FROM partitions WHERE partition = ?`, p).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("partition %d is not in the index (another process rebuilt it: run again)", p)
+	}
+	return seq, err
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// foldWire is a Describer as the index keeps it.
+type foldWire struct {
+	State   json.RawMessage `json:"state,omitempty"` // a projection checkpoint; absent before the first folded commit
+	Actors  []string        `json:"actors,omitempty"`
+	Types   []events.Type   `json:"types,omitempty"`
+	Refused string          `json:"refused,omitempty"`
+}
+
+// catchUpPartition folds partition p's commits after the index's position
+// into it, in batches of at most ix.batchMessages messages, each committed
+// with the position it reached.
+func (ix *Index) catchUpPartition(ctx context.Context, log Log, p int, st *Stats, progress func(Stats)) error {
+	for {
+		from, err := ix.position(ctx, ix.db, p)
+		if err != nil {
+			return err
+		}
+		if from >= st.Behind[p] {
+			return nil
+		}
+		done, err := ix.batch(ctx, log, p, from, st)
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(*st)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// batch folds one batch of partition p after from and commits it. It
+// reports whether the partition's end (as of the catch-up's start) was
+// reached.
+func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Stats) (bool, error) {
+	touched := map[string]*audit.Describer{}
+	var order []string
+	var last uint64
+	msgs, foreign := 0, 0
+	done := true
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for m, err := range log.ScanPartition(ctx, p, from) {
+		if err != nil {
+			return false, err
+		}
+		last = m.Seq
+		msgs++
+		if m.InstanceErr != nil {
+			foreign++
+		} else {
+			d, ok := touched[m.Instance]
+			if !ok {
+				if d, err = ix.load(ctx, m.Instance); err != nil {
+					return false, err
+				}
+				touched[m.Instance] = d
+				order = append(order, m.Instance)
+			}
+			if err := d.Fold(one(m.Message)); err != nil {
+				return false, fmt.Errorf("fold %q at sequence %d: %w", m.Instance, m.Seq, err)
+			}
+		}
+		if m.Seq >= st.Behind[p] {
+			break
+		}
+		if msgs >= ix.batchMessages {
+			done = false
+			break
+		}
+	}
+	if msgs == 0 {
+		// The scan ended before the sequence the partition had: its last
+		// messages are not instances' and were not delivered, or the
+		// stream's end moved back (the next catch-up sees another log).
+		return true, ix.setPosition(ctx, p, from, st.Behind[p])
+	}
+	tx, err := ix.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	now, err := ix.position(ctx, tx, p)
+	if err != nil {
+		return false, err
+	}
+	if now != from {
+		// Another process committed this range first: start again from
+		// where it left the index.
+		return false, nil
+	}
+	for _, id := range order {
+		if err := write(ctx, tx, p, touched[id]); err != nil {
+			return false, fmt.Errorf("write %q: %w", id, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE partitions SET seq = ? WHERE partition = ?`, last, p); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	st.Messages += msgs
+	st.Foreign += foreign
+	st.Instances += len(order)
+	return done, nil
+}
+
+// setPosition moves partition p's position from from to to.
+func (ix *Index) setPosition(ctx context.Context, p int, from, to uint64) error {
+	_, err := ix.db.ExecContext(ctx, `UPDATE partitions SET seq = ? WHERE partition = ? AND seq = ?`, to, p, from)
+	return err
+}
+
+// one is an iterator of one message.
+func one(m events.Message) iter.Seq2[events.Message, error] {
+	return func(yield func(events.Message, error) bool) { yield(m, nil) }
+}
+
+// load returns the Describer the index keeps for instance id, or a new
+// one.
+func (ix *Index) load(ctx context.Context, id string) (*audit.Describer, error) {
+	var b []byte
+	err := ix.db.QueryRowContext(ctx, `SELECT fold FROM instances WHERE id = ?`, id).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return audit.NewDescriber(id), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var w foldWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("the index's fold of %q does not decode (delete %s to rebuild it): %w", id, ix.path, err)
+	}
+	d := audit.NewDescriber(id)
+	if len(w.State) > 0 {
+		s, err := projection.UnmarshalCheckpoint(id, w.State)
+		if err != nil {
+			return nil, fmt.Errorf("the index's fold of %q (delete %s to rebuild it): %w", id, ix.path, err)
+		}
+		d.State = s
+	}
+	d.Actors, d.Types, d.Refused = w.Actors, w.Types, w.Refused
+	return d, nil
+}
+
+// write stores d's instance and fold.
+func write(ctx context.Context, tx *sql.Tx, p int, d *audit.Describer) error {
+	in := d.Instance()
+	w := foldWire{Actors: d.Actors, Types: d.Types, Refused: d.Refused}
+	if d.State.Commits > 0 {
+		cp, err := d.State.MarshalCheckpoint()
+		if err != nil {
+			return err
+		}
+		w.State = cp
+	}
+	fold, err := json.Marshal(&w)
+	if err != nil {
+		return err
+	}
+	summary, err := json.Marshal(&in)
+	if err != nil {
+		return err
+	}
+	c := columnsOf(&in)
+	_, err = tx.ExecContext(ctx, `INSERT INTO instances (id, partition, status, wf_name, wf_label, definition, updated, created, waiting, signals, events, summary, fold)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, wf_name = excluded.wf_name, wf_label = excluded.wf_label,
+			definition = excluded.definition, updated = excluded.updated, created = excluded.created, waiting = excluded.waiting,
+			signals = excluded.signals, events = excluded.events, summary = excluded.summary, fold = excluded.fold`,
+		in.ID, p, in.Status, c.wfName, in.WorkflowLabel(), c.definition, in.Updated.UnixNano(), c.created, c.waiting, c.signals, in.Events, summary, fold)
+	if err != nil {
+		return err
+	}
+	for _, a := range in.Actors {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO actors (actor, id) VALUES (?, ?)`, a, in.ID); err != nil {
+			return err
+		}
+	}
+	for _, t := range in.Types {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO types (type, id) VALUES (?, ?)`, string(t), in.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// columns are the indexed columns of an instance that are not its fields
+// as they are.
+type columns struct {
+	wfName, definition string
+	created, waiting   sql.NullInt64
+	signals            int64
+}
+
+func columnsOf(in *audit.Instance) columns {
+	var c columns
+	if in.Workflow != nil {
+		c.wfName = in.Workflow.Name
+	}
+	if !in.Definition.IsZero() {
+		c.definition = in.Definition.String()
+	}
+	if !in.Created.IsZero() {
+		c.created = sql.NullInt64{Int64: in.Created.UnixNano(), Valid: true}
+	}
+	if in.Exists {
+		c.waiting = sql.NullInt64{Int64: int64(in.StatusKind), Valid: true}
+	}
+	for _, k := range in.Signals {
+		c.signals |= 1 << k
+	}
+	return c
+}
+
+// Position returns, per partition, the last sequence the index folded
+// (nil before the first catch-up).
+func (ix *Index) Position(ctx context.Context) ([]uint64, error) {
+	rows, err := ix.db.QueryContext(ctx, `SELECT seq FROM partitions ORDER BY partition`)
+	if err != nil {
+		return nil, fmt.Errorf("visibility: position: %w", err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var s uint64
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("visibility: position: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Covers reports whether the index has folded every commit a log had at
+// the sequences behind gives, partition by partition (as [Stats.Behind]).
+func Covers(pos, behind []uint64) bool {
+	if len(pos) != len(behind) {
+		return false
+	}
+	for i := range pos {
+		if pos[i] < behind[i] {
+			return false
+		}
+	}
+	return true
+}
