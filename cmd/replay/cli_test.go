@@ -200,14 +200,18 @@ func TestRefusedImportLeavesNoStore(t *testing.T) {
 }
 
 // TestListSearch: list's filters over the demo's histories select exactly
-// the instances they name; count groups the same selection by status and
-// workflow; bad filter values are usage errors.
+// the instances they name, through the visibility index and by a fold of
+// every history (--no-index) alike; count groups the same selection by
+// status and workflow; bad filter values are usage errors.
 func TestListSearch(t *testing.T) {
 	t.Parallel()
 	dir := seeded(t)
 	ids := func(args ...string) string {
 		t.Helper()
 		r := mustRun(t, append([]string{"list", "--dir", dir, "-o", "ndjson"}, args...)...)
+		if folded := mustRun(t, append([]string{"list", "--dir", dir, "-o", "ndjson", "--no-index"}, args...)...); folded.stdout != r.stdout {
+			t.Errorf("list %v: the index says\n%s\nthe fold of every history says\n%s", args, r.stdout, folded.stdout)
+		}
 		var out []string
 		for line := range strings.Lines(r.stdout) {
 			var row listRow
@@ -248,7 +252,11 @@ func TestListSearch(t *testing.T) {
 	if cv.Total != 4 || len(cv.Groups) != 1 || cv.Groups[0] != (countRow{Status: "completed", Workflow: "order-pipeline v1", Count: 4}) {
 		t.Errorf("count --workflow order-pipeline: %+v", cv)
 	}
-	if err := json.Unmarshal([]byte(mustRun(t, "count", "--dir", dir, "-o", "json").stdout), &cv); err != nil {
+	counted := mustRun(t, "count", "--dir", dir, "-o", "json").stdout
+	if folded := mustRun(t, "count", "--dir", dir, "-o", "json", "--no-index").stdout; folded != counted {
+		t.Errorf("count: the index says\n%s\nthe fold says\n%s", counted, folded)
+	}
+	if err := json.Unmarshal([]byte(counted), &cv); err != nil {
 		t.Fatal(err)
 	}
 	sum := 0

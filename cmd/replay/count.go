@@ -35,17 +35,37 @@ func runCount(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.close()
+	var rows []countRow
+	total := 0
+	if ix := e.openIndex(ctx, st); ix != nil {
+		defer ix.Close()
+		groups, err := ix.Count(ctx, q)
+		if err != nil {
+			return fmt.Errorf("count in the visibility index %s: %w", ix.Path(), err)
+		}
+		for _, g := range groups {
+			rows = append(rows, countRow{Status: g.Status, Workflow: g.Workflow, Count: g.Count})
+			total += g.Count
+		}
+	} else if rows, total, err = countFolded(ctx, e, st, q); err != nil {
+		return err
+	}
+	return writeCount(e, rows, total)
+}
+
+// countFolded is count by a fold of every history (--no-index).
+func countFolded(ctx context.Context, e *env, st *store, q audit.Query) ([]countRow, int, error) {
 	bar := newProgress(e.stderr, "counting")
 	defer bar.done()
 	groups := map[countRow]int{}
 	read, total := 0, 0
 	for id, err := range st.AllInstances(ctx, "") {
 		if err != nil {
-			return fmt.Errorf("list instances of %s: %w", e.source(), err)
+			return nil, 0, fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
 		in, err := audit.Describe(ctx, st.Store, id)
 		if err != nil {
-			return fmt.Errorf("read %q: %w", id, err)
+			return nil, 0, fmt.Errorf("read %q: %w", id, err)
 		}
 		read++
 		bar.note(fmt.Sprintf("%d instances read", read))
@@ -64,6 +84,11 @@ func runCount(ctx context.Context, e *env, args []string) error {
 	slices.SortFunc(rows, func(a, b countRow) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Status, b.Status), cmp.Compare(a.Workflow, b.Workflow))
 	})
+	return rows, total, nil
+}
+
+// writeCount writes count's groups and total.
+func writeCount(e *env, rows []countRow, total int) error {
 	switch e.output {
 	case outJSON:
 		return writeJSON(e.stdout, struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/internal/render"
+	"github.com/runlog/runlog/visibility"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -36,6 +37,7 @@ func defineSearch(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.waiting, "waiting", "", "only runs parked on a `KIND`: delay or signal")
 	fs.StringVar(&o.createdSince, "created-since", "", "only runs created at or after `TIME`")
 	fs.StringVar(&o.eventType, "event-type", "", "only instances whose history holds an event of `TYPE` (e.g. event.sent)")
+	defineIndex(fs, o)
 }
 
 // parseQuery reads the filters of list and count into an audit.Query.
@@ -106,9 +108,7 @@ type listRow struct {
 // error is returned.
 func rowOf(ctx context.Context, st *store, id string) (listRow, audit.Instance, error) {
 	in, err := audit.Describe(ctx, st.Store, id)
-	r := listRow{Instance: id, Status: in.Status, Workflow: in.WorkflowLabel(), Run: ulidOrEmpty(in.Run), Runs: in.Runs, Commits: in.Commits,
-		Events: in.Events, Bytes: in.Bytes, LastSeq: in.LastSeq, Updated: in.Updated, Error: in.Error}
-	return r, in, err
+	return rowFrom(&in), in, err
 }
 
 // listFlush is the number of rows of an unsorted list written at a time.
@@ -153,6 +153,10 @@ func runList(ctx context.Context, e *env, args []string) error {
 			corrupt++
 		}
 		out.add(r)
+	}
+	if ix := e.openIndex(ctx, st); ix != nil {
+		defer ix.Close()
+		return listIndexed(ctx, e, ix, q, out, emit, &corrupt)
 	}
 	var sorted []listRow
 	n := 0
@@ -224,6 +228,48 @@ func runList(ctx context.Context, e *env, args []string) error {
 	}
 	if corrupt > 0 {
 		fmt.Fprintf(e.stderr, "warning: %d instance(s) have a history that does not fold (status corrupt); run 'replay verify' for details\n", corrupt)
+	}
+	return nil
+}
+
+// listIndexed is list answered by the visibility index (caught up with
+// the log): by id, or sorted, at most --limit rows.
+func listIndexed(ctx context.Context, e *env, ix *visibility.Index, q audit.Query, out *listOutput, emit func(listRow), corrupt *int) error {
+	o := &e.o
+	so := visibility.SearchOptions{After: o.after}
+	switch o.sortBy {
+	case "updated":
+		so.Order = visibility.ByUpdated
+	case "events":
+		so.Order = visibility.ByEvents
+	}
+	if o.limit > 0 {
+		so.Limit = o.limit + 1 // one more tells whether a next page exists
+	}
+	found, err := ix.Search(ctx, q, so)
+	if err != nil {
+		return fmt.Errorf("search the visibility index %s: %w", ix.Path(), err)
+	}
+	more := o.limit > 0 && len(found) > o.limit
+	if more {
+		found = found[:o.limit]
+	}
+	for i := range found {
+		emit(rowFrom(&found[i]))
+		if (i+1)%listFlush == 0 {
+			out.flush()
+		}
+	}
+	if err := out.close(); err != nil {
+		return err
+	}
+	if more && o.sortBy == "" {
+		cursor := found[len(found)-1].ID
+		fmt.Fprintf(e.stderr, "(limit of %d reached; the next page starts after %q: replay list --limit %d --after %s)\n",
+			o.limit, cursor, o.limit, shellQuote(cursor))
+	}
+	if *corrupt > 0 {
+		fmt.Fprintf(e.stderr, "warning: %d instance(s) have a history that does not fold (status corrupt); run 'replay verify' for details\n", *corrupt)
 	}
 	return nil
 }

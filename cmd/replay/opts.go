@@ -59,6 +59,8 @@ type opts struct {
 	waiting      string // list, count: --waiting delay|signal
 	createdSince string // list, count: --created-since
 	eventType    string // list, count: --event-type
+	indexPath    string // list, count: --index
+	noIndex      bool   // list, count: --no-index
 
 	cloudEvents bool   // feed: CloudEvents (the one format)
 	feedTo      string // feed: the subject
