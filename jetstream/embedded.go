@@ -69,6 +69,7 @@ type Embedded struct {
 	user      string
 	password  string
 	warnings  *recoveryLog
+	dir       string // the store directory whose server file this server wrote; "" if none
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process,
@@ -98,6 +99,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("%w: %s is served by another process (pid %d: %s); two servers on one directory lose each other's writes: "+
 			"connect to that server instead (jetstream.Connect, replay --server URL), or stop it first", ErrDirInUse, cfg.Dir, pid, how)
 	}
+	// Holding the lock, this process is the directory's only server: a
+	// server file left by one killed before it could remove it is stale.
+	_ = os.Remove(filepath.Join(cfg.Dir, ServerFileName))
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		unlock()
@@ -137,6 +141,14 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if !srv.JetStreamEnabled() {
 		_ = e.Close()
 		return nil, fmt.Errorf("jetstream: start embedded server: JetStream did not start (store directory %q)", cfg.Dir)
+	}
+	if e.listening {
+		f := ServerFile{PID: os.Getpid(), URL: srv.ClientURL(), User: cfg.User, Password: cfg.Password, Started: time.Now().UTC()}
+		if err := writeServerFile(cfg.Dir, f); err != nil {
+			_ = e.Close()
+			return nil, fmt.Errorf("jetstream: start embedded server: write %s: %w", ServerFileName, err)
+		}
+		e.dir = cfg.Dir
 	}
 	return e, nil
 }
@@ -238,6 +250,9 @@ func (e *Embedded) ClientURL() string {
 // nil; the error result is there for future use.
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
+		if e.dir != "" {
+			removeServerFile(e.dir)
+		}
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		if e.unlock != nil {
@@ -251,11 +266,21 @@ func (e *Embedded) Close() error {
 // process and opens a store on it with [Open]. The store owns both:
 // [Store.Close] closes the connection and shuts the server down. Errors
 // are those of StartEmbedded and Open; on error nothing is left running.
+//
+// When another process serves the directory with a listening embedded
+// server ([EmbeddedConfig.Listen], as `replay serve` runs one), OpenEmbedded
+// connects to that server instead, with the address and credentials its
+// [ServerFileName] gives ([Store.ServedBy] then says so), so that many
+// programs share one store directory safely. A directory held by a
+// process that does not listen still gives [ErrDirInUse].
 func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store, error) {
 	if _, err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	emb, err := StartEmbedded(ctx, ecfg)
+	if errors.Is(err, ErrDirInUse) {
+		return openServed(ctx, ecfg.Dir, cfg, err)
+	}
 	if err != nil {
 		return nil, err
 	}

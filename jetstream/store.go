@@ -56,8 +56,9 @@ type Store struct {
 	// began): defaultScanWait (a seam for the tests).
 	scanWait time.Duration
 
-	ownConn bool      // Close closes nc
-	emb     *Embedded // Close closes it, if not nil
+	ownConn  bool       // Close closes nc
+	servedBy ServerFile // the server file OpenEmbedded connected through, if it did
+	emb      *Embedded  // Close closes it, if not nil
 
 	closeOnce sync.Once
 	closeErr  error

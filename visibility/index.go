@@ -39,6 +39,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -192,7 +193,14 @@ type Stats struct {
 	// Behind is the log's last sequence, per partition, when the catch-up
 	// began: the index covers at least that much when CatchUp returns.
 	Behind []uint64
+	// Changed lists the instances whose rows were written, the first
+	// [MaxChanged] of them; ChangedMore is set when there were more.
+	Changed     []string
+	ChangedMore bool
 }
+
+// MaxChanged bounds [Stats.Changed].
+const MaxChanged = 1000
 
 // CatchUp folds into the index every commit of log that it has not folded
 // yet, partition by partition, and returns when it has folded at least
@@ -398,6 +406,15 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	st.Messages += msgs
 	st.Foreign += foreign
 	st.Instances += len(order)
+	for _, id := range order {
+		if len(st.Changed) == MaxChanged {
+			st.ChangedMore = true
+			break
+		}
+		if !slices.Contains(st.Changed, id) {
+			st.Changed = append(st.Changed, id)
+		}
+	}
 	return done, nil
 }
 

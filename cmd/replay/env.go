@@ -25,6 +25,9 @@ type env struct {
 	cmd            *command
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// lent, when set, is the store every command opens (serve's, for the
+	// commands its web API runs); the store flags are then ignored.
+	lent *jetstream.Store
 
 	// Common flags.
 	dir, server                        string
@@ -235,14 +238,34 @@ func (e *env) source() string {
 // store is an open store and how to release it.
 type store struct {
 	*jetstream.Store
+	borrowed bool // serve's store, lent to a command its API runs: close leaves it open
 }
 
-func (s *store) close() { _ = s.Store.Close() }
+func (s *store) close() {
+	if !s.borrowed {
+		_ = s.Store.Close()
+	}
+}
+
+// notFoundError is an instance with no history.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+
+// notFound is the error of a command asked about an instance that has no
+// history.
+func (e *env) notFound(id string) error {
+	return &notFoundError{fmt.Sprintf("instance %q not found in %s: it has no history (see 'replay list')", id, e.source())}
+}
 
 // open opens the store the flags name. A read-only open (write false)
 // never creates a store or a stream: on an embedded directory it checks
 // that the stream exists before starting the server.
 func (e *env) open(ctx context.Context, write bool) (*store, error) {
+	if e.lent != nil {
+		e.parts = e.lent.Partitions()
+		return &store{Store: e.lent, borrowed: true}, nil
+	}
 	if e.set["dir"] && e.set["server"] {
 		return nil, usagef("--dir and --server are exclusive: --dir opens an embedded store, --server connects to one")
 	}

@@ -13,6 +13,7 @@
 //	replay export [ID...]             NDJSON export
 //	replay import --file F            import an export (verified first)
 //	replay stats                      counts by event type and status
+//	replay serve                      one server for many users, the visibility index, the web UI
 //	replay reindex                    rebuild the runnable-task index from the log
 //	replay key new FILE               a signing key for digests
 //	replay digest --key F -o D        a signed digest of the whole log
@@ -98,6 +99,9 @@ func init() {
 			summary: "publish every event as a CloudEvent on a NATS subject, resuming after a restart (a long-lived bridge)",
 			example: "replay feed --cloudevents --to events.runlog\n  replay feed --cloudevents --to events.runlog --mode structured --from new",
 			define:  defineFeed, run: runFeed},
+		{name: "serve", args: "[--http 127.0.0.1:8233] [--nats 127.0.0.1:4222]",
+			summary: "serve the store to many programs at once, keep the visibility index, and serve the web timeline UI (runs until Ctrl-C)",
+			example: "replay serve\n  replay serve --dir /tmp/runlog-demo --http 127.0.0.1:0 --nats 127.0.0.1:0", define: defineServe, run: runServe},
 		{name: "reindex", args: "", summary: "rebuild the index of runnable tasks (dispatch) from the log (writes the index, not the log)",
 			example: "replay reindex", run: runReindex},
 		{name: "version", args: "", summary: "the version of replay, of Go and of the NATS server and client it is built with",

@@ -62,6 +62,10 @@ type opts struct {
 	indexPath    string // list, count: --index
 	noIndex      bool   // list, count: --no-index
 
+	httpAddr   string        // serve: --http
+	natsAddr   string        // serve: --nats
+	indexEvery time.Duration // serve: --index-every
+
 	cloudEvents bool   // feed: CloudEvents (the one format)
 	feedTo      string // feed: the subject
 	feedServer  string // feed: the NATS server to publish on (default the store's)

@@ -204,7 +204,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if msgs == 0 && !o.follow {
-		return fmt.Errorf("instance %q not found in %s: it has no history (see 'replay list')", id, e.source())
+		return e.notFound(id)
 	}
 	for _, r := range slices.Backward(held) {
 		p.add(r)

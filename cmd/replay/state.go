@@ -153,7 +153,7 @@ func runState(ctx context.Context, e *env, args []string) error {
 		return foldError(id, err)
 	}
 	if !any {
-		return fmt.Errorf("instance %q not found in %s: it has no history (see 'replay list')", id, e.source())
+		return e.notFound(id)
 	}
 	v := viewOf(&s, p)
 	switch e.output {
@@ -307,7 +307,7 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 		return foldError(id, err)
 	}
 	if !any {
-		return fmt.Errorf("instance %q not found in %s: it has no history (see 'replay list')", id, e.source())
+		return e.notFound(id)
 	}
 	b, _, err := foldAt(ctx, st, id, to)
 	if err != nil {
