@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runlog/runlog/jetstream"
+)
+
+// served is a replay serve running in the test.
+type served struct {
+	web    string // the web UI's URL, ending in "/"
+	nats   string // the NATS server's URL
+	stderr *syncBuffer
+	stop   func() int // cancels serve and returns its exit code
+}
+
+// startServe runs `replay serve --dir dir` on free loopback ports until
+// the test ends (or stop is called), and waits until it serves.
+func startServe(t *testing.T, dir string, args ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--dir", dir, "--http", "127.0.0.1:0", "--nats", "127.0.0.1:0", "--index-every", "50ms"}, args...), &out, &errb)
+	}()
+	sv := &served{stderr: &errb}
+	webRE, natsRE := regexp.MustCompile(`web UI at (http://\S+/)`), regexp.MustCompile(`NATS at (nats://\S+)`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m := webRE.FindStringSubmatch(out.String()); m != nil {
+			sv.web = m[1]
+			sv.nats = natsRE.FindStringSubmatch(out.String())[1]
+			break
+		}
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("serve exited %d before serving:\n%s%s", code, out.String(), errb.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not print its address in 60 s:\n%s%s", out.String(), errb.String())
+		}
+	}
+	code, stopped := exitOK, false
+	sv.stop = func() int {
+		if !stopped {
+			cancel()
+			code, stopped = <-done, true
+		}
+		return code
+	}
+	t.Cleanup(func() { sv.stop() })
+	return sv
+}
+
+// get fetches path from serve's web server: the status and body.
+func (sv *served) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(sv.web + strings.TrimPrefix(path, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServe: replay serve shares one store directory among many programs:
+// its API answers what the commands print, other replay commands and
+// jetstream.OpenEmbedded on the directory connect to it and write
+// through it, its event stream names the instances they change, a second
+// serve is refused with who holds the directory, and a stop is clean.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	sv := startServe(t, dir)
+
+	// The API is the commands' JSON.
+	code, body := sv.get(t, "/api/list?status=failed")
+	want := mustRun(t, "list", "--dir", dir, "--status", "failed", "-o", "json").stdout
+	if code != http.StatusOK || body != want {
+		t.Errorf("/api/list?status=failed: %d\n%s\nwant what replay list prints:\n%s", code, body, want)
+	}
+	code, body = sv.get(t, "/api/show?id=po-s1")
+	if want := mustRun(t, "show", "po-s1", "--dir", dir, "-o", "json").stdout; code != http.StatusOK || body != want {
+		t.Errorf("/api/show?id=po-s1: %d\n%.300s\nwant\n%.300s", code, body, want)
+	}
+	for path, wantCode := range map[string]int{
+		"/api/list?status=bogus":       http.StatusBadRequest,
+		"/api/list?dir=/tmp":           http.StatusBadRequest,
+		"/api/show?id=no-such-thing":   http.StatusNotFound,
+		"/api/demo":                    http.StatusNotFound,
+		"/api/state?id=po-s1&at-seq=x": http.StatusBadRequest,
+	} {
+		code, body := sv.get(t, path)
+		var e struct{ Error string }
+		if code != wantCode || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+			t.Errorf("%s: %d %s, want %d with an error message", path, code, body, wantCode)
+		}
+	}
+	if code, body := sv.get(t, "/"); code != http.StatusOK || !strings.Contains(body, "<html") {
+		t.Errorf("/: %d %.100s", code, body)
+	}
+
+	// The event stream names what a writer through the server changes.
+	resp, err := http.Get(sv.web + "api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	changed := make(chan changeEvent, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var ev changeEvent
+				if json.Unmarshal([]byte(data), &ev) == nil {
+					changed <- ev
+				}
+			}
+		}
+		close(changed)
+	}()
+
+	// Another program on the directory connects to the running server
+	// (it would fail on the directory's lock otherwise) and writes.
+	st, err := jetstream.OpenEmbedded(t.Context(), jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
+	if err != nil {
+		t.Fatalf("OpenEmbedded on a served directory: %v", err)
+	}
+	if f, ok := st.ServedBy(); !ok || f.URL != sv.nats || f.PID != os.Getpid() {
+		t.Errorf("ServedBy = %+v, %v; want the serve at %s", f, ok, sv.nats)
+	}
+	st.Close()
+	mustRun(t, "demo", "--dir", dir, "--seed", "2", "--now", fakeNow)
+	seen := map[string]bool{}
+	timeout := time.After(30 * time.Second)
+	for !seen["po-s2"] {
+		select {
+		case ev, ok := <-changed:
+			if !ok {
+				t.Fatal("the event stream ended")
+			}
+			for _, id := range ev.Instances {
+				seen[id] = true
+			}
+		case <-timeout:
+			t.Fatalf("no change event named po-s2 in 30 s (seen %v)", seen)
+		}
+	}
+	if _, body := sv.get(t, "/api/list?workflow=purchase-order"); !strings.Contains(body, `"po-s2"`) {
+		t.Errorf("the list does not show what was written through the server:\n%s", body)
+	}
+
+	// A second serve on the directory is refused, naming the first.
+	r := replay(t, "serve", "--dir", dir, "--http", "127.0.0.1:0", "--nats", "127.0.0.1:0")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "already served") || !strings.Contains(r.stderr, sv.nats) {
+		t.Errorf("a second serve: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, bad := range [][]string{{"--http", "0.0.0.0:0"}, {"--nats", "192.0.2.1:4222"}, {"--server", "nats://x"}} {
+		if r := replay(t, append([]string{"serve", "--dir", dir}, bad...)...); r.code != exitUsage {
+			t.Errorf("serve %v: exit %d, want a usage error\n%s", bad, r.code, r.stderr)
+		}
+	}
+
+	if code := sv.stop(); code != exitOK {
+		t.Fatalf("serve stopped with exit %d:\n%s", code, sv.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, jetstream.ServerFileName)); !os.IsNotExist(err) {
+		t.Errorf("the server file outlived serve: %v", err)
+	}
+	// The directory is free again: a command embeds its own server.
+	if r := mustRun(t, "list", "--dir", dir, "--workflow", "purchase-order", "-o", "ndjson"); !strings.Contains(r.stdout, `"po-s2"`) {
+		t.Errorf("after serve stopped: %s", r.stdout)
+	}
+}
