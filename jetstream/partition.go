@@ -99,6 +99,18 @@ func (s *Store) part(id string) *partition {
 	return s.all[PartitionOf(id, len(s.all))]
 }
 
+// SubjectFilters returns the subject filters of the store's commits, one
+// per partition: a core NATS subscription on them hears of each commit as
+// it is published (with no ordering against its storing: read the stream
+// to act on it), as replay serve does to keep its index caught up.
+func (s *Store) SubjectFilters() []string {
+	out := make([]string, len(s.all))
+	for i, p := range s.all {
+		out[i] = p.filter()
+	}
+	return out
+}
+
 // Partitions returns the number of partitions of the store (1: the
 // one-stream layout).
 func (s *Store) Partitions() int { return len(s.all) }

@@ -20,8 +20,8 @@ const ServerFileName = "runlog-server.json"
 
 // ServerFile is the content of [ServerFileName].
 type ServerFile struct {
-	PID      int       `json:"pid"`      // the process serving the directory
-	URL      string    `json:"url"`      // its client URL
+	PID      int       `json:"pid"` // the process serving the directory
+	URL      string    `json:"url"` // its client URL
 	User     string    `json:"user,omitempty"`
 	Password string    `json:"password,omitempty"`
 	Started  time.Time `json:"started"`

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/visibility"
 )
@@ -29,7 +31,7 @@ var webFiles embed.FS
 func defineServe(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8233", "serve the web UI and its API on `HOST:PORT` (loopback only: the UI has no login; port 0 picks one)")
 	fs.StringVar(&o.natsAddr, "nats", "127.0.0.1:4222", "the NATS server's client `HOST:PORT` (port 0 picks one); other programs connect there with the credentials in DIR/"+jetstream.ServerFileName)
-	fs.DurationVar(&o.indexEvery, "index-every", 200*time.Millisecond, "how often the visibility index is caught up with the log, at most")
+	fs.DurationVar(&o.indexEvery, "index-every", time.Second, "catch the visibility index up at least this often (it also does on every commit it hears of)")
 	definePartitions(fs, o)
 }
 
@@ -166,11 +168,28 @@ type serveState struct {
 	hub *hub
 }
 
-// indexLoop catches the index up with the log every interval, and tells
-// the event streams what changed.
+// indexLoop catches the index up with the log whenever a commit is
+// published (a core NATS subscription on the commits' subjects hears of
+// it) and at least every interval, and tells the event streams what
+// changed.
 func (sv *serveState) indexLoop(ctx context.Context, every time.Duration) {
+	kick := make(chan struct{}, 1)
+	for _, f := range sv.st.SubjectFilters() {
+		sub, err := sv.st.Conn().Subscribe(f, func(*nats.Msg) {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			fmt.Fprintf(sv.e.stderr, "replay serve: index: cannot hear of commits on %s (%v): catching up every %v only\n", f, err, every)
+			continue
+		}
+		defer sub.Unsubscribe()
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	kicked := false
 	for {
 		s, err := sv.ix.CatchUp(ctx, sv.st, nil)
 		switch {
@@ -180,11 +199,24 @@ func (sv *serveState) indexLoop(ctx context.Context, every time.Duration) {
 			fmt.Fprintf(sv.e.stderr, "replay serve: index: %v (retrying)\n", err)
 		case len(s.Changed) > 0 || s.Rebuilt:
 			sv.hub.publish(changeEvent{Instances: s.Changed, More: s.ChangedMore || s.Rebuilt})
+		case kicked:
+			// A subscriber may hear of a commit before the stream has
+			// stored it: look once more shortly.
+			kicked = false
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
 		}
+		kicked = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
+			kicked = true
 		}
 	}
 }

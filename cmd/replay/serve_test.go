@@ -24,7 +24,8 @@ type served struct {
 	stop   func() int // cancels serve and returns its exit code
 }
 
-// startServe runs `replay serve --dir dir` on free loopback ports until
+// startServe runs `replay serve --dir dir` on free loopback ports (its
+// index caught up only on the commits it hears of: no periodic catch-up) until
 // the test ends (or stop is called), and waits until it serves.
 func startServe(t *testing.T, dir string, args ...string) *served {
 	t.Helper()
@@ -32,7 +33,7 @@ func startServe(t *testing.T, dir string, args ...string) *served {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--dir", dir, "--http", "127.0.0.1:0", "--nats", "127.0.0.1:0", "--index-every", "50ms"}, args...), &out, &errb)
+		done <- run(ctx, append([]string{"serve", "--dir", dir, "--http", "127.0.0.1:0", "--nats", "127.0.0.1:0", "--index-every", "1h"}, args...), &out, &errb)
 	}()
 	sv := &served{stderr: &errb}
 	webRE, natsRE := regexp.MustCompile(`web UI at (http://\S+/)`), regexp.MustCompile(`NATS at (nats://\S+)`)
