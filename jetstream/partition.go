@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"github.com/nats-io/nats.go"
+
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +111,36 @@ func (s *Store) SubjectFilters() []string {
 		out[i] = p.filter()
 	}
 	return out
+}
+
+// NotifyCommits returns a channel that receives (without blocking the
+// publisher: hints coalesce) when a commit is published on any of the
+// store's partitions, heard with a core NATS subscription on
+// [Store.SubjectFilters], until stop is called. A hint may arrive before
+// the stream has stored the commit. It needs permission to subscribe to
+// the commit subjects.
+func (s *Store) NotifyCommits() (hints <-chan struct{}, stop func(), err error) {
+	ch := make(chan struct{}, 1)
+	var subs []*nats.Subscription
+	stop = func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}
+	for _, f := range s.SubjectFilters() {
+		sub, err := s.nc.Subscribe(f, func(*nats.Msg) {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("jetstream: notify commits on %s: %w", f, err)
+		}
+		subs = append(subs, sub)
+	}
+	return ch, stop, nil
 }
 
 // Partitions returns the number of partitions of the store (1: the

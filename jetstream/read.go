@@ -288,6 +288,31 @@ func (s *Store) scanPartition(ctx context.Context, p *partition, after uint64, y
 	if info.State.Msgs == 0 || last <= after {
 		return true
 	}
+	if last-after <= scanDirectMax {
+		// A short tail (an index catching up after a few commits): batched
+		// direct gets cost a request or two, an ordered consumer its
+		// creation and deletion too.
+		stopped := false
+		err := s.batches(ctx, p, p.filter(), after, func(d directMsg) bool {
+			if d.seq > last {
+				return false
+			}
+			sm := ScannedMessage{Message: toMessage(d), Partition: p.index}
+			sm.Instance, sm.InstanceErr = s.instanceFromPartition(p, d.subject)
+			if !yield(sm, nil) {
+				stopped = true
+				return false
+			}
+			return d.seq < last
+		})
+		switch {
+		case stopped:
+			return false
+		case err != nil && err != errStopped:
+			return fail(err)
+		}
+		return true
+	}
 	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{p.filter()}}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, after+1
@@ -356,14 +381,8 @@ func (s *Store) scanPartition(ctx context.Context, p *partition, after uint64, y
 			return true
 		}
 		seen = seq
-		sm := ScannedMessage{Message: events.Message{Seq: seq, Time: md.Timestamp.UTC(), Data: m.Data()}, Partition: p.index}
-		if h := m.Headers(); len(h) > 0 {
-			// The header map is this message's own: no copy.
-			sm.Header = h
-			if v := h[events.HeaderMsgID]; len(v) > 0 {
-				sm.MsgID = v[0]
-			}
-		}
+		// The header map is this message's own: no copy.
+		sm := ScannedMessage{Message: storedMessage(seq, md.Timestamp, m.Headers(), m.Data()), Partition: p.index}
 		sm.Instance, sm.InstanceErr = s.instanceFromPartition(p, m.Subject())
 		if !yield(sm, nil) {
 			return false
@@ -373,6 +392,10 @@ func (s *Store) scanPartition(ctx context.Context, p *partition, after uint64, y
 		}
 	}
 }
+
+// scanDirectMax is the longest tail Scan reads with direct gets rather
+// than an ordered consumer.
+const scanDirectMax = 256
 
 // scanPull is the number of messages Scan asks for per pull request.
 const scanPull = 1024

@@ -42,17 +42,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/events"
-	"github.com/runlog/runlog/projection"
 )
 
 // SchemaVersion is the version of the index's tables. An index of
 // another version is dropped and rebuilt from the log by [Index.CatchUp].
-const SchemaVersion = 1
+const SchemaVersion = 3
 
 // A Log is what the index folds: a log of one or more partitions, each
 // read in its sequence order and described. *jetstream.Store and
@@ -64,6 +64,10 @@ type Log interface {
 	PartitionInfo(ctx context.Context, p int) (events.LogInfo, error)
 	// ScanPartition reads partition p's messages after a sequence.
 	ScanPartition(ctx context.Context, p int, after uint64) iter.Seq2[events.Scanned, error]
+	// Read reads one instance's messages after a sequence: the index
+	// folds an instance's history again when it has no fold of it in
+	// memory to go on from.
+	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
 }
 
 // ErrNotIndexed is matched by the error of a query on an index that has
@@ -80,6 +84,16 @@ type Index struct {
 	// batchMessages bounds the messages folded before a batch is
 	// committed (and so the memory of a catch-up).
 	batchMessages int
+	// folds keeps the folds of the instances last written, to go on
+	// from without reading their histories again.
+	folds *foldCache
+	// stmts are the catch-up's statements, prepared once.
+	stmts statements
+}
+
+// statements are the statements a catch-up runs for every instance.
+type statements struct {
+	lookup, upsert, actor, typ *sql.Stmt
 }
 
 // Open opens the index at path, creating the file (and its directory,
@@ -103,8 +117,12 @@ func Open(path string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
 	}
-	ix := &Index{db: db, path: path, batchMessages: 20_000}
+	ix := &Index{db: db, path: path, batchMessages: 20_000, folds: newFoldCache(DefaultFoldCache)}
 	if err := ix.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
+	}
+	if err := ix.prepare(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
 	}
@@ -115,7 +133,37 @@ func Open(path string) (*Index, error) {
 func (ix *Index) Path() string { return ix.path }
 
 // Close closes the database.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() error {
+	for _, st := range []*sql.Stmt{ix.stmts.lookup, ix.stmts.upsert, ix.stmts.actor, ix.stmts.typ} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return ix.db.Close()
+}
+
+// prepare prepares the catch-up's statements.
+func (ix *Index) prepare() error {
+	var err error
+	for _, s := range []struct {
+		to  **sql.Stmt
+		sql string
+	}{
+		{&ix.stmts.lookup, `SELECT last_seq FROM instances WHERE id = ?`},
+		{&ix.stmts.upsert, `INSERT INTO instances (id, partition, status, wf_name, wf_label, definition, updated, created, waiting, signals, events, last_seq, summary)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, wf_name = excluded.wf_name, wf_label = excluded.wf_label,
+			definition = excluded.definition, updated = excluded.updated, created = excluded.created, waiting = excluded.waiting,
+			signals = excluded.signals, events = excluded.events, last_seq = excluded.last_seq, summary = excluded.summary`},
+		{&ix.stmts.actor, `INSERT OR IGNORE INTO actors (actor, id) VALUES (?, ?)`},
+		{&ix.stmts.typ, `INSERT OR IGNORE INTO types (type, id) VALUES (?, ?)`},
+	} {
+		if *s.to, err = ix.db.Prepare(s.sql); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -137,10 +185,11 @@ CREATE TABLE IF NOT EXISTS instances (
 	waiting     INTEGER,          -- the run's status kind when a snapshot exists; NULL otherwise
 	signals     INTEGER NOT NULL, -- bit k set: a request of signal kind k is pending
 	events      INTEGER NOT NULL,
-	summary     BLOB NOT NULL,    -- the audit.Instance, JSON
-	fold        BLOB NOT NULL     -- the Describer to go on from, JSON (a projection checkpoint inside)
+	last_seq    INTEGER NOT NULL, -- the sequence of the instance's last commit folded
+	summary     BLOB NOT NULL     -- the audit.Instance, JSON
 );
 CREATE INDEX IF NOT EXISTS instances_status ON instances (status, updated);
+CREATE INDEX IF NOT EXISTS instances_status_id ON instances (status, id); -- a status's page by id without a sort
 CREATE INDEX IF NOT EXISTS instances_updated ON instances (updated);
 CREATE INDEX IF NOT EXISTS instances_wf ON instances (wf_name, updated);
 CREATE INDEX IF NOT EXISTS instances_label ON instances (wf_label, updated);
@@ -149,27 +198,22 @@ CREATE TABLE IF NOT EXISTS types (type TEXT NOT NULL, id TEXT NOT NULL, PRIMARY 
 `
 
 // migrate creates the tables, dropping those of another schema version.
+// The check and the change are one write transaction, so that two
+// processes opening one file at once do not both migrate it.
 func (ix *Index) migrate() error {
-	var v string
-	err := ix.db.QueryRow(`SELECT value FROM meta WHERE key = 'schema'`).Scan(&v)
-	if err == nil && v == fmt.Sprint(SchemaVersion) {
-		return nil
-	}
-	if err != nil && !isNoTable(err) && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	return ix.reset()
-}
-
-func isNoTable(err error) bool { return strings.Contains(err.Error(), "no such table") }
-
-// reset drops every table and creates them empty.
-func (ix *Index) reset() error {
 	tx, err := ix.db.Begin()
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	var v string
+	err = tx.QueryRow(`SELECT value FROM meta WHERE key = 'schema'`).Scan(&v)
+	if err == nil && v == fmt.Sprint(SchemaVersion) {
+		return tx.Commit()
+	}
+	if err != nil && !isNoTable(err) && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
 	for _, t := range []string{"meta", "partitions", "instances", "actors", "types"} {
 		if _, err := tx.Exec(`DROP TABLE IF EXISTS ` + t); err != nil {
 			return err
@@ -181,7 +225,42 @@ func (ix *Index) reset() error {
 	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('schema', ?)`, fmt.Sprint(SchemaVersion)); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if v != "" {
+		_, _ = ix.db.Exec(`VACUUM`) // give the old tables' pages back; another reader may keep it from running: harmless
+	}
+	return nil
+}
+
+func isNoTable(err error) bool { return strings.Contains(err.Error(), "no such table") }
+
+// rebuildFor empties the index and records the partitions of the log
+// infos describe, unless, checked again inside the write transaction,
+// the index is already of that log (another process rebuilt it first).
+// It reports whether it emptied the index.
+func (ix *Index) rebuildFor(ctx context.Context, infos []events.LogInfo) (bool, error) {
+	tx, err := ix.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	same, err := sameLog(ctx, tx, infos)
+	if err != nil || same {
+		return false, err
+	}
+	for _, t := range []string{"partitions", "instances", "actors", "types"} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+			return false, err
+		}
+	}
+	for p, info := range infos {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO partitions (partition, name, created, seq) VALUES (?, ?, ?, 0)`, p, info.Name, info.Created.UnixNano()); err != nil {
+			return false, err
+		}
+	}
+	return true, tx.Commit()
 }
 
 // Stats says what a [Index.CatchUp] did.
@@ -222,18 +301,15 @@ func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (St
 		infos[p] = info
 		st.Behind = append(st.Behind, info.LastSeq)
 	}
-	same, err := ix.sameLog(ctx, infos)
+	same, err := sameLog(ctx, ix.db, infos)
 	if err != nil {
 		return st, fmt.Errorf("visibility: catch up: %w", err)
 	}
 	if !same {
-		if err := ix.reset(); err != nil {
-			return st, fmt.Errorf("visibility: catch up: reset: %w", err)
+		if st.Rebuilt, err = ix.rebuildFor(ctx, infos); err != nil {
+			return st, fmt.Errorf("visibility: catch up: rebuild: %w", err)
 		}
-		if err := ix.setPartitions(ctx, infos); err != nil {
-			return st, fmt.Errorf("visibility: catch up: %w", err)
-		}
-		st.Rebuilt = true
+		ix.folds.dropAll() // folds of another log
 	}
 	for p := range n {
 		if err := ix.catchUpPartition(ctx, log, p, &st, progress); err != nil {
@@ -245,8 +321,8 @@ func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (St
 
 // sameLog reports whether the index is of the log infos describe: the
 // same partitions, by name and creation time, none behind the index.
-func (ix *Index) sameLog(ctx context.Context, infos []events.LogInfo) (bool, error) {
-	rows, err := ix.db.QueryContext(ctx, `SELECT partition, name, created, seq FROM partitions ORDER BY partition`)
+func sameLog(ctx context.Context, q rowsQuerier, infos []events.LogInfo) (bool, error) {
+	rows, err := q.QueryContext(ctx, `SELECT partition, name, created, seq FROM partitions ORDER BY partition`)
 	if err != nil {
 		return false, err
 	}
@@ -271,20 +347,6 @@ func (ix *Index) sameLog(ctx context.Context, infos []events.LogInfo) (bool, err
 	return i == len(infos), nil
 }
 
-func (ix *Index) setPartitions(ctx context.Context, infos []events.LogInfo) error {
-	tx, err := ix.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for p, info := range infos {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO partitions (partition, name, created, seq) VALUES (?, ?, ?, 0)`, p, info.Name, info.Created.UnixNano()); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
 // position returns the last sequence of partition p the index folded.
 func (ix *Index) position(ctx context.Context, q querier, p int) (uint64, error) {
 	var seq uint64
@@ -299,12 +361,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// foldWire is a Describer as the index keeps it.
-type foldWire struct {
-	State   json.RawMessage `json:"state,omitempty"` // a projection checkpoint; absent before the first folded commit
-	Actors  []string        `json:"actors,omitempty"`
-	Types   []events.Type   `json:"types,omitempty"`
-	Refused string          `json:"refused,omitempty"`
+type rowsQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // catchUpPartition folds partition p's commits after the index's position
@@ -343,6 +401,21 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	done := true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// From the partition's start no instance of it has a row yet: a
+	// rebuild looks none up.
+	var lookup *sql.Stmt
+	if from > 0 {
+		lookup = ix.stmts.lookup
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// The folds went on past what the index holds.
+			for id := range touched {
+				ix.folds.drop(id)
+			}
+		}
+	}()
 	for m, err := range log.ScanPartition(ctx, p, from) {
 		if err != nil {
 			return false, err
@@ -354,7 +427,7 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 		} else {
 			d, ok := touched[m.Instance]
 			if !ok {
-				if d, err = ix.load(ctx, m.Instance); err != nil {
+				if d, err = ix.describer(ctx, log, lookup, m.Instance, from); err != nil {
 					return false, err
 				}
 				touched[m.Instance] = d
@@ -373,10 +446,10 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 		}
 	}
 	if msgs == 0 {
-		// The scan ended before the sequence the partition had: its last
-		// messages are not instances' and were not delivered, or the
-		// stream's end moved back (the next catch-up sees another log).
-		return true, ix.setPosition(ctx, p, from, st.Behind[p])
+		// The scan found nothing up to the partition's end as it was
+		// (its last messages gone, or a replica behind the leader): the
+		// next catch-up looks again.
+		return true, nil
 	}
 	tx, err := ix.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -392,8 +465,10 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 		// where it left the index.
 		return false, nil
 	}
+	w := &writer{upsert: tx.StmtContext(ctx, ix.stmts.upsert), actor: tx.StmtContext(ctx, ix.stmts.actor), typ: tx.StmtContext(ctx, ix.stmts.typ)}
+	defer w.close()
 	for _, id := range order {
-		if err := write(ctx, tx, p, touched[id]); err != nil {
+		if err := w.write(ctx, p, touched[id]); err != nil {
 			return false, fmt.Errorf("write %q: %w", id, err)
 		}
 	}
@@ -402,6 +477,10 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	}
 	if err := tx.Commit(); err != nil {
 		return false, err
+	}
+	committed = true
+	for _, id := range order {
+		ix.folds.put(id, touched[id])
 	}
 	st.Messages += msgs
 	st.Foreign += foreign
@@ -418,80 +497,82 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	return done, nil
 }
 
-// setPosition moves partition p's position from from to to.
-func (ix *Index) setPosition(ctx context.Context, p int, from, to uint64) error {
-	_, err := ix.db.ExecContext(ctx, `UPDATE partitions SET seq = ? WHERE partition = ? AND seq = ?`, to, p, from)
-	return err
-}
-
 // one is an iterator of one message.
 func one(m events.Message) iter.Seq2[events.Message, error] {
 	return func(yield func(events.Message, error) bool) { yield(m, nil) }
 }
 
-// load returns the Describer the index keeps for instance id, or a new
-// one.
-func (ix *Index) load(ctx context.Context, id string) (*audit.Describer, error) {
-	var b []byte
-	err := ix.db.QueryRowContext(ctx, `SELECT fold FROM instances WHERE id = ?`, id).Scan(&b)
+// describer returns the fold of instance id as the index holds it
+// (every commit up to from): the one kept in memory when it is at the
+// instance's row, else a fold of its history from the log up to from
+// (with no lookup statement, a partition read from its start, a new
+// one).
+func (ix *Index) describer(ctx context.Context, log Log, lookup *sql.Stmt, id string, from uint64) (*audit.Describer, error) {
+	if lookup == nil {
+		return audit.NewDescriber(id), nil
+	}
+	var last uint64
+	err := lookup.QueryRowContext(ctx, id).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return audit.NewDescriber(id), nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var w foldWire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("the index's fold of %q does not decode (delete %s to rebuild it): %w", id, ix.path, err)
+	if d := ix.folds.get(id); d != nil && d.State.LastSeq == last {
+		return d, nil
 	}
+	// Fold the history again, up to what the index holds.
 	d := audit.NewDescriber(id)
-	if len(w.State) > 0 {
-		s, err := projection.UnmarshalCheckpoint(id, w.State)
-		if err != nil {
-			return nil, fmt.Errorf("the index's fold of %q (delete %s to rebuild it): %w", id, ix.path, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	upTo := func(yield func(events.Message, error) bool) {
+		for m, err := range log.Read(ctx, id, 0) {
+			if err == nil && m.Seq > from {
+				return
+			}
+			if !yield(m, err) {
+				return
+			}
 		}
-		d.State = s
 	}
-	d.Actors, d.Types, d.Refused = w.Actors, w.Types, w.Refused
+	if err := d.Fold(upTo); err != nil {
+		return nil, fmt.Errorf("fold the history of %q again: %w", id, err)
+	}
 	return d, nil
 }
 
-// write stores d's instance and fold.
-func write(ctx context.Context, tx *sql.Tx, p int, d *audit.Describer) error {
-	in := d.Instance()
-	w := foldWire{Actors: d.Actors, Types: d.Types, Refused: d.Refused}
-	if d.State.Commits > 0 {
-		cp, err := d.State.MarshalCheckpoint()
-		if err != nil {
-			return err
+// writer writes rows in a transaction with statements prepared once.
+type writer struct {
+	upsert, actor, typ *sql.Stmt
+}
+
+func (w *writer) close() {
+	for _, s := range []*sql.Stmt{w.upsert, w.actor, w.typ} {
+		if s != nil {
+			s.Close()
 		}
-		w.State = cp
 	}
-	fold, err := json.Marshal(&w)
-	if err != nil {
-		return err
-	}
+}
+
+// write stores d's instance.
+func (w *writer) write(ctx context.Context, p int, d *audit.Describer) error {
+	in := d.Instance()
 	summary, err := json.Marshal(&in)
 	if err != nil {
 		return err
 	}
 	c := columnsOf(&in)
-	_, err = tx.ExecContext(ctx, `INSERT INTO instances (id, partition, status, wf_name, wf_label, definition, updated, created, waiting, signals, events, summary, fold)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, wf_name = excluded.wf_name, wf_label = excluded.wf_label,
-			definition = excluded.definition, updated = excluded.updated, created = excluded.created, waiting = excluded.waiting,
-			signals = excluded.signals, events = excluded.events, summary = excluded.summary, fold = excluded.fold`,
-		in.ID, p, in.Status, c.wfName, in.WorkflowLabel(), c.definition, in.Updated.UnixNano(), c.created, c.waiting, c.signals, in.Events, summary, fold)
-	if err != nil {
+	if _, err := w.upsert.ExecContext(ctx, in.ID, p, in.Status, c.wfName, in.WorkflowLabel(), c.definition, in.Updated.UnixNano(), c.created, c.waiting, c.signals, in.Events, in.LastSeq, summary); err != nil {
 		return err
 	}
 	for _, a := range in.Actors {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO actors (actor, id) VALUES (?, ?)`, a, in.ID); err != nil {
+		if _, err := w.actor.ExecContext(ctx, a, in.ID); err != nil {
 			return err
 		}
 	}
 	for _, t := range in.Types {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO types (type, id) VALUES (?, ?)`, string(t), in.ID); err != nil {
+		if _, err := w.typ.ExecContext(ctx, string(t), in.ID); err != nil {
 			return err
 		}
 	}
@@ -525,6 +606,56 @@ func columnsOf(in *audit.Instance) columns {
 	}
 	return c
 }
+
+// Keep keeps the index caught up with log until ctx is done: it catches
+// up at once, then whenever kick delivers (a hint that a commit was
+// published: jetstream.Store.NotifyCommits gives one) and at least every
+// interval. A hint may come before the log has stored the commit, so a
+// catch-up after one that finds nothing looks again after 0.25, 1 and
+// 5 ms.
+// changed, when not nil, is called after each catch-up that wrote rows;
+// failed, when not nil, with each catch-up's error (Keep goes on).
+func (ix *Index) Keep(ctx context.Context, log Log, kick <-chan struct{}, every time.Duration, changed func(Stats), failed func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	retry := len(hintRetries) // no hint to retry on
+	for {
+		s, err := ix.CatchUp(ctx, log, nil)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if failed != nil {
+				failed(err)
+			}
+		case s.Instances > 0 || s.Rebuilt:
+			if changed != nil {
+				changed(s)
+			}
+		case retry < len(hintRetries):
+			// A hint came before its commit was stored: look again soon.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(hintRetries[retry]):
+			}
+			retry++
+			continue
+		}
+		retry = len(hintRetries)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+			retry = 0
+		}
+	}
+}
+
+// hintRetries are the pauses before the catch-ups that follow a hint
+// whose catch-up found nothing.
+var hintRetries = []time.Duration{250 * time.Microsecond, time.Millisecond, 5 * time.Millisecond}
 
 // Position returns, per partition, the last sequence the index folded
 // (nil before the first catch-up).

@@ -208,12 +208,19 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ix, err := visibility.Open(filepath.Join(t.TempDir(), "index.db"))
-			if err != nil {
-				t.Fatal(err)
+			// Two indexes: one folds every instance changed again from its
+			// history (no folds kept), one keeps five (evicting).
+			var ixs []*visibility.Index
+			for _, folds := range []int{0, 5} {
+				ix, err := visibility.Open(filepath.Join(t.TempDir(), "index.db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ix.Close()
+				visibility.SetBatch(ix, 37) // batches that end inside histories
+				visibility.SetFoldCache(ix, folds)
+				ixs = append(ixs, ix)
 			}
-			defer ix.Close()
-			visibility.SetBatch(ix, 37) // batches that end inside histories
 			rng := rand.New(rand.NewPCG(uint64(len(name)), 7))
 			var all []string
 			var mid time.Time
@@ -222,58 +229,69 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 				if round == 1 {
 					mid = now()
 				}
-				if _, err := ix.CatchUp(t.Context(), lg, nil); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want := describeAll(t, lg, all)
-			for _, q := range queries(mid) {
-				var w []string
-				for i := range want {
-					if q.Matches(&want[i]) {
-						w = append(w, want[i].ID)
+				for _, ix := range ixs {
+					if _, err := ix.CatchUp(t.Context(), lg, nil); err != nil {
+						t.Fatal(err)
 					}
 				}
-				got, err := ix.Search(t.Context(), q, visibility.SearchOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(ids(got), w) {
-					t.Errorf("query %+v: index %v, describe %v", q, ids(got), w)
-				}
-				groups, err := ix.Count(t.Context(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				total := 0
-				for _, g := range groups {
-					total += g.Count
-				}
-				if total != len(w) {
-					t.Errorf("count %+v: %d, describe %d", q, total, len(w))
-				}
 			}
-			statuses := map[string]bool{}
-			for _, in := range want {
-				statuses[in.Status] = true
-				got, ok, err := ix.Get(t.Context(), in.ID)
-				if err != nil || !ok {
-					t.Fatalf("get %s: %v %v", in.ID, ok, err)
-				}
-				gb, _ := json.Marshal(got)
-				wb, _ := json.Marshal(in)
-				if string(gb) != string(wb) {
-					t.Errorf("row of %s:\nindex    %s\ndescribe %s", in.ID, gb, wb)
-				}
-			}
-			// The workload must have reached the statuses the queries ask
-			// about, or the agreement above proves little.
-			for _, s := range []string{"in_progress", "completed", "failed", "cancelled", audit.StatusDeleted} {
-				if !statuses[s] {
-					t.Errorf("the workload left no instance %s", s)
-				}
+			for _, ix := range ixs {
+				agree(t, ix, lg, all, mid)
 			}
 		})
+	}
+}
+
+// agree checks that ix answers every query as audit.Describe and
+// audit.Query.Matches do on the whole histories of lg.
+func agree(t *testing.T, ix *visibility.Index, lg log, all []string, mid time.Time) {
+	t.Helper()
+	want := describeAll(t, lg, all)
+	for _, q := range queries(mid) {
+		var w []string
+		for i := range want {
+			if q.Matches(&want[i]) {
+				w = append(w, want[i].ID)
+			}
+		}
+		got, err := ix.Search(t.Context(), q, visibility.SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids(got), w) {
+			t.Errorf("query %+v: index %v, describe %v", q, ids(got), w)
+		}
+		groups, err := ix.Count(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, g := range groups {
+			total += g.Count
+		}
+		if total != len(w) {
+			t.Errorf("count %+v: %d, describe %d", q, total, len(w))
+		}
+	}
+	statuses := map[string]bool{}
+	for _, in := range want {
+		statuses[in.Status] = true
+		got, ok, err := ix.Get(t.Context(), in.ID)
+		if err != nil || !ok {
+			t.Fatalf("get %s: %v %v", in.ID, ok, err)
+		}
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(in)
+		if string(gb) != string(wb) {
+			t.Errorf("row of %s:\nindex    %s\ndescribe %s", in.ID, gb, wb)
+		}
+	}
+	// The workload must have reached the statuses the queries ask
+	// about, or the agreement above proves little.
+	for _, s := range []string{"in_progress", "completed", "failed", "cancelled", audit.StatusDeleted} {
+		if !statuses[s] {
+			t.Errorf("the workload left no instance %s", s)
+		}
 	}
 }
 

@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/visibility"
 )
@@ -168,57 +166,21 @@ type serveState struct {
 	hub *hub
 }
 
-// indexLoop catches the index up with the log whenever a commit is
-// published (a core NATS subscription on the commits' subjects hears of
-// it) and at least every interval, and tells the event streams what
+// indexLoop keeps the index caught up with the log, on each commit it
+// hears of and at least every interval, and tells the event streams what
 // changed.
 func (sv *serveState) indexLoop(ctx context.Context, every time.Duration) {
-	kick := make(chan struct{}, 1)
-	for _, f := range sv.st.SubjectFilters() {
-		sub, err := sv.st.Conn().Subscribe(f, func(*nats.Msg) {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		})
-		if err != nil {
-			fmt.Fprintf(sv.e.stderr, "replay serve: index: cannot hear of commits on %s (%v): catching up every %v only\n", f, err, every)
-			continue
-		}
-		defer sub.Unsubscribe()
+	hints, stop, err := sv.st.NotifyCommits()
+	if err != nil {
+		fmt.Fprintf(sv.e.stderr, "replay serve: index: %v: catching up every %v only\n", err, every)
+	} else {
+		defer stop()
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	kicked := false
-	for {
-		s, err := sv.ix.CatchUp(ctx, sv.st, nil)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			fmt.Fprintf(sv.e.stderr, "replay serve: index: %v (retrying)\n", err)
-		case len(s.Changed) > 0 || s.Rebuilt:
-			sv.hub.publish(changeEvent{Instances: s.Changed, More: s.ChangedMore || s.Rebuilt})
-		case kicked:
-			// A subscriber may hear of a commit before the stream has
-			// stored it: look once more shortly.
-			kicked = false
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			continue
-		}
-		kicked = false
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-kick:
-			kicked = true
-		}
-	}
+	sv.ix.Keep(ctx, sv.st, hints, every, func(s visibility.Stats) {
+		sv.hub.publish(changeEvent{Instances: s.Changed, More: s.ChangedMore || s.Rebuilt})
+	}, func(err error) {
+		fmt.Fprintf(sv.e.stderr, "replay serve: index: %v (retrying)\n", err)
+	})
 }
 
 // changeEvent is the data of an event stream's "change" event.

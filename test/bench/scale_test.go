@@ -40,6 +40,13 @@ func scale(tb testing.TB) {
 // 100 tasks), with the hash chain, without a store: for bulk setup.
 func genHistory(tb testing.TB, gen *events.IDSource, id string, n int) []events.Message {
 	tb.Helper()
+	return genHistoryEnding(tb, gen, id, n, false)
+}
+
+// genHistoryEnding is genHistory whose last commit (of n ≥ 2), when
+// failed, fails the workflow instead of checkpointing it.
+func genHistoryEnding(tb testing.TB, gen *events.IDSource, id string, n int, failed bool) []events.Message {
+	tb.Helper()
 	msgs := make([]events.Message, 0, n)
 	var prev workflow.Hash32
 	var run [16]byte
@@ -58,6 +65,9 @@ func genHistory(tb testing.TB, gen *events.IDSource, id string, n int) []events.
 			req := prepareReq(id, workflow.Fail)
 			c.Command = "prepare_run"
 			p = &events.SnapshotCreatedData{DefinitionHash: req.DefinitionHash, Input: req.Input, FirstTask: req.FirstTask, Policy: req.Policy.String()}
+		} else if failed && i == n-1 {
+			c.Command = "save_snapshot"
+			p = &events.WorkflowFailedData{Error: "payment provider: card expired"}
 		} else {
 			copy(out, strconv.Itoa(i))
 			pos := workflow.AtTaskPosition(taskID(i % 100))
@@ -481,6 +491,48 @@ func TestSeedInstancesStore(t *testing.T) {
 	const instances = 1_000_000
 	e.bulkCreate(t, "i", instances)
 	t.Logf("%d instances written to %s", instances, dir)
+}
+
+// TestSeedVisibilityStore writes the store the visibility index is
+// measured on (BENCHMARKS.md §5.16): $RUNLOG_BENCH_INSTANCES instances
+// (default 1,000,000) of which 1 % failed (a PrepareRun commit and a
+// workflow.failed commit; the others one PrepareRun commit), into the
+// embedded store directory $RUNLOG_BENCH_SEED_VISIBILITY_DIR. Skipped
+// unless the variable is set:
+//
+//	RUNLOG_BENCH_SEED_VISIBILITY_DIR=/tmp/vis1m go test -run TestSeedVisibilityStore -timeout 30m ./test/bench/
+//	go build -o /tmp/replay ./cmd/replay
+//	time /tmp/replay list --dir /tmp/vis1m --limit 50 --no-index           # today's unfiltered list
+//	time /tmp/replay list --dir /tmp/vis1m --status failed --limit 50      # builds the index, then answers
+//	time /tmp/replay list --dir /tmp/vis1m --status failed --limit 50      # the index built
+func TestSeedVisibilityStore(t *testing.T) {
+	dir := os.Getenv("RUNLOG_BENCH_SEED_VISIBILITY_DIR")
+	if dir == "" {
+		t.Skip("set RUNLOG_BENCH_SEED_VISIBILITY_DIR to a new directory to write the one-million-instance store")
+	}
+	instances := 1_000_000
+	if v := os.Getenv("RUNLOG_BENCH_INSTANCES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			t.Fatalf("RUNLOG_BENCH_INSTANCES=%q: want a number ≥ 100", v)
+		}
+		instances = n
+	}
+	e := seedEnv(t, dir)
+	gen := events.NewIDSource(nil, nil)
+	for i := range instances {
+		id := "i" + strconv.Itoa(i)
+		if i%100 == 99 {
+			e.publishBulk(t, id, genHistoryEnding(t, gen, id, 2, true))
+		} else {
+			e.publishBulk(t, id, genHistory(t, gen, id, 1))
+		}
+		if i%100_000 == 99_999 {
+			e.flush(t)
+		}
+	}
+	e.flush(t)
+	t.Logf("%d instances (%d failed) written to %s", instances, instances/100, dir)
 }
 
 // ---- Server memory per idle instance ----------------------------------
