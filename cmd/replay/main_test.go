@@ -965,4 +965,14 @@ func TestShowMarksRefusedCommit(t *testing.T) {
 	if !slices.Equal(sv.Corrupt, []string{"order-s1-1"}) || sv.Commits != sv.Messages {
 		t.Errorf("stats: corrupt %v, %d commits of %d messages; want order-s1-1, every message a commit", sv.Corrupt, sv.Commits, sv.Messages)
 	}
+	// The visibility index says what the fold says of such a history.
+	corrupt := mustRun(t, "list", "--dir", dir, "--status", "corrupt", "-o", "ndjson").stdout
+	if folded := mustRun(t, "list", "--dir", dir, "--status", "corrupt", "-o", "ndjson", "--no-index").stdout; corrupt != folded || !strings.Contains(corrupt, `"order-s1-1"`) {
+		t.Errorf("list --status corrupt: index\n%s\nfold\n%s", corrupt, folded)
+	}
+	// serve's API shows the timeline with the refused commit marked.
+	sv2 := startServe(t, dir)
+	if code, body := sv2.get(t, "/api/show?id=order-s1-1"); code != 200 || !strings.Contains(body, `"refused"`) {
+		t.Errorf("/api/show of a history with a refused commit: %d\n%.500s", code, body)
+	}
 }

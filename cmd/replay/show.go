@@ -242,7 +242,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if bad > 0 {
-		return fmt.Errorf("%d message(s) of %q do not decode or fold (shown with their error); run 'replay verify %s'", bad, id, shellQuote(id))
+		return &problemsError{msg: fmt.Sprintf("%d message(s) of %q do not decode or fold (shown with their error); run 'replay verify %s'", bad, id, shellQuote(id))}
 	}
 	return nil
 }
