@@ -117,7 +117,7 @@ func Open(path string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
 	}
-	ix := &Index{db: db, path: path, batchMessages: 20_000, folds: newFoldCache(DefaultFoldCache)}
+	ix := &Index{db: db, path: path, batchMessages: DefaultBatch, folds: newFoldCache(DefaultFoldCache)}
 	if err := ix.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
@@ -127,6 +127,23 @@ func Open(path string) (*Index, error) {
 		return nil, fmt.Errorf("visibility: open %s: %w", path, err)
 	}
 	return ix, nil
+}
+
+// DefaultBatch is the number of messages a catch-up folds before it
+// commits them with the position they reach.
+const DefaultBatch = 20_000
+
+// SetBatch sets the number of messages a catch-up folds per committed
+// batch (n ≤ 0: [DefaultBatch]). Smaller batches commit more often (a
+// killed catch-up loses less work, and a reader sees progress sooner)
+// and cost more per message.
+func (ix *Index) SetBatch(n int) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if n <= 0 {
+		n = DefaultBatch
+	}
+	ix.batchMessages = n
 }
 
 // Path returns the index file's path.

@@ -217,7 +217,7 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer ix.Close()
-				visibility.SetBatch(ix, 37) // batches that end inside histories
+				ix.SetBatch(37) // batches that end inside histories
 				visibility.SetFoldCache(ix, folds)
 				ixs = append(ixs, ix)
 			}
@@ -402,8 +402,8 @@ func TestConcurrentCatchUps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	visibility.SetBatch(a, 11)
-	visibility.SetBatch(b, 13)
+	a.SetBatch(11)
+	b.SetBatch(13)
 	rng := rand.New(rand.NewPCG(5, 5))
 	var all []string
 	for range 4 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/runlog/runlog/audit"
 	"github.com/runlog/runlog/visibility"
@@ -60,7 +61,7 @@ func (e *env) openIndex(ctx context.Context, st *store) *visibility.Index {
 		fmt.Fprintf(e.stderr, "replay: not using the visibility index: %v\n", err)
 		return nil
 	}
-	ix, err := visibility.Open(path)
+	ix, err := e.openIndexFile(path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "replay: not using the visibility index (%v); folding every history instead\n", err)
 		return nil
@@ -79,6 +80,25 @@ func (e *env) openIndex(ctx context.Context, st *store) *visibility.Index {
 		return nil
 	}
 	return ix
+}
+
+// openIndexFile opens the visibility index at path, with the batch size
+// $RUNLOG_INDEX_BATCH sets (messages per committed batch; default
+// visibility.DefaultBatch).
+func (e *env) openIndexFile(path string) (*visibility.Index, error) {
+	ix, err := visibility.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if v := e.getenv("RUNLOG_INDEX_BATCH"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			ix.Close()
+			return nil, fmt.Errorf("RUNLOG_INDEX_BATCH=%q: want a positive number of messages", v)
+		}
+		ix.SetBatch(n)
+	}
+	return ix, nil
 }
 
 // rowFrom is an instance's list row.

@@ -104,7 +104,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ix, err := visibility.Open(path)
+	ix, err := e.openIndexFile(path)
 	if err != nil {
 		return err
 	}
