@@ -52,7 +52,7 @@ import (
 
 // SchemaVersion is the version of the index's tables. An index of
 // another version is dropped and rebuilt from the log by [Index.CatchUp].
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // A Log is what the index folds: a log of one or more partitions, each
 // read in its sequence order and described. *jetstream.Store and
@@ -207,6 +207,7 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_status ON instances (status, updated);
 CREATE INDEX IF NOT EXISTS instances_status_id ON instances (status, id); -- a status's page by id without a sort
+CREATE INDEX IF NOT EXISTS instances_group ON instances (status, wf_label); -- Count from the index alone
 CREATE INDEX IF NOT EXISTS instances_updated ON instances (updated);
 CREATE INDEX IF NOT EXISTS instances_wf ON instances (wf_name, updated);
 CREATE INDEX IF NOT EXISTS instances_label ON instances (wf_label, updated);
