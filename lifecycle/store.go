@@ -34,7 +34,9 @@ type Config struct {
 	// MaxAttempts bounds how often one operation decides and appends
 	// before it gives up with ErrConcurrentModification; 0 means 16.
 	// After the second conflict each retry waits a jittered pause that
-	// doubles from 1 ms up to 64 ms (about 0.6 s over 16 attempts).
+	// doubles from 1 ms up to 64 ms (about 0.6 s over 16 attempts), up to
+	// 512 ms after a conflict whose re-read showed no new commit (a
+	// replicated stream applying the winner: about 2.5 s over 16).
 	MaxAttempts int
 	// MaxPayload bounds an input, output or event payload, in bytes; 0
 	// means 512 KiB. Larger payloads are refused with ErrInvalidRequest
@@ -436,6 +438,7 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 		verified = true
 	}
 	var last error
+	invisible := false // the last conflict's re-read showed no new commit
 	for attempt := 1; ; {
 		attempts = attempt
 		c, err := decide(st)
@@ -469,9 +472,10 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 			return &ConcurrentModificationError{ID: id, Op: op, Attempts: attempt, Last: last}
 		}
 		attempt++
-		if err := backoff(ctx, attempt); err != nil {
+		if err := backoff(ctx, attempt, invisible); err != nil {
 			return err
 		}
+		before := st.LastSeq
 		found, err := s.catchUp(ctx, e, c.ID)
 		if err != nil {
 			return err
@@ -480,6 +484,11 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 			return nil
 		}
 		verified = true
+		// The log refused the append, yet the re-read shows no new
+		// commit: on a replicated stream the winner is proposed but not
+		// applied yet (10164; slow under load or while a replica catches
+		// up). Deciding again at once cannot see it either: wait longer.
+		invisible = st.LastSeq == before
 	}
 }
 
@@ -487,19 +496,29 @@ func (s *Store) writeEntry(ctx context.Context, op, id string, decide decider, r
 // re-read); later ones wait a jittered, doubling pause. On a replicated
 // stream the log answers a conflict (10164) while another write to the
 // instance is still being applied, and a re-read at once may not see it
-// yet; under heavy contention the pause spreads the writers out.
+// yet; under heavy contention the pause spreads the writers out. After a
+// conflict whose re-read showed no new commit the pause may grow to
+// backoffInvisibleMax: the winner is being applied, and under load that
+// has taken longer than 16 attempts of at most 64 ms (TestNodeLoss,
+// docs/RELIABILITY.md Findings).
 const (
-	backoffBase = time.Millisecond
-	backoffMax  = 64 * time.Millisecond
+	backoffBase         = time.Millisecond
+	backoffMax          = 64 * time.Millisecond
+	backoffInvisibleMax = 512 * time.Millisecond
 )
 
-// backoff waits before attempt (2 = the first retry) of a write.
-func backoff(ctx context.Context, attempt int) error {
+// backoff waits before attempt (2 = the first retry) of a write;
+// invisible: the last conflict showed no new commit.
+func backoff(ctx context.Context, attempt int, invisible bool) error {
 	if attempt <= 2 {
 		return nil
 	}
-	d := backoffBase << min(attempt-3, 6)
-	d = min(d, backoffMax)
+	d := backoffBase << min(attempt-3, 9)
+	if invisible {
+		d = min(d, backoffInvisibleMax)
+	} else {
+		d = min(d, backoffMax)
+	}
 	d = d/2 + rand.N(d/2+1) // jitter: [d/2, d]
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -294,6 +294,9 @@ type Stats struct {
 	// [MaxChanged] of them; ChangedMore is set when there were more.
 	Changed     []string
 	ChangedMore bool
+	// Newest is the time the log stored the newest commit folded (zero
+	// when none was): now minus Newest is how far behind the index was.
+	Newest time.Time
 }
 
 // MaxChanged bounds [Stats.Changed].
@@ -415,6 +418,7 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	touched := map[string]*audit.Describer{}
 	var order []string
 	var last uint64
+	var newest time.Time
 	msgs, foreign := 0, 0
 	done := true
 	ctx, cancel := context.WithCancel(ctx)
@@ -440,6 +444,9 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 		}
 		last = m.Seq
 		msgs++
+		if m.Time.After(newest) {
+			newest = m.Time
+		}
 		if m.InstanceErr != nil {
 			foreign++
 		} else {
@@ -502,6 +509,9 @@ func (ix *Index) batch(ctx context.Context, log Log, p int, from uint64, st *Sta
 	}
 	st.Messages += msgs
 	st.Foreign += foreign
+	if newest.After(st.Newest) {
+		st.Newest = newest
+	}
 	st.Instances += len(order)
 	for _, id := range order {
 		if len(st.Changed) == MaxChanged {

@@ -110,14 +110,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer ix.Close()
 
+	metrics, err := newServeMetrics()
+	if err != nil {
+		return err
+	}
+	defer metrics.close()
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return &openError{fmt.Errorf("--http %s: %w", o.httpAddr, err)}
 	}
-	sv := &serveState{e: e, st: st, ix: ix, hub: newHub()}
+	sv := &serveState{e: e, st: st, ix: ix, hub: newHub(), metrics: metrics}
 	hs := &http.Server{Handler: sv.routes(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(e.stdout, "replay serve: NATS at %s (credentials in %s)\n", emb.ClientURL(), jetstream.ServerFileName)
-	fmt.Fprintf(e.stdout, "replay serve: web UI at http://%s/\n", ln.Addr())
+	fmt.Fprintf(e.stdout, "replay serve: web UI at http://%s/ (metrics at /metrics)\n", ln.Addr())
 	fmt.Fprintf(e.stdout, "replay serve: store %s, index %s; every replay command on --dir %s now connects here. Ctrl-C stops.\n", e.dir, path, shellQuote(e.dir))
 
 	var wg sync.WaitGroup
@@ -160,10 +165,11 @@ func loopbackOnly(flagName, addr string) error {
 
 // serveState is a running replay serve.
 type serveState struct {
-	e   *env
-	st  *jetstream.Store
-	ix  *visibility.Index
-	hub *hub
+	e       *env
+	st      *jetstream.Store
+	ix      *visibility.Index
+	hub     *hub
+	metrics *serveMetrics
 }
 
 // indexLoop keeps the index caught up with the log, on each commit it
@@ -177,8 +183,10 @@ func (sv *serveState) indexLoop(ctx context.Context, every time.Duration) {
 		defer stop()
 	}
 	sv.ix.Keep(ctx, sv.st, hints, every, func(s visibility.Stats) {
+		sv.metrics.caughtUp(s)
 		sv.hub.publish(changeEvent{Instances: s.Changed, More: s.ChangedMore || s.Rebuilt})
 	}, func(err error) {
+		sv.metrics.catchUpFailed()
 		fmt.Fprintf(sv.e.stderr, "replay serve: index: %v (retrying)\n", err)
 	})
 }
@@ -203,7 +211,8 @@ func (sv *serveState) routes() http.Handler {
 	})
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/events", sv.events)
-	mux.HandleFunc("GET /api/{command}", sv.api)
+	mux.HandleFunc("GET /api/{command}", sv.measured(sv.api))
+	mux.Handle("GET /metrics", sv.metrics.handler())
 	return securityHeaders(mux)
 }
 
@@ -215,6 +224,31 @@ func securityHeaders(h http.Handler) http.Handler {
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		h.ServeHTTP(w, r)
 	})
+}
+
+// measured records each API request's command, status and duration.
+func (sv *serveState) measured(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h(rec, r)
+		command := r.PathValue("command")
+		if !serveAPI[command] {
+			command = "other" // bounded label values
+		}
+		sv.metrics.request(command, rec.code, time.Since(start))
+	}
+}
+
+// statusRecorder keeps the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
 }
 
 // api runs a read command on serve's store and answers what
@@ -286,6 +320,8 @@ func (sv *serveState) events(w http.ResponseWriter, r *http.Request) {
 	}
 	ch, done := sv.hub.subscribe()
 	defer done()
+	sv.metrics.streams.Add(r.Context(), 1)
+	defer sv.metrics.streams.Add(context.WithoutCancel(r.Context()), -1)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	fmt.Fprint(w, "retry: 2000\n: connected\n\n")

@@ -67,6 +67,26 @@ func startServe(t *testing.T, dir string, args ...string) *served {
 	return sv
 }
 
+// documentedServeMetrics are the Prometheus names of the metrics table in
+// docs/REPLAY.md's serve section.
+func documentedServeMetrics(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "REPLAY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for line := range strings.Lines(string(doc)) {
+		if f := strings.Split(line, "|"); len(f) > 3 && strings.HasPrefix(strings.TrimSpace(f[2]), "`runlog_") {
+			out = append(out, strings.Trim(strings.TrimSpace(f[2]), "`"))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("docs/REPLAY.md lists no serve metrics")
+	}
+	return out
+}
+
 // get fetches path from serve's web server: the status and body.
 func (sv *served) get(t *testing.T, path string) (int, string) {
 	t.Helper()
@@ -117,6 +137,29 @@ func TestServe(t *testing.T) {
 	}
 	if code, body := sv.get(t, "/"); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Errorf("/: %d %.100s", code, body)
+	}
+	checkMetrics := func() {
+		// After the requests and the writes below: every metric
+		// docs/REPLAY.md lists is on /metrics, and no other of runlog's.
+		_, body := sv.get(t, "/metrics")
+		exposed := map[string]bool{}
+		for line := range strings.Lines(body) {
+			if name, ok := strings.CutPrefix(line, "# TYPE "); ok && strings.HasPrefix(name, "runlog_") {
+				exposed[strings.Fields(name)[0]] = true
+			}
+		}
+		for _, name := range documentedServeMetrics(t) {
+			if !exposed[name] {
+				t.Errorf("docs/REPLAY.md lists metric %s, which /metrics does not show:\n%s", name, body)
+			}
+			delete(exposed, name)
+		}
+		for name := range exposed {
+			t.Errorf("/metrics shows %s, which docs/REPLAY.md does not list", name)
+		}
+		if !strings.Contains(body, `runlog_serve_requests_total{http_status="400",runlog_command="list"} 2`) {
+			t.Errorf("/metrics does not count the two refused list requests:\n%s", body)
+		}
 	}
 
 	// The event stream names what a writer through the server changes.
@@ -180,6 +223,7 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	checkMetrics()
 	if code := sv.stop(); code != exitOK {
 		t.Fatalf("serve stopped with exit %d:\n%s", code, sv.stderr.String())
 	}
