@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/runlog/runlog/internal/atomicfile"
 )
 
 // ServerFileName is the file a listening embedded server writes in its
@@ -44,31 +47,16 @@ func ReadServerFile(dir string) (ServerFile, error) {
 }
 
 // writeServerFile writes the server file of a listening embedded server,
-// atomically (a reader never sees half of it).
+// mode 0600, atomically (a reader never sees half of it).
 func writeServerFile(dir string, f ServerFile) error {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+ServerFileName+".*")
-	if err != nil {
+	return atomicfile.Write(filepath.Join(dir, ServerFileName), 0o600, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
 		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, ServerFileName))
+	})
 }
 
 // removeServerFile removes the server file if it is this process's.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/internal/atomicfile"
 	"github.com/runlog/runlog/internal/render"
 	"github.com/runlog/runlog/jetstream"
 )
@@ -143,7 +144,7 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 		if _, err := d.WriteTo(e.stdout); err != nil {
 			return err
 		}
-	} else if err := writeFileAtomic(e.o.file, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
+	} else if err := atomicfile.Write(e.o.file, 0o644, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
 		return err
 	}
 	if e.o.publish {
@@ -180,7 +181,7 @@ func digestPartitions(ctx context.Context, e *env, st *jetstream.Store, kp nkeys
 			return err
 		}
 		file := partitionFile(e.o.file, p)
-		if err := writeFileAtomic(file, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
+		if err := atomicfile.Write(file, 0o644, func(w io.Writer) error { _, err := d.WriteTo(w); return err }); err != nil {
 			return err
 		}
 		if e.o.publish {
@@ -206,34 +207,6 @@ func digestPartitions(ctx context.Context, e *env, st *jetstream.Store, kp nkeys
 func partitionFile(file string, p int) string {
 	ext := filepath.Ext(file)
 	return fmt.Sprintf("%s-p%d%s", strings.TrimSuffix(file, ext), p, ext)
-}
-
-// writeFileAtomic writes file with write through a temporary file and a
-// rename, so that a digest file is never half written.
-func writeFileAtomic(file string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".digest-*")
-	if err != nil {
-		return err
-	}
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }
 
 // readDigests reads and checks the --digest files of verify.

@@ -8,9 +8,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/runlog/runlog/audit"
+	"github.com/runlog/runlog/internal/atomicfile"
 	"github.com/runlog/runlog/internal/render"
 )
 
@@ -36,40 +36,29 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.close()
 
-	w := e.stdout
-	var tmp *os.File
-	if e.o.file != "" && e.o.file != "-" {
-		tmp, err = os.CreateTemp(filepath.Dir(e.o.file), "."+filepath.Base(e.o.file)+".tmp*")
-		if err != nil {
-			return fmt.Errorf("create the export file: %w", err)
+	var stats audit.ExportStats
+	var exportErr error
+	export := func(w io.Writer) error {
+		bar := newProgress(e.stderr, "exporting")
+		defer bar.done()
+		stats, exportErr = audit.Export(ctx, st.Store, w, audit.ExportOptions{IDs: args, Now: e.now, Progress: bar.update})
+		if exportErr != nil {
+			exportErr = fmt.Errorf("export: %w (after %d instances, %d messages)", exportErr, stats.Instances, stats.Messages)
 		}
-		defer func() {
-			if tmp != nil {
-				tmp.Close()
-				os.Remove(tmp.Name())
-			}
-		}()
-		w = tmp
-	}
-	bar := newProgress(e.stderr, "exporting")
-	stats, err := audit.Export(ctx, st.Store, w, audit.ExportOptions{IDs: args, Now: e.now, Progress: bar.update})
-	bar.done()
-	if err != nil {
-		return fmt.Errorf("export: %w (after %d instances, %d messages)", err, stats.Instances, stats.Messages)
+		return exportErr
 	}
 	dest := "stdout"
-	if tmp != nil {
-		if err := tmp.Sync(); err != nil {
+	if e.o.file != "" && e.o.file != "-" {
+		// Complete or not at all; histories are readable by their owner only.
+		if err := atomicfile.Write(e.o.file, 0o600, export); err != nil {
+			if exportErr != nil {
+				return exportErr
+			}
 			return fmt.Errorf("write the export file: %w", err)
 		}
-		if err := tmp.Close(); err != nil {
-			return fmt.Errorf("write the export file: %w", err)
-		}
-		if err := os.Rename(tmp.Name(), e.o.file); err != nil {
-			return fmt.Errorf("write the export file: %w", err)
-		}
-		tmp = nil
 		dest = e.o.file
+	} else if err := export(e.stdout); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stderr, "exported %d instance%s, %d messages (%s) to %s\n", stats.Instances, render.S(stats.Instances), stats.Messages, humanBytes(int64(stats.Bytes)), dest)
 	if len(args) > stats.Instances {
