@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -205,10 +204,10 @@ func (s *Store) read(ctx context.Context, id string, fn func(st *projection.Stat
 // starts from the instance's checkpoint when there is a valid one.
 func (s *Store) catchUp(ctx context.Context, e *entry, pending ulid.ULID) (found bool, err error) {
 	if s.tel.on {
-		var done func(error, ...attribute.KeyValue)
-		ctx, done = s.tel.step(ctx, spanRead, e.st.Instance)
+		var read step
+		ctx, read = s.tel.step(ctx, spanRead, e.st.Instance)
 		before := e.st.Commits
-		defer func() { done(err, attrCommits.Int(e.st.Commits-before), attrSeq.Int64(int64(e.st.LastSeq))) }()
+		defer func() { read.end(err, e.st.LastSeq, e.st.Commits-before) }()
 	}
 	return s.catchUpStep(ctx, e, pending)
 }
@@ -549,9 +548,9 @@ func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *event
 	if tp := traceHeader(ctx, c, runTrace); tp != "" {
 		msg.Header[HeaderTraceParent] = []string{tp}
 	}
-	actx, done := s.tel.step(ctx, spanAppend, st.Instance)
+	actx, appended := s.tel.step(ctx, spanAppend, st.Instance)
 	seq, err := s.log.Append(actx, st.Instance, msg, st.LastSeq)
-	done(err, attrSeq.Int64(int64(seq)))
+	appended.end(err, seq, -1)
 	if err != nil {
 		return err
 	}

@@ -64,20 +64,68 @@ type telemetry struct {
 	cache          metric.Int64Counter
 	claimsLost     metric.Int64Counter
 
-	// sets caches the attribute sets of measurements (by operation and
-	// outcome, or by result): built once, not on every operation.
-	sets sync.Map // string → metric.MeasurementOption
+	// The attribute sets of measurements and the span names, by
+	// operation (and outcome), built once rather than on every
+	// operation: the instrumentation allocates as little as it can.
+	mu        sync.RWMutex
+	opts      map[opKey]measureOpts
+	spanNames map[string]string
+	cacheHit  measureOpts
+	cacheMiss measureOpts
+
+	opStart, stepStart []trace.SpanStartOption
 }
 
-// attrs returns the measurement option of the attributes kvs, cached
-// under key.
-func (t *telemetry) attrs(key string, kvs ...attribute.KeyValue) metric.MeasurementOption {
-	if v, ok := t.sets.Load(key); ok {
-		return v.(metric.MeasurementOption)
-	}
+// opKey keys the attribute sets of an operation's measurements; outcome
+// is "" for those without one.
+type opKey struct{ command, outcome string }
+
+// measureOpts is one attribute set as the options of a measurement, in
+// slices of their own so that a measurement passes them without
+// allocating.
+type measureOpts struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func newMeasureOpts(kvs ...attribute.KeyValue) measureOpts {
 	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	t.sets.Store(key, o)
+	return measureOpts{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
+}
+
+// attrs returns the measurement options of an operation (and outcome).
+func (t *telemetry) attrs(command, outcome string) measureOpts {
+	k := opKey{command, outcome}
+	t.mu.RLock()
+	o, ok := t.opts[k]
+	t.mu.RUnlock()
+	if ok {
+		return o
+	}
+	if outcome == "" {
+		o = newMeasureOpts(attrCommand.String(command))
+	} else {
+		o = newMeasureOpts(attrCommand.String(command), attrOutcome.String(outcome))
+	}
+	t.mu.Lock()
+	t.opts[k] = o
+	t.mu.Unlock()
 	return o
+}
+
+// spanName returns the span name of an operation.
+func (t *telemetry) spanName(command string) string {
+	t.mu.RLock()
+	n, ok := t.spanNames[command]
+	t.mu.RUnlock()
+	if ok {
+		return n
+	}
+	n = "runlog " + command
+	t.mu.Lock()
+	t.spanNames[command] = n
+	t.mu.Unlock()
+	return n
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry, error) {
@@ -86,6 +134,10 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 		return t, nil
 	}
 	t.on = true
+	t.opts, t.spanNames = map[opKey]measureOpts{}, map[string]string{}
+	t.cacheHit, t.cacheMiss = newMeasureOpts(attrResult.String("hit")), newMeasureOpts(attrResult.String("miss"))
+	t.opStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+	t.stepStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 	if tp != nil {
 		t.tracer = tp.Tracer(InstrumentationName)
 	}
@@ -115,7 +167,8 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry,
 	return t, errors.Join(errs...)
 }
 
-// op is one store operation being measured.
+// op is one store operation being measured; its zero value (telemetry
+// off) measures nothing.
 type op struct {
 	t       *telemetry
 	span    trace.Span
@@ -125,16 +178,16 @@ type op struct {
 
 // startOp starts the span of an operation: a child of ctx's span, or else
 // of the run's trace parent when one is known.
-func (t *telemetry) startOp(ctx context.Context, command, instance, runTrace string) (context.Context, *op) {
+func (t *telemetry) startOp(ctx context.Context, command, instance, runTrace string) (context.Context, op) {
 	if !t.on {
-		return ctx, nil
+		return ctx, op{}
 	}
-	o := &op{t: t, began: time.Now(), command: command}
+	o := op{t: t, began: time.Now(), command: command}
 	if t.tracer != nil {
 		if !trace.SpanContextFromContext(ctx).IsValid() && runTrace != "" {
 			ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{HeaderTraceParent: runTrace})
 		}
-		ctx, o.span = t.tracer.Start(ctx, "runlog "+command, trace.WithSpanKind(trace.SpanKindInternal))
+		ctx, o.span = t.tracer.Start(ctx, t.spanName(command), t.opStart...)
 		if o.span.IsRecording() { // attributes only where they are kept
 			o.span.SetAttributes(attrInstance.String(instance), attrCommand.String(command))
 		} else {
@@ -146,32 +199,32 @@ func (t *telemetry) startOp(ctx context.Context, command, instance, runTrace str
 
 // conflict records one refused append that is decided again.
 func (o *op) conflict(ctx context.Context, seq uint64, attempt int) {
-	if o == nil {
+	if o.t == nil {
 		return
 	}
 	if o.span != nil {
 		o.span.AddEvent("runlog.conflict", trace.WithAttributes(attrSeq.Int64(int64(seq)), attrAttempts.Int(attempt)))
 	}
 	if o.t.conflicts != nil {
-		o.t.conflicts.Add(ctx, 1, o.t.attrs(o.command, attrCommand.String(o.command)))
+		o.t.conflicts.Add(ctx, 1, o.t.attrs(o.command, "").add...)
 	}
 }
 
 // cacheLookup records whether the operation found the instance cached.
 func (o *op) cacheLookup(ctx context.Context, hit bool) {
-	if o == nil || o.t.cache == nil {
+	if o.t == nil || o.t.cache == nil {
 		return
 	}
-	r := "miss"
+	opts := o.t.cacheMiss
 	if hit {
-		r = "hit"
+		opts = o.t.cacheHit
 	}
-	o.t.cache.Add(ctx, 1, o.t.attrs("cache "+r, attrResult.String(r)))
+	o.t.cache.Add(ctx, 1, opts.add...)
 }
 
 // end ends the operation with its error, attempts and conflicts.
 func (o *op) end(ctx context.Context, err error, attempts, conflicts int) {
-	if o == nil {
+	if o.t == nil {
 		return
 	}
 	outcome := outcomeOf(err)
@@ -184,11 +237,11 @@ func (o *op) end(ctx context.Context, err error, attempts, conflicts int) {
 		o.span.End()
 	}
 	if o.t.decisions != nil {
-		attrs := o.t.attrs(o.command+" "+outcome, attrCommand.String(o.command), attrOutcome.String(outcome))
-		o.t.decisions.Add(ctx, 1, attrs)
-		o.t.opDuration.Record(ctx, time.Since(o.began).Seconds(), attrs)
+		opts := o.t.attrs(o.command, outcome)
+		o.t.decisions.Add(ctx, 1, opts.add...)
+		o.t.opDuration.Record(ctx, time.Since(o.began).Seconds(), opts.record...)
 		if errors.Is(err, ErrClaimLost) {
-			o.t.claimsLost.Add(ctx, 1, o.t.attrs(o.command, attrCommand.String(o.command)))
+			o.t.claimsLost.Add(ctx, 1, o.t.attrs(o.command, "").add...)
 		}
 	}
 }
@@ -208,37 +261,54 @@ func outcomeOf(err error) string {
 }
 
 // step measures one append or read inside an operation: a child span and
-// a duration.
-func (t *telemetry) step(ctx context.Context, name, instance string) (context.Context, func(err error, attrs ...attribute.KeyValue)) {
+// a duration. Its zero value (telemetry off) measures nothing.
+type step struct {
+	ctx   context.Context
+	h     metric.Float64Histogram
+	span  trace.Span
+	began time.Time
+}
+
+// step starts measuring an append or a read.
+func (t *telemetry) step(ctx context.Context, name, instance string) (context.Context, step) {
 	if !t.on {
-		return ctx, func(error, ...attribute.KeyValue) {}
+		return ctx, step{}
 	}
-	began := time.Now()
-	var span trace.Span
-	if t.tracer != nil {
-		ctx, span = t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
-		if span.IsRecording() {
-			span.SetAttributes(attrInstance.String(instance))
-		} else {
-			span = nil
-		}
-	}
-	h := t.readDuration
+	st := step{began: time.Now(), h: t.readDuration}
 	if name == spanAppend {
-		h = t.appendDuration
+		st.h = t.appendDuration
 	}
-	return ctx, func(err error, attrs ...attribute.KeyValue) {
-		if h != nil {
-			h.Record(ctx, time.Since(began).Seconds())
+	if t.tracer != nil {
+		ctx, st.span = t.tracer.Start(ctx, name, t.stepStart...)
+		if st.span.IsRecording() {
+			st.span.SetAttributes(attrInstance.String(instance))
+		} else {
+			st.span = nil
 		}
-		if span != nil {
-			span.SetAttributes(attrs...)
-			if err != nil && !errors.Is(err, ErrWrongSequence) {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
+	}
+	st.ctx = ctx
+	return ctx, st
+}
+
+// end ends the step with its error, the sequence it reached and, for a
+// read, the commits it folded (-1: not a read).
+func (st *step) end(err error, seq uint64, commits int) {
+	if st.ctx == nil {
+		return
+	}
+	if st.h != nil {
+		st.h.Record(st.ctx, time.Since(st.began).Seconds())
+	}
+	if st.span != nil {
+		if commits >= 0 {
+			st.span.SetAttributes(attrCommits.Int(commits))
 		}
+		st.span.SetAttributes(attrSeq.Int64(int64(seq)))
+		if err != nil && !errors.Is(err, ErrWrongSequence) {
+			st.span.RecordError(err)
+			st.span.SetStatus(codes.Error, err.Error())
+		}
+		st.span.End()
 	}
 }
 
