@@ -272,3 +272,40 @@ func TestListSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoWorkers: demo --workers runs its fulfilment workflows on a
+// reference worker pool to completion, and each history names the worker
+// that claimed and completed each task, the retry and the timer.
+func TestDemoWorkers(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	r := mustRun(t, "demo", "--dir", dir, "--workers", "2", "--seed", "7")
+	if n := strings.Count(r.stdout, "pool: pick, pack (retried), delay, ship"); n != 4 {
+		t.Fatalf("demo --workers 2 reported %d pool workflows, want 4:\n%s", n, r.stdout)
+	}
+	var rows []listRow
+	for line := range strings.Lines(mustRun(t, "list", "--dir", dir, "--workflow", "fulfilment", "-o", "ndjson").stdout) {
+		var row listRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("list --workflow fulfilment: %d rows, want 4", len(rows))
+	}
+	for _, row := range rows {
+		if row.Status != "completed" {
+			t.Errorf("%s: %s, want completed", row.Instance, row.Status)
+		}
+		show := mustRun(t, "show", row.Instance, "--dir", dir).stdout
+		for _, want := range []string{"task pick claimed by \"demo-worker-", "task pack claimed by", "retries of 1 task set", "AtDelay(", "demo-timers", "task ship claimed by", "workflow.completed"} {
+			if !strings.Contains(show, want) {
+				t.Errorf("%s's timeline lacks %q:\n%s", row.Instance, want, show)
+			}
+		}
+	}
+	if r := replay(t, "demo", "--dir", dir, "--workers", "-1"); r.code != exitUsage {
+		t.Errorf("demo --workers -1: exit %d", r.code)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 func defineDemo(fs *flag.FlagSet, o *opts) {
 	definePartitions(fs, o)
+	fs.IntVar(&o.workers, "workers", 0, "also run 2×`N` fulfilment workflows on a reference worker pool of N workers (claims, retries, a durable timer; real time); 0: none")
 	fs.Func("seed", "make instance ids and event ids deterministic from `N` (ids end in -sN; a seed can be used once per store)", func(s string) error {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
@@ -121,7 +122,14 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		em = newEmitter(e.stdout, e.output)
 		d.emit = func(s demoStep) error { em.add(s); return nil }
 	}
-	if err := d.run(ctx); err != nil {
+	if e.o.workers < 0 || e.o.workers > 32 {
+		return usagef("--workers %d: want 0 to 32", e.o.workers)
+	}
+	err = d.run(ctx)
+	if err == nil && e.o.workers > 0 {
+		err = d.runPool(ctx, st.Store, e.o.workers)
+	}
+	if err != nil {
 		if em != nil {
 			_ = em.close()
 		}
@@ -140,6 +148,9 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		{"replay state etl-" + x + at, "paused, unpaused, in progress"},
 		{fmt.Sprintf("replay diff po-%s --from %d --to %d%s", x, d.consumeFrom, d.consumeTo, at), "what consuming the event and advancing changed"},
 		{"replay verify" + at, ""},
+	}
+	if e.o.workers > 0 {
+		lines = append(lines[:len(lines)-1], [2]string{"replay show fulfil-" + x + "-1" + at, "claims, a retry, a timer: which worker ran what"}, lines[len(lines)-1])
 	}
 	w := 0
 	for _, l := range lines {

@@ -48,6 +48,7 @@ type opts struct {
 	publish  bool   // digest: also to the digest stream
 
 	partitions int // demo, import: the partitions of a store they create
+	workers    int // demo: the worker pool's size (0: no pool)
 
 	checkpoints bool     // verify: the projection checkpoints too
 	digests     []string // verify, prove: --digest files
