@@ -75,7 +75,9 @@ func (d *demo) runPool(ctx context.Context, st *jetstream.Store, workers int) er
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() { _ = x.Run(ctx, ls, jetstream.IndexerOptions{}) })
-	wg.Go(func() { _ = x.RunTimers(as(ctx, "demo-timers"), ls, jetstream.TimerOptions{Poll: 100 * time.Millisecond}) })
+	wg.Go(func() {
+		_ = x.RunTimers(as(ctx, "demo-timers"), ls, jetstream.TimerOptions{Poll: 100 * time.Millisecond})
+	})
 	wake, err := x.Wakeups(ctx)
 	if err != nil {
 		return err
