@@ -119,10 +119,23 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &openError{fmt.Errorf("--http %s: %w", o.httpAddr, err)}
 	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	auth, err := newWebAuth(port)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	web := "http://" + ln.Addr().String() + "/"
+	removeServeFile, err := writeServeFile(e.dir, serveFile{PID: os.Getpid(), URL: web, Token: auth.token})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("write %s: %w", serveFileName, err)
+	}
+	defer removeServeFile()
 	sv := &serveState{e: e, st: st, ix: ix, hub: newHub(), metrics: metrics}
-	hs := &http.Server{Handler: sv.routes(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: securityHeaders(auth.wrap(sv.routes())), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(e.stdout, "replay serve: NATS at %s (credentials in %s)\n", emb.ClientURL(), jetstream.ServerFileName)
-	fmt.Fprintf(e.stdout, "replay serve: web UI at http://%s/ (metrics at /metrics)\n", ln.Addr())
+	fmt.Fprintf(e.stdout, "replay serve: web UI at %s?token=%s (metrics at /metrics; the token is in %s)\n", web, auth.token, serveFileName)
 	fmt.Fprintf(e.stdout, "replay serve: store %s, index %s; every replay command on --dir %s now connects here. Ctrl-C stops.\n", e.dir, path, shellQuote(e.dir))
 
 	var wg sync.WaitGroup
@@ -213,7 +226,7 @@ func (sv *serveState) routes() http.Handler {
 	mux.HandleFunc("GET /api/events", sv.events)
 	mux.HandleFunc("GET /api/{command}", sv.measured(sv.api))
 	mux.Handle("GET /metrics", sv.metrics.handler())
-	return securityHeaders(mux)
+	return mux
 }
 
 // securityHeaders keeps the page to its own origin.

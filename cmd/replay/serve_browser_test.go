@@ -54,7 +54,7 @@ func TestServeBrowser(t *testing.T) {
 	p := &page{t: t, ctx: bctx}
 
 	// ---- the list ----
-	p.do(chromedp.Navigate(url))
+	p.do(chromedp.Navigate(url + "?token=" + sv.token)) // the address serve prints: a cookie keeps the token
 	p.waitJS("the list rows", `document.querySelectorAll("#list-body tr[data-id]").length === `+strconv.Itoa(len(all)))
 	if got := p.rows(); !sameStatuses(got, statusOf) {
 		t.Errorf("the page lists %v\nthe CLI lists %v", got, statusOf)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 // served is a replay serve running in the test.
 type served struct {
 	web    string // the web UI's URL, ending in "/"
+	token  string // its token
 	nats   string // the NATS server's URL
 	stderr *syncBuffer
 	stop   func() int // cancels serve and returns its exit code
@@ -36,11 +38,11 @@ func startServe(t *testing.T, dir string, args ...string) *served {
 		done <- run(ctx, append([]string{"serve", "--dir", dir, "--http", "127.0.0.1:0", "--nats", "127.0.0.1:0", "--index-every", "1h"}, args...), &out, &errb)
 	}()
 	sv := &served{stderr: &errb}
-	webRE, natsRE := regexp.MustCompile(`web UI at (http://\S+/)`), regexp.MustCompile(`NATS at (nats://\S+)`)
+	webRE, natsRE := regexp.MustCompile(`web UI at (http://\S+/)\?token=(\w+)`), regexp.MustCompile(`NATS at (nats://\S+)`)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m := webRE.FindStringSubmatch(out.String()); m != nil {
-			sv.web = m[1]
+			sv.web, sv.token = m[1], m[2]
 			sv.nats = natsRE.FindStringSubmatch(out.String())[1]
 			break
 		}
@@ -67,6 +69,17 @@ func startServe(t *testing.T, dir string, args ...string) *served {
 	return sv
 }
 
+// do sends a GET of path with serve's token.
+func (sv *served) do(t *testing.T, path string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, sv.web+strings.TrimPrefix(path, "/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+sv.token)
+	return http.DefaultClient.Do(req)
+}
+
 // documentedServeMetrics are the Prometheus names of the metrics table in
 // docs/REPLAY.md's serve section.
 func documentedServeMetrics(t *testing.T) []string {
@@ -90,7 +103,7 @@ func documentedServeMetrics(t *testing.T) []string {
 // get fetches path from serve's web server: the status and body.
 func (sv *served) get(t *testing.T, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(sv.web + strings.TrimPrefix(path, "/"))
+	resp, err := sv.do(t, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +175,40 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	// Without the token nothing is served: loopback is every local user's.
+	for _, path := range []string{"", "api/list", "api/events", "metrics", "static/app.js", "?token=wrong"} {
+		resp, err := http.Get(sv.web + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "token") {
+			t.Errorf("/%s without the token: %d %.200s, want 401 saying what to do", path, resp.StatusCode, body)
+		}
+	}
+	// The address serve prints lets a browser in once: a cookie keeps it.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	resp, err := browser.Get(sv.web + "?token=" + sv.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.RawQuery != "" {
+		t.Errorf("the printed address: %d at %s, want the page without the token in its address", resp.StatusCode, resp.Request.URL)
+	}
+	if resp, err = browser.Get(sv.web + "api/count"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("the API with the cookie: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	var f serveFile
+	if b, err := os.ReadFile(filepath.Join(dir, serveFileName)); err != nil || json.Unmarshal(b, &f) != nil || f.Token != sv.token || f.URL != sv.web {
+		t.Errorf("%s: %+v %v", serveFileName, f, err)
+	}
+
 	// The event stream names what a writer through the server changes.
-	resp, err := http.Get(sv.web + "api/events")
+	resp, err = sv.do(t, "api/events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,8 +272,10 @@ func TestServe(t *testing.T) {
 	if code := sv.stop(); code != exitOK {
 		t.Fatalf("serve stopped with exit %d:\n%s", code, sv.stderr.String())
 	}
-	if _, err := os.Stat(filepath.Join(dir, jetstream.ServerFileName)); !os.IsNotExist(err) {
-		t.Errorf("the server file outlived serve: %v", err)
+	for _, f := range []string{jetstream.ServerFileName, serveFileName} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s outlived serve: %v", f, err)
+		}
 	}
 	// The directory is free again: a command embeds its own server.
 	if r := mustRun(t, "list", "--dir", dir, "--workflow", "purchase-order", "-o", "ndjson"); !strings.Contains(r.stdout, `"po-s2"`) {
