@@ -267,6 +267,9 @@ const (
 	// TimerRetry announces a retried task whose backoff ends: its entry is
 	// put again so that waiting workers hear of it.
 	TimerRetry TimerKind = "retry"
+	// TimerSignal moves a run parked at a signal wait whose event has
+	// arrived past its node, at once (lifecycle.Store.AdvanceSignaled).
+	TimerSignal TimerKind = "signal"
 )
 
 // Timer is a run that needs something done at a time without any caller:
@@ -282,16 +285,21 @@ type Timer struct {
 // TimerOf derives the instance's timer from its projection, as of now: a
 // run in progress parked at a delay, or at a signal wait with a timeout
 // and no buffered event for its signal (TimerWake, at the node's wake
-// time); or a runnable task backing off until a time after now
-// (TimerRetry). ok is false when it has none.
+// time); a run parked at a signal wait with an event of its signal
+// buffered (TimerSignal, due at the event's arrival: at once); or a
+// runnable task backing off until a time after now (TimerRetry). ok is
+// false when it has none.
 func TimerOf(st *projection.State, now time.Time) (Timer, bool) {
 	if !st.Exists || st.Snapshot == nil || st.Snapshot.State.Kind != workflow.InProgress {
 		return Timer{}, false
 	}
 	pos := st.Snapshot.State.Position
+	if name, ok := lifecycle.Signaled(st); ok {
+		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerSignal, At: st.Buffered[name][0].SentAt, Seq: st.LastSeq}, true
+	}
 	switch pos.Kind {
 	case workflow.AtDelay, workflow.AtSignal:
-		if pos.WakeAt == nil || pos.Kind == workflow.AtSignal && len(st.Buffered[pos.SignalName]) > 0 {
+		if pos.WakeAt == nil {
 			return Timer{}, false
 		}
 		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerWake, At: *pos.WakeAt, Seq: st.LastSeq}, true

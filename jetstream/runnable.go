@@ -408,7 +408,9 @@ type TimerOptions struct {
 
 // RunTimers fires the durable timers until ctx ends: a run parked at a
 // delay or a timed-out signal wait is moved on when its wake time comes
-// (lifecycle.Store.AdvanceDue), and a retried task's entry is put again
+// (lifecycle.Store.AdvanceDue), a run parked at a signal wait whose event
+// has arrived is moved on at once, the event consumed
+// (lifecycle.Store.AdvanceSignaled), and a retried task's entry is put again
 // when its backoff ends, so that waiting workers hear of it. The timers
 // are derived from the log (they live in [Store.TimerBucket], kept by the
 // indexers), so they survive any restart: a timer whose time passed while
@@ -455,8 +457,13 @@ func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, o
 // (so that the runnable index and the timers do not wait for the
 // indexer).
 func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t dispatch.Timer, now time.Time) error {
-	if t.Kind == dispatch.TimerWake {
+	switch t.Kind {
+	case dispatch.TimerWake:
 		if _, err := store.AdvanceDue(ctx, t.Instance, now); err != nil {
+			return err
+		}
+	case dispatch.TimerSignal:
+		if _, err := store.AdvanceSignaled(ctx, t.Instance, now); err != nil {
 			return err
 		}
 	}

@@ -5,8 +5,10 @@
 // runtime's own worker does the same with its own workflow model.
 //
 // A workflow here is a chain of steps, each a task function, optionally
-// followed by a delay; the pool moves the run from step to step, and the
-// durable timers (jetstream.RunnableIndex.RunTimers) move it past a delay.
+// followed by a delay or a signal wait; the pool moves the run from step
+// to step, and the durable timers (jetstream.RunnableIndex.RunTimers) move
+// it past a delay when its time comes and past a signal wait when its
+// event arrives.
 package worker
 
 import (
@@ -32,8 +34,13 @@ type Func func(ctx context.Context, input []byte) ([]byte, error)
 type Step struct {
 	Name  string // the task's name: its id is workflow.NewTaskID(Name)
 	Run   Func
-	Delay time.Duration         // a pause after the step, before the next (0: none)
-	Retry *workflow.RetryPolicy // nil: a failure fails the run
+	Delay time.Duration // a pause after the step, before the next (0: none)
+	// Signal, if set, parks the run after the step until an external
+	// event of that name arrives (lifecycle.Store.SendEvent); the durable
+	// timers then consume it and the event's payload is the next step's
+	// input (or the run's output after the last step). Not with Delay.
+	Signal string
+	Retry  *workflow.RetryPolicy // nil: a failure fails the run
 }
 
 // Chain is a workflow of steps run one after the other.
@@ -62,8 +69,16 @@ type Pool struct {
 	Logger  *slog.Logger
 }
 
-// Run runs the pool until ctx ends.
+// Run runs the pool until ctx ends. A step with both a Delay and a Signal
+// is refused at once.
 func (p *Pool) Run(ctx context.Context) error {
+	for _, c := range p.Chains {
+		for _, s := range c.Steps {
+			if s.Delay > 0 && s.Signal != "" {
+				return fmt.Errorf("worker: step %q has both a delay and a signal wait: give the wait a step of its own", s.Name)
+			}
+		}
+	}
 	if p.Workers <= 0 {
 		p.Workers = 4
 	}
@@ -181,6 +196,15 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 // advance moves snap past step i of c, whose output is out.
 func (p *Pool) advance(snap *workflow.Snapshot, c *Chain, i int, out []byte, now time.Time) {
 	delete(snap.TaskRetries, workflow.NewTaskID(c.Steps[i].Name))
+	if sig := c.Steps[i].Signal; sig != "" {
+		pos := workflow.Position{Kind: workflow.AtSignal, NodeID: workflow.NewTaskID(c.Steps[i].Name + "/" + sig), SignalName: sig}
+		if i < len(c.Steps)-1 {
+			next := workflow.NewTaskID(c.Steps[i+1].Name)
+			pos.NextTaskID = &next
+		}
+		snap.UpdatePosition(pos, now)
+		return
+	}
 	if i == len(c.Steps)-1 {
 		snap.MarkCompleted(out, now)
 		return

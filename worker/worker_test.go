@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,5 +116,77 @@ func TestPool(t *testing.T) {
 				t.Errorf("%s: %s's result checkpointed %d times, want once", id, s.Name, results[s.Name])
 			}
 		}
+	}
+}
+
+// TestPoolSignalWait: a step followed by a signal wait parks the run;
+// the external event, sent by no worker, is consumed by the durable
+// timers at once and its payload is the next step's input; a chain with
+// a step that both delays and waits is refused.
+func TestPoolSignalWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	js, err := jetstream.Open(ctx, natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := lifecycle.New(js, lifecycle.Config{Leases: js.Leases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := &worker.Chain{Definition: workflow.DefinitionHashOf("quote v1"), Steps: []worker.Step{
+		{Name: "request", Signal: "approval", Run: func(_ context.Context, in []byte) ([]byte, error) { return append([]byte("requested:"), in...), nil }},
+		{Name: "order", Run: func(_ context.Context, in []byte) ([]byte, error) { return append([]byte("ordered:"), in...), nil }},
+	}}
+	bad := &worker.Pool{Store: store, Chains: []*worker.Chain{{Definition: chain.Definition, Steps: []worker.Step{{Name: "x", Delay: time.Second, Signal: "y"}}}}}
+	if err := bad.Run(ctx); err == nil || !strings.Contains(err.Error(), "both a delay and a signal") {
+		t.Errorf("a step with a delay and a signal: %v", err)
+	}
+	x := js.RunnableIndex()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ctx, store, jetstream.IndexerOptions{}) })
+	wg.Go(func() { _ = x.RunTimers(ctx, store, jetstream.TimerOptions{Poll: 100 * time.Millisecond}) })
+	pool := &worker.Pool{Store: store, Leases: js.Leases(), Index: x, Name: "w", Workers: 2, TTL: 10 * time.Second, Chains: []*worker.Chain{chain}}
+	wg.Go(func() { _ = pool.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "quote-1", DefinitionHash: chain.Definition, Input: []byte("q1"), FirstTask: chain.FirstTask()}); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what string, cond func(*workflow.Snapshot) bool) *workflow.Snapshot {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			snap, _, err := store.LoadSnapshot(ctx, "quote-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cond(snap) {
+				return snap
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 30 s: %s (%s at %v)", what, snap.State.Kind, snap.State.Position)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("parked at the signal wait", func(s *workflow.Snapshot) bool { return s.State.Position.Kind == workflow.AtSignal })
+	time.Sleep(300 * time.Millisecond) // parked it stays: no worker, no timer moves it without the event
+	if snap, _, _ := store.LoadSnapshot(ctx, "quote-1"); snap.State.Position.Kind != workflow.AtSignal {
+		t.Fatalf("moved without its event: %v", snap.State.Position)
+	}
+	if err := store.SendEvent(lifecycle.WithActor(ctx, "alice"), "quote-1", "approval", []byte("yes")); err != nil {
+		t.Fatal(err)
+	}
+	snap := wait("completed after the event", func(s *workflow.Snapshot) bool { return s.State.Kind.Terminal() })
+	if snap.State.Kind != workflow.Completed || string(snap.State.FinalOutput) != "ordered:yes" {
+		t.Fatalf("%s with output %q, want completed with ordered:yes (the event's payload as the next step's input)", snap.State.Kind, snap.State.FinalOutput)
+	}
+	st, err := store.Load(ctx, "quote-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Buffered["approval"]) != 0 {
+		t.Errorf("the event is still buffered: %v", st.Buffered)
 	}
 }

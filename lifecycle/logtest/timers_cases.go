@@ -103,4 +103,64 @@ var timerCases = []storeCase{
 			t.Fatalf("AdvanceDue on a run at a task: %v %v", ok, err)
 		}
 	}},
+	{"AdvanceSignaled", func(t *testing.T, h *storeHarness) {
+		h.start("w")
+		h.start("n")
+		next := stTasks[2]
+		h.park("w", workflow.Position{Kind: workflow.AtSignal, NodeID: stTasks[6], SignalName: "approval", NextTaskID: &next})
+		h.park("n", workflow.Position{Kind: workflow.AtSignal, NodeID: stTasks[6], SignalName: "approval"})
+		// No event yet, or an event of another name: nothing to do.
+		if err := h.store.SendEvent(h.ctx, "w", "other", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		before := len(h.commits("w"))
+		if ok, err := h.store.AdvanceSignaled(h.ctx, "w", time.Now()); err != nil || ok {
+			t.Fatalf("without its event: %v %v", ok, err)
+		}
+		if len(h.commits("w")) != before {
+			t.Fatal("AdvanceSignaled without the event wrote")
+		}
+		for _, id := range []string{"w", "n"} {
+			if err := h.store.SendEvent(h.ctx, id, "approval", []byte("yes-"+id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Two callers at once: one commit, which consumes the event and
+		// moves on.
+		var results [2]bool
+		other := h.other()
+		done := make(chan struct{})
+		go func() {
+			results[1], _ = other.AdvanceSignaled(h.ctx, "w", time.Now())
+			close(done)
+		}()
+		var err error
+		results[0], err = h.store.AdvanceSignaled(h.ctx, "w", time.Now())
+		<-done
+		if err != nil || results[0] == results[1] {
+			t.Fatalf("two callers: %v, %v: want exactly one to advance", results, err)
+		}
+		cs := h.commits("w")
+		if last := cs[len(cs)-1]; !slices.Contains(last, events.EventConsumed) || !slices.Contains(last, events.CheckpointSaved) {
+			t.Fatalf("the advance's commit holds %v, want the consumption and the checkpoint together", last)
+		}
+		st, err := h.store.Load(h.ctx, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task, ok := st.Snapshot.CurrentTaskID(); !ok || task != next {
+			t.Fatalf("after the event: %v, want at task %s", st.Snapshot.State.Position, next)
+		}
+		if out := st.Results[stTasks[6]]; string(out) != "yes-w" || len(st.Buffered["approval"]) != 0 || len(st.Buffered["other"]) != 1 {
+			t.Fatalf("the signal node's result %q, buffered %v: want the payload recorded, the event consumed, the other kept", out, st.Buffered)
+		}
+		// The last node: the run completes with the payload.
+		if ok, err := h.store.AdvanceSignaled(h.ctx, "n", time.Now()); err != nil || !ok {
+			t.Fatalf("AdvanceSignaled at the last node: %v %v", ok, err)
+		}
+		snap, _ := h.load("n")
+		if snap.State.Kind != workflow.Completed || string(snap.State.FinalOutput) != "yes-n" {
+			t.Fatalf("after the last signal: %s with %q, want completed with the payload", snap.State.Kind, snap.State.FinalOutput)
+		}
+	}},
 }
