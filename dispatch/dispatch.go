@@ -132,33 +132,52 @@ func Rank(entries []Entry, worker string, limit int, opts Options, taken func(En
 	}
 	aging = max(aging, time.Second)
 	type ranked struct {
-		e      Entry
+		i      int // the entry's index in entries
 		bias   int
 		effect float64
 	}
+	less := func(a, b ranked) int {
+		ea, eb := &entries[a.i], &entries[b.i]
+		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), ea.Since.Compare(eb.Since), cmp.Compare(ea.Instance, eb.Instance))
+	}
+	// With a limit, only the best limit are kept, in order, as they come
+	// (a worker asks for a few of thousands of entries): each entry costs
+	// one comparison with the worst kept, most of the time, rather than
+	// its share of a sort of all.
 	var rs []ranked
-	for _, e := range entries {
+	for i := range entries {
+		e := &entries[i]
 		if !eligible(e.Tags, opts.Tags) || now.Before(e.RetryAt) {
 			continue
 		}
-		if e.Claim != nil && (taken == nil || taken(e)) {
+		if e.Claim != nil && (taken == nil || taken(*e)) {
 			continue
 		}
-		r := ranked{e: e, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
+		r := ranked{i: i, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
 		if worker != "" && e.LastFailedWorker == worker {
 			r.bias = 1
 		}
-		rs = append(rs, r)
+		if limit <= 0 {
+			rs = append(rs, r)
+			continue
+		}
+		if len(rs) == limit && less(r, rs[limit-1]) >= 0 {
+			continue
+		}
+		at, _ := slices.BinarySearchFunc(rs, r, less)
+		if len(rs) < limit {
+			rs = slices.Insert(rs, at, r)
+		} else {
+			copy(rs[at+1:], rs[at:limit-1])
+			rs[at] = r
+		}
 	}
-	slices.SortFunc(rs, func(a, b ranked) int {
-		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), a.e.Since.Compare(b.e.Since), cmp.Compare(a.e.Instance, b.e.Instance))
-	})
-	if limit > 0 && len(rs) > limit {
-		rs = rs[:limit]
+	if limit <= 0 {
+		slices.SortFunc(rs, less)
 	}
 	out := make([]Entry, len(rs))
 	for i, r := range rs {
-		out[i] = r.e
+		out[i] = entries[r.i]
 	}
 	return out
 }
@@ -198,13 +217,7 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 		}
 		entries = append(entries, e)
 	}
-	taken := func(e Entry) bool {
-		if leases == nil {
-			return true
-		}
-		_, ok, err := leases.LeaseHolder(ctx, lifecycle.LeaseKey{Instance: e.Instance, Run: e.Run, Task: e.Task})
-		return ok || err != nil
-	}
+	taken := Taken(ctx, leases)
 	var out []AvailableTask
 	for _, e := range Rank(entries, worker, 0, opts, taken) {
 		if limit > 0 && len(out) >= limit {
@@ -232,6 +245,19 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 			TraceParent: snap.TraceParent, Snapshot: snap, Revision: st.Revision()})
 	}
 	return out, nil
+}
+
+// Taken is [Rank]'s taken for the lease store leases: an entry's claim
+// is live while its lease is held (or the lease store cannot say); with
+// no lease store every claim counts as live.
+func Taken(ctx context.Context, leases lifecycle.Leases) func(Entry) bool {
+	return func(e Entry) bool {
+		if leases == nil {
+			return true
+		}
+		_, ok, err := leases.LeaseHolder(ctx, lifecycle.LeaseKey{Instance: e.Instance, Run: e.Run, Task: e.Task})
+		return ok || err != nil
+	}
 }
 
 // FindHinted validates a hint (an entry delivered by a wake-up): it

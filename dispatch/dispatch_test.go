@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -285,4 +286,37 @@ func TestMemIndexPutOrder(t *testing.T) {
 			t.Fatalf("kept %v\nrebuilt %v", a, b)
 		}
 	})
+}
+
+// TestRankLimitIsThePrefix: Rank with a limit returns the first limit of
+// Rank without one, on random entries with ties in every key.
+func TestRankLimitIsThePrefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for round := range 50 {
+		var entries []dispatch.Entry
+		for range 1 + rng.IntN(300) {
+			e := dispatch.Entry{Instance: fmt.Sprintf("i%03d", rng.IntN(400)), Priority: uint8(rng.IntN(4)), Since: now.Add(-time.Duration(rng.IntN(5)) * time.Minute)}
+			if rng.IntN(5) == 0 {
+				e.LastFailedWorker = "w"
+			}
+			if rng.IntN(7) == 0 {
+				e.RetryAt = now.Add(time.Minute)
+			}
+			entries = append(entries, e)
+		}
+		all := dispatch.Rank(entries, "w", 0, dispatch.Options{Now: now}, nil)
+		for _, limit := range []int{1, 2, 16, len(entries) + 1} {
+			got := dispatch.Rank(entries, "w", limit, dispatch.Options{Now: now}, nil)
+			want := all[:min(limit, len(all))]
+			if len(got) != len(want) {
+				t.Fatalf("round %d limit %d: %d entries, want %d", round, limit, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].Instance != want[i].Instance || !got[i].Since.Equal(want[i].Since) || got[i].Priority != want[i].Priority || got[i].LastFailedWorker != want[i].LastFailedWorker {
+					t.Fatalf("round %d limit %d: entry %d is %+v, want %+v", round, limit, i, got[i], want[i])
+				}
+			}
+		}
+	}
 }

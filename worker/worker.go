@@ -101,20 +101,28 @@ func (p *Pool) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// work is one worker's loop: find, claim, run, save. The workers of a
-// pool search the same index, so each tries the candidates from a random
-// one on, rather than all racing for the first.
+// work is one worker's loop: rank, validate, claim, run, save. The
+// workers of a pool search the same index, so each tries the candidates
+// from a random one on, rather than all racing for the first; each
+// candidate is checked against the log (dispatch.FindHinted) only when it
+// is tried, so a search costs one read of the index and one projection
+// read per task tried, not one per candidate.
 func (p *Pool) work(ctx context.Context, name string) {
 	for ctx.Err() == nil {
-		tasks, err := dispatch.Find(ctx, p.Index, p.Store, p.Leases, name, 2*p.Workers, dispatch.Options{})
+		cands, err := p.rank(ctx, name)
 		if err != nil {
 			p.Logger.Warn("worker: find", "worker", name, "err", err)
 		}
 		ran := false
-		if len(tasks) > 0 {
-			start := rand.IntN(len(tasks))
-			for k := range tasks {
-				if p.runOne(ctx, name, tasks[(start+k)%len(tasks)]) {
+		if len(cands) > 0 {
+			start := rand.IntN(len(cands))
+			for k := range cands {
+				t, ok, err := dispatch.FindHinted(ctx, cands[(start+k)%len(cands)], p.Store, p.Leases)
+				if err != nil {
+					p.Logger.Warn("worker: find", "worker", name, "err", err)
+					continue
+				}
+				if ok && p.runOne(ctx, name, t) {
 					ran = true
 					break
 				}
@@ -122,7 +130,7 @@ func (p *Pool) work(ctx context.Context, name string) {
 		}
 		switch {
 		case ran:
-		case len(tasks) > 0:
+		case len(cands) > 0:
 			sleep(ctx, time.Duration(1+rand.IntN(5))*time.Millisecond) // lost the races: try again soon
 		case p.Wait != nil:
 			p.Wait(ctx, time.Second)
@@ -130,6 +138,24 @@ func (p *Pool) work(ctx context.Context, name string) {
 			sleep(ctx, 100*time.Millisecond)
 		}
 	}
+}
+
+// rank returns the index's entries worker name should try, best first
+// (dispatch.Rank: tags, backoff, soft bias, aging), at most two per
+// worker of the pool. An entry with a claim is left out unless its lease
+// is gone.
+func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) {
+	var entries []dispatch.Entry
+	if l, ok := p.Index.(interface{ Len() int }); ok {
+		entries = make([]dispatch.Entry, 0, l.Len())
+	}
+	for e, err := range p.Index.Entries(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, e)
+	}
+	return dispatch.Rank(entries, name, 2*p.Workers, dispatch.Options{}, dispatch.Taken(ctx, p.Leases)), nil
 }
 
 // step returns the chain and index of the step whose task is task.
