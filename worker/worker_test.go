@@ -17,6 +17,21 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
+// newStore opens a JetStream log on a fresh embedded server and a
+// lifecycle store with its leases on it.
+func newStore(t *testing.T) (*jetstream.Store, *lifecycle.Store) {
+	t.Helper()
+	js, err := jetstream.Open(t.Context(), natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := lifecycle.New(js, lifecycle.Config{Leases: js.Leases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, store
+}
+
 // TestPool: a pool of 4 workers runs 20 workflows of three steps — the
 // first failing once and retried after a backoff, the second followed by a
 // 1 s delay the durable timers end — to completion, with the indexer, the
@@ -25,14 +40,7 @@ import (
 func TestPool(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	js, err := jetstream.Open(ctx, natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := lifecycle.New(js, lifecycle.Config{Leases: js.Leases()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, store := newStore(t)
 	var mu sync.Mutex
 	failedOnce := map[string]bool{}
 	chain := &worker.Chain{Definition: workflow.DefinitionHashOf("order v1"), Steps: []worker.Step{
@@ -126,14 +134,7 @@ func TestPool(t *testing.T) {
 func TestPoolSignalWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	js, err := jetstream.Open(ctx, natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := lifecycle.New(js, lifecycle.Config{Leases: js.Leases()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, store := newStore(t)
 	chain := &worker.Chain{Definition: workflow.DefinitionHashOf("quote v1"), Steps: []worker.Step{
 		{Name: "request", Signal: "approval", Run: func(_ context.Context, in []byte) ([]byte, error) { return append([]byte("requested:"), in...), nil }},
 		{Name: "order", Run: func(_ context.Context, in []byte) ([]byte, error) { return append([]byte("ordered:"), in...), nil }},
