@@ -208,18 +208,28 @@ func (e *env) defaultDir() (string, error) {
 	if d := e.getenv("RUNLOG_DIR"); d != "" {
 		return d, nil
 	}
-	if d := e.getenv("XDG_DATA_HOME"); d != "" {
-		return filepath.Join(d, "runlog"), nil
+	d, err := e.xdgDir("XDG_DATA_HOME", ".local/share")
+	if err != nil {
+		return "", fmt.Errorf("no store directory: set --dir, $RUNLOG_DIR or $XDG_DATA_HOME (%v)", err)
+	}
+	return filepath.Join(d, "runlog"), nil
+}
+
+// xdgDir is the XDG base directory the variable names, else fallback
+// under the home directory ($HOME, else the system's idea of it).
+func (e *env) xdgDir(variable, fallback string) (string, error) {
+	if d := e.getenv(variable); d != "" {
+		return d, nil
 	}
 	home := e.getenv("HOME")
 	if home == "" {
 		h, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("no store directory: set --dir, $RUNLOG_DIR or $XDG_DATA_HOME (%v)", err)
+			return "", err
 		}
 		home = h
 	}
-	return filepath.Join(home, ".local", "share", "runlog"), nil
+	return filepath.Join(home, filepath.FromSlash(fallback)), nil
 }
 
 // source describes where the store is, for messages.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -31,17 +30,9 @@ func (e *env) indexFile() (string, error) {
 	if e.server == "" {
 		return filepath.Join(e.dir, "visibility", e.stream+".db"), nil
 	}
-	dir := e.getenv("XDG_CACHE_HOME")
-	if dir == "" {
-		home := e.getenv("HOME")
-		if home == "" {
-			h, err := os.UserHomeDir()
-			if err != nil {
-				return "", fmt.Errorf("no cache directory for the visibility index: set --index, $XDG_CACHE_HOME or $HOME (%v)", err)
-			}
-			home = h
-		}
-		dir = filepath.Join(home, ".cache")
+	dir, err := e.xdgDir("XDG_CACHE_HOME", ".cache")
+	if err != nil {
+		return "", fmt.Errorf("no cache directory for the visibility index: set --index, $XDG_CACHE_HOME or $HOME (%v)", err)
 	}
 	sum := sha256.Sum256([]byte(e.server + "\x00" + e.stream))
 	return filepath.Join(dir, "runlog", "visibility", e.stream+"-"+hex.EncodeToString(sum[:6])+".db"), nil
