@@ -309,3 +309,36 @@ func TestDemoWorkers(t *testing.T) {
 		t.Errorf("demo --workers -1: exit %d", r.code)
 	}
 }
+
+// TestIndexIsOnlyDerived: the visibility index costs time, never answers.
+// A deleted index is rebuilt by the next list; an index file that is not
+// a database makes list say so on stderr and answer by folding every
+// history; either way the rows are the fold's.
+func TestIndexIsOnlyDerived(t *testing.T) {
+	t.Parallel()
+	dir := seeded(t)
+	folded := mustRun(t, "list", "--dir", dir, "-o", "ndjson", "--no-index").stdout
+	index := filepath.Join(dir, "visibility", "RUNLOG.db")
+	if r := mustRun(t, "list", "--dir", dir, "-o", "ndjson"); r.stdout != folded {
+		t.Fatalf("through the index:\n%s\nwant\n%s", r.stdout, folded)
+	}
+	if _, err := os.Stat(index); err != nil {
+		t.Fatalf("list left no index at %s: %v", index, err)
+	}
+	for _, f := range []string{index, index + "-wal", index + "-shm"} {
+		os.Remove(f)
+	}
+	if r := mustRun(t, "list", "--dir", dir, "-o", "ndjson"); r.stdout != folded {
+		t.Errorf("after the index was deleted:\n%s\nwant\n%s", r.stdout, folded)
+	}
+	for _, f := range []string{index + "-wal", index + "-shm"} {
+		os.Remove(f)
+	}
+	if err := os.WriteFile(index, bytes.Repeat([]byte("not a database "), 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, "list", "--dir", dir, "-o", "ndjson")
+	if r.stdout != folded || !strings.Contains(r.stderr, "not using the visibility index") {
+		t.Errorf("with a damaged index: stdout\n%s\nstderr\n%s\nwant the fold's rows and a warning", r.stdout, r.stderr)
+	}
+}

@@ -54,7 +54,7 @@ func (e *env) openIndex(ctx context.Context, st *store) *visibility.Index {
 	}
 	ix, err := e.openIndexFile(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "replay: not using the visibility index (%v); folding every history instead\n", err)
+		fmt.Fprintf(e.stderr, "replay: not using the visibility index (%v); folding every history instead (the index is derived data: delete %s and the next list rebuilds it)\n", err, path)
 		return nil
 	}
 	bar := newProgress(e.stderr, "indexing")
