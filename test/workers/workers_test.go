@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
 	}
+	if spec := os.Getenv(poolChildEnv); spec != "" {
+		os.Exit(runPoolChild(spec))
+	}
 	os.Exit(m.Run())
 }
 
