@@ -150,6 +150,7 @@ func TestPoolSoak(t *testing.T) {
 	}
 	kills := 0
 	lastKill := time.Now()
+	killedAt := map[string]time.Time{} // by process name (the worker names' prefix)
 	sent := map[string]bool{}
 	deadline := time.Now().Add(3 * time.Minute)
 	if faulttest.Soak() {
@@ -191,6 +192,7 @@ func TestPoolSoak(t *testing.T) {
 			delete(procs, victim)
 			mu.Unlock()
 			_ = c.Process.Kill() // SIGKILL
+			killedAt["p"+strconv.Itoa(victim)] = time.Now()
 			_ = c.Wait()
 			kills++
 			lastKill = time.Now()
@@ -202,6 +204,7 @@ func TestPoolSoak(t *testing.T) {
 	// The histories: each step's result once per run, each written by the
 	// holder of the step's claim.
 	takeOvers := 0
+	var longestWait time.Duration // from a kill to the take-over of a claim the killed process held
 	for _, id := range ids {
 		results := map[workflow.TaskID]int{}
 		holder := map[workflow.TaskID]string{}
@@ -219,6 +222,10 @@ func TestPoolSoak(t *testing.T) {
 					holder[d.TaskID] = d.Worker
 					if d.TakenOver != nil {
 						takeOvers++
+						proc, _, _ := strings.Cut(d.TakenOver.Worker, "-")
+						if k, ok := killedAt[proc]; ok && m.Time.After(k) {
+							longestWait = max(longestWait, m.Time.Sub(k))
+						}
 					}
 				case *events.CheckpointSavedData:
 					for task := range d.Completed {
@@ -242,6 +249,7 @@ func TestPoolSoak(t *testing.T) {
 	if faulttest.Soak() && takeOvers == 0 {
 		t.Error("no claim was taken over from a killed worker: the soak proved nothing about lost leases")
 	}
-	t.Logf("FIGURES: seed %d: %d workflows completed on %d pool processes (%d killed with SIGKILL, restarted), %d claims taken over from dead workers",
-		faulttest.Seed(t), len(ids), next, kills, takeOvers)
+	t.Logf("FIGURES: seed %d: %d workflows completed on %d pool processes (%d killed with SIGKILL, restarted), %d claims taken over from dead workers; "+
+		"longest from a kill to the take-over of a claim the killed process held: %v (lease TTL 2 s, heartbeats every 0.5 s)",
+		faulttest.Seed(t), len(ids), next, kills, takeOvers, longestWait.Round(time.Millisecond))
 }
