@@ -70,10 +70,6 @@ type Log interface {
 	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
 }
 
-// ErrNotIndexed is matched by the error of a query on an index that has
-// not caught up with a log yet.
-var ErrNotIndexed = errors.New("visibility: the index has not been built")
-
 // Index is a visibility index in a SQLite file. Its methods are safe for
 // concurrent use; several processes may open the same file.
 type Index struct {
@@ -702,18 +698,4 @@ func (ix *Index) Position(ctx context.Context) ([]uint64, error) {
 		out = append(out, s)
 	}
 	return out, rows.Err()
-}
-
-// Covers reports whether the index has folded every commit a log had at
-// the sequences behind gives, partition by partition (as [Stats.Behind]).
-func Covers(pos, behind []uint64) bool {
-	if len(pos) != len(behind) {
-		return false
-	}
-	for i := range pos {
-		if pos[i] < behind[i] {
-			return false
-		}
-	}
-	return true
 }

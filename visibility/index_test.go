@@ -373,6 +373,13 @@ func TestIndexRebuildsForAnotherLog(t *testing.T) {
 	if !stats.Rebuilt {
 		t.Error("an index of another log was not rebuilt")
 	}
+	info, err := second.PartitionInfo(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos, err := ix.Position(t.Context()); err != nil || len(pos) != 1 || pos[0] != info.LastSeq {
+		t.Errorf("position after the rebuild: %v %v, want [%d]", pos, err, info.LastSeq)
+	}
 	got, err := ix.Search(t.Context(), audit.Query{}, visibility.SearchOptions{})
 	if err != nil {
 		t.Fatal(err)
