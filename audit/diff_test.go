@@ -212,6 +212,8 @@ func TestSummarize(t *testing.T) {
 			"task " + short(taskA) + ` claimed by "worker-7" (no expiry); the lease of "worker-3" (claim ` + id1.String() + ") had ended: taken over"},
 		{&events.TaskClaimReleasedData{TaskID: taskA, Claim: id1, Worker: "worker-3", Reason: "checkpoint"},
 			`claim of "worker-3" on task ` + short(taskA) + " released with the checkpoint"},
+		{&events.DefinitionRegisteredData{DefinitionHash: workflow.DefinitionHashOf("d"), Workflow: &workflow.Definition{Name: "checkout", Version: "v1", Tasks: []string{"reserve-stock", "charge-card"}}},
+			`definition ` + short(workflow.DefinitionHashOf("d")) + ` registered: workflow checkout v1, tasks reserve-stock, charge-card`},
 	}
 	covered := make(map[events.Type]bool)
 	for _, c := range cases {

@@ -126,6 +126,23 @@ func SummarizeNamed(rec events.Record, ev events.Event, names TaskNames) string 
 			s += " with the checkpoint"
 		}
 		return s
+	case *events.DefinitionRegisteredData:
+		s := "definition " + short(d.DefinitionHash) + " registered"
+		if d.Workflow == nil {
+			return s
+		}
+		s += ": workflow " + render.Name(d.Workflow.Name)
+		if d.Workflow.Version != "" {
+			s += " " + render.Name(d.Workflow.Version)
+		}
+		if len(d.Workflow.Tasks) > 0 {
+			names := make([]string, len(d.Workflow.Tasks))
+			for i, t := range d.Workflow.Tasks {
+				names[i] = render.Name(t)
+			}
+			s += ", tasks " + strings.Join(names, ", ")
+		}
+		return s
 	}
 	return string(ev.Type)
 }

@@ -686,7 +686,7 @@ var payloadTypes = []Payload{
 	(*SnapshotCreatedData)(nil), (*SnapshotDeletedData)(nil), (*SignalStoredData)(nil), (*SignalClearedData)(nil),
 	(*TaskCompletedData)(nil), (*CheckpointSavedData)(nil), (*WorkflowCompletedData)(nil), (*WorkflowFailedData)(nil),
 	(*WorkflowCancelledData)(nil), (*WorkflowPausedData)(nil), (*WorkflowUnpausedData)(nil), (*EventSentData)(nil),
-	(*EventConsumedData)(nil), (*TaskClaimedData)(nil), (*TaskClaimReleasedData)(nil),
+	(*EventConsumedData)(nil), (*TaskClaimedData)(nil), (*TaskClaimReleasedData)(nil), (*DefinitionRegisteredData)(nil),
 }
 
 // payloadCodec is what the registry knows of one payload type.

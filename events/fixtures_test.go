@@ -74,6 +74,8 @@ func samples() map[events.Type]events.Payload {
 		events.TaskClaimed: &events.TaskClaimedData{TaskID: taskB, Worker: "worker-7", TTLMS: 30000,
 			TakenOver: &events.ClaimRef{Claim: uid(701), Worker: "worker-3"}},
 		events.TaskClaimReleased: &events.TaskClaimReleasedData{TaskID: taskB, Claim: uid(702), Worker: "worker-7", Reason: "checkpoint"},
+		events.DefinitionRegistered: &events.DefinitionRegisteredData{DefinitionHash: def,
+			Workflow: &workflow.Definition{Name: "order-workflow", Version: "v1", Tasks: []string{"charge", "ship"}}},
 	}
 }
 

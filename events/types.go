@@ -50,6 +50,11 @@ const (
 	// TaskClaimReleased ends a claim: released by its worker (on its own,
 	// or in the commit of the checkpoint that finished the task).
 	TaskClaimReleased Type = "task.claim_released"
+	// DefinitionRegistered records a workflow definition's names in the
+	// store's definition catalog (lifecycle.Config.Catalog): a log of its
+	// own, with one history per definition hash holding this one event.
+	// Instance histories never hold it.
+	DefinitionRegistered Type = "definition.registered"
 )
 
 // Payload is the type-specific body of an event.
@@ -209,6 +214,14 @@ type TaskClaimReleasedData struct {
 	Worker string          `json:"worker"`
 	Reason string          `json:"reason,omitempty"` // "released", "checkpoint"
 }
+
+// DefinitionRegisteredData is the payload of [DefinitionRegistered].
+type DefinitionRegisteredData struct {
+	DefinitionHash workflow.DefinitionHash `json:"definition_hash"`
+	Workflow       *workflow.Definition    `json:"workflow"`
+}
+
+func (*DefinitionRegisteredData) EventType() Type { return DefinitionRegistered }
 
 func (*TaskClaimedData) EventType() Type       { return TaskClaimed }
 func (*TaskClaimReleasedData) EventType() Type { return TaskClaimReleased }

@@ -60,6 +60,9 @@ type Store struct {
 	servedBy ServerFile // the server file OpenEmbedded connected through, if it did
 	emb      *Embedded  // Close closes it, if not nil
 
+	catalogMu sync.Mutex
+	catalog   *Store // the definition catalog, once opened (CatalogStore)
+
 	closeOnce sync.Once
 	closeErr  error
 }

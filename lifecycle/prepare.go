@@ -107,6 +107,16 @@ func (s *Store) PrepareRun(ctx context.Context, req PrepareRunRequest) (Prepared
 	if req.Actor == "" {
 		req.Actor = ActorFrom(ctx)
 	}
+	if req.Workflow != nil && s.catalog != nil {
+		// The catalog first: a run is never created of a definition whose
+		// names the catalog refuses. Once per hash per store.
+		if err := s.RegisterDefinition(ctx, req.DefinitionHash, req.Workflow); err != nil {
+			if isDomain(err) {
+				return Prepared{}, err
+			}
+			return Prepared{}, fmt.Errorf("lifecycle: prepare run %q: %w", req.InstanceID, err)
+		}
+	}
 	var out Prepared
 	opts := []writeOption{withRunTrace(req.TraceParent)}
 	if req.Policy == workflow.Fail {

@@ -19,7 +19,7 @@ func TestSentinelsAreRefusals(t *testing.T) {
 		"ErrDefinitionMismatch": ErrDefinitionMismatch, "ErrConcurrentModification": ErrConcurrentModification, "ErrInvalidConfig": ErrInvalidConfig,
 		"ErrNotFound": ErrNotFound, "ErrTerminal": ErrTerminal, "ErrStale": ErrStale, "ErrCannotCancel": ErrCannotCancel,
 		"ErrCannotPause": ErrCannotPause, "ErrNotPaused": ErrNotPaused, "ErrWrongSequence": ErrWrongSequence,
-		"ErrClaimLost": ErrClaimLost, "ErrAlreadyClaimed": ErrAlreadyClaimed,
+		"ErrClaimLost": ErrClaimLost, "ErrAlreadyClaimed": ErrAlreadyClaimed, "ErrDefinitionConflict": ErrDefinitionConflict,
 	}
 	notRefusals := map[string]bool{"ErrInvalidConfig": true, "ErrWrongSequence": true}
 	fset := token.NewFileSet()

@@ -83,6 +83,13 @@ type Config struct {
 	// (jetstream.Store.Leases, memlog.Log.Leases); without it they are
 	// refused with ErrInvalidConfig.
 	Leases Leases
+	// Catalog, if set, is the store's definition catalog: a Log of its
+	// own (never the instances' log), with one history per definition
+	// hash naming its workflow and tasks ([Store.RegisterDefinition]).
+	// jetstream.Store.Catalog opens the one that goes with a stream; on
+	// memlog, a second memlog.Log. nil: RegisterDefinition is refused
+	// with ErrInvalidConfig and names come only from the histories.
+	Catalog Log
 }
 
 // Store is the persistence engine of a workflow runtime: every operation
@@ -123,6 +130,9 @@ type Store struct {
 	// lease it knows to be live.
 	leaseView  sync.Map
 	leaseNotes atomic.Uint64 // leases noted, for the sweep of leaseView
+
+	catalog    Log
+	registered sync.Map // DefinitionHash → *workflow.Definition: found in the catalog (they never change)
 }
 
 // New returns a store writing to log.
@@ -134,7 +144,7 @@ func New(log Log, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: MaxAttempts, MaxPayload and CheckpointEvery must not be negative", ErrInvalidConfig)
 	}
 	s := &Store{log: log, now: cfg.Now, maxAttempts: cfg.MaxAttempts, maxPayload: cfg.MaxPayload, logger: cfg.Logger,
-		checkpoints: cfg.Checkpoints, checkpointEvery: cfg.CheckpointEvery, leases: cfg.Leases}
+		checkpoints: cfg.Checkpoints, checkpointEvery: cfg.CheckpointEvery, leases: cfg.Leases, catalog: cfg.Catalog}
 	if s.checkpointEvery == 0 {
 		s.checkpointEvery = 256
 	}

@@ -35,6 +35,7 @@ type Log struct {
 
 	checkpoints *checkpoints // made by Checkpoints
 	leases      *leases      // made by Leases
+	catalog     *Log         // made by Catalog
 }
 
 type entry struct {

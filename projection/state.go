@@ -45,6 +45,12 @@ type State struct {
 	// (snapshot.created's workflow), by hash: what reads the history by
 	// name ([State.TaskName], [State.Workflow]).
 	Definitions map[workflow.DefinitionHash]*workflow.Definition
+	// Catalog, when set, names a definition the history does not name
+	// itself: [State.Workflow] and [State.TaskName] ask it after
+	// Definitions (readers set it to the store's definition catalog,
+	// lifecycle.Store.Definition). It is not part of the fold: Apply
+	// never reads it and checkpoints do not keep it.
+	Catalog Catalog `json:"-"`
 
 	LastSeq  uint64          // sequence of the last commit folded; 0 for none
 	Head     workflow.Hash32 // hash of the last commit folded: the next commit's Prev
@@ -83,18 +89,28 @@ type Revision struct {
 // Revision returns the snapshot's current revision.
 func (s *State) Revision() Revision { return Revision{Run: s.Run, Seq: s.RevisionSeq} }
 
+// A Catalog returns the names of the definition with a hash, if it knows
+// them ([State.Catalog]).
+type Catalog func(workflow.DefinitionHash) (*workflow.Definition, bool)
+
 // Workflow returns the names of the current (or last) run's definition,
-// when the history records them.
+// when the history records them or, failing that, [State.Catalog] knows
+// them.
 func (s *State) Workflow() (*workflow.Definition, bool) {
 	if s.Snapshot == nil {
 		return nil, false
 	}
-	d, ok := s.Definitions[s.Snapshot.DefinitionHash]
-	return d, ok
+	if d, ok := s.Definitions[s.Snapshot.DefinitionHash]; ok {
+		return d, true
+	}
+	if s.Catalog != nil {
+		return s.Catalog(s.Snapshot.DefinitionHash)
+	}
+	return nil, false
 }
 
 // TaskName returns the name of a task of the current run's definition,
-// when the history records it.
+// when the history records it (or [State.Catalog] knows it).
 func (s *State) TaskName(id workflow.TaskID) (string, bool) {
 	d, _ := s.Workflow()
 	return d.TaskName(id)
@@ -329,6 +345,23 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 			return fmt.Errorf("%s signal cleared while none is pending", d.Kind)
 		}
 		delete(s.Signals, d.Kind)
+	case *events.DefinitionRegisteredData:
+		// A catalog's history: one definition, named by its hash, and
+		// nothing else (lifecycle.Store.RegisterDefinition).
+		switch {
+		case s.Runs > 0 || len(s.Signals) > 0 || len(s.Buffered) > 0:
+			return errors.New("definition registered in an instance's history (it belongs in the definition catalog)")
+		case len(s.Definitions) > 0:
+			return errors.New("definition registered twice in one catalog history")
+		case d.DefinitionHash.IsZero() || s.Instance != d.DefinitionHash.String():
+			return fmt.Errorf("definition %s registered in the catalog history of %q (each has its own, named by its hash)", d.DefinitionHash, s.Instance)
+		case d.Workflow == nil:
+			return errors.New("definition registered without its names")
+		}
+		if err := d.Workflow.Validate(); err != nil {
+			return err
+		}
+		s.Definitions = map[workflow.DefinitionHash]*workflow.Definition{d.DefinitionHash: d.Workflow.Clone()}
 	default:
 		return s.applyRunEvent(e, at)
 	}

@@ -23,7 +23,7 @@ import (
 // SignalStore and TaskResultStore contracts, and the fencing Sayiir lacks)
 // against the log newLog returns. Each case gets a fresh log.
 func RunStore(t *testing.T, newLog func(t *testing.T) lifecycle.Log) {
-	for _, c := range slices.Concat(storeCases, claimCases, timerCases) {
+	for _, c := range slices.Concat(storeCases, claimCases, timerCases, catalogCases) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			h := newStoreHarness(t, newLog(t))
@@ -33,10 +33,31 @@ func RunStore(t *testing.T, newLog func(t *testing.T) lifecycle.Log) {
 }
 
 type storeHarness struct {
-	t     *testing.T
-	ctx   context.Context
-	log   lifecycle.Log
-	store *lifecycle.Store
+	t       *testing.T
+	ctx     context.Context
+	log     lifecycle.Log
+	catalog lifecycle.Log // the log's definition catalog; nil if it has none
+	store   *lifecycle.Store
+}
+
+// catalogLog is a log that brings its own definition catalog
+// (jetstream.Store, memlog.Log).
+type catalogLog interface {
+	Catalog(ctx context.Context) (lifecycle.Log, error)
+}
+
+// catalogOf returns log's definition catalog, or nil.
+func catalogOf(t *testing.T, log lifecycle.Log) lifecycle.Log {
+	t.Helper()
+	c, ok := log.(catalogLog)
+	if !ok {
+		return nil
+	}
+	cat, err := c.Catalog(t.Context())
+	if err != nil {
+		t.Fatalf("definition catalog: %v", err)
+	}
+	return cat
 }
 
 // leaseLog is a log that brings its own lease store for task claims
@@ -53,16 +74,17 @@ func leasesOf(log lifecycle.Log) lifecycle.Leases {
 
 func newStoreHarness(t *testing.T, log lifecycle.Log) *storeHarness {
 	t.Helper()
-	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 200, MaxPayload: 64 << 10, Leases: leasesOf(log)})
+	cat := catalogOf(t, log)
+	s, err := lifecycle.New(log, lifecycle.Config{MaxAttempts: 200, MaxPayload: 64 << 10, Leases: leasesOf(log), Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &storeHarness{t: t, ctx: t.Context(), log: log, store: s}
+	return &storeHarness{t: t, ctx: t.Context(), log: log, catalog: cat, store: s}
 }
 
 // other returns a second store on the same log: another process.
 func (h *storeHarness) other() *lifecycle.Store {
-	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 200, Leases: leasesOf(h.log)})
+	s, err := lifecycle.New(h.log, lifecycle.Config{MaxAttempts: 200, Leases: leasesOf(h.log), Catalog: h.catalog})
 	if err != nil {
 		h.t.Fatal(err)
 	}
