@@ -90,7 +90,16 @@ func (in *Instance) WorkflowLabel() string {
 // A history that does not fold gives an Instance with [StatusCorrupt]; a
 // read error is returned.
 func Describe(ctx context.Context, src Source, id string) (Instance, error) {
+	return DescribeNamed(ctx, src, id, nil)
+}
+
+// DescribeNamed is [Describe] with a definition catalog: an instance
+// whose history names no workflow is named by what cat knows of its
+// definition (projection.State.Catalog; lifecycle.Store.Names reads the
+// store's catalog). A nil cat names nothing.
+func DescribeNamed(ctx context.Context, src Source, id string, cat projection.Catalog) (Instance, error) {
 	d := NewDescriber(id)
+	d.State.Catalog = cat
 	if err := d.Fold(src.Read(ctx, id, 0)); err != nil {
 		return d.Instance(), err
 	}

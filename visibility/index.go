@@ -52,7 +52,7 @@ import (
 
 // SchemaVersion is the version of the index's tables. An index of
 // another version is dropped and rebuilt from the log by [Index.CatchUp].
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // A Log is what the index folds: a log of one or more partitions, each
 // read in its sequence order and described. *jetstream.Store and
@@ -85,6 +85,9 @@ type Index struct {
 	folds *foldCache
 	// stmts are the catch-up's statements, prepared once.
 	stmts statements
+	// catalogMissed is when the log's definition catalog was last
+	// looked for and not found.
+	catalogMissed time.Time
 }
 
 // statements are the statements a catch-up runs for every instance.
@@ -209,6 +212,17 @@ CREATE INDEX IF NOT EXISTS instances_wf ON instances (wf_name, updated);
 CREATE INDEX IF NOT EXISTS instances_label ON instances (wf_label, updated);
 CREATE TABLE IF NOT EXISTS actors (actor TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (actor, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS types (type TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+-- The definition catalog's copy (lifecycle.Store.RegisterDefinition): the
+-- names of the instances whose histories name none, resolved when read.
+CREATE TABLE IF NOT EXISTS definitions (
+	hash  TEXT PRIMARY KEY, -- the definition hash in hex
+	name  TEXT NOT NULL,
+	label TEXT NOT NULL,    -- "name version", as audit.Instance.WorkflowLabel
+	def   BLOB NOT NULL     -- the workflow.Definition, JSON
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS definitions_name ON definitions (name);
+CREATE INDEX IF NOT EXISTS definitions_label ON definitions (label);
+CREATE INDEX IF NOT EXISTS instances_unnamed ON instances (status, definition) WHERE wf_label = ''; -- Count of the unnamed, by definition
 `
 
 // migrate creates the tables, dropping those of another schema version.
@@ -228,7 +242,7 @@ func (ix *Index) migrate() error {
 	if err != nil && !isNoTable(err) && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	for _, t := range []string{"meta", "partitions", "instances", "actors", "types"} {
+	for _, t := range []string{"meta", "partitions", "instances", "actors", "types", "definitions"} {
 		if _, err := tx.Exec(`DROP TABLE IF EXISTS ` + t); err != nil {
 			return err
 		}
@@ -327,6 +341,9 @@ func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (St
 			return st, fmt.Errorf("visibility: catch up: rebuild: %w", err)
 		}
 		ix.folds.dropAll() // folds of another log
+	}
+	if err := ix.catchUpCatalog(ctx, log); err != nil {
+		return st, fmt.Errorf("visibility: catch up: %w", err)
 	}
 	for p := range n {
 		if err := ix.catchUpPartition(ctx, log, p, &st, progress); err != nil {

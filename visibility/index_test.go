@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/visibility"
 	"github.com/runlog/runlog/workflow"
 )
@@ -27,6 +29,7 @@ type log interface {
 	lifecycle.Log
 	visibility.Log
 	audit.Source
+	Catalog(ctx context.Context) (lifecycle.Log, error)
 }
 
 // logs returns the two logs the index must agree on: memlog, and
@@ -62,9 +65,12 @@ var (
 		{Name: "checkout", Version: "v1", Tasks: []string{"reserve", "pay", "ship"}},
 		{Name: "checkout", Version: "v2", Tasks: []string{"reserve", "pay", "ship"}},
 		{Name: "refund", Tasks: []string{"check", "refund"}},
-		nil, // a run whose history names no workflow
+		nil,        // a run whose history names no workflow
+		catalogued, // named only by the definition catalog, registered after its first runs
 	}
-	actors = []string{"alice@support", "bob@ops", "worker-1", ""}
+	catalogued     = &workflow.Definition{Name: "payout", Version: "v3", Tasks: []string{"reserve"}}
+	cataloguedHash = workflow.DefinitionHashOf("catalogued")
+	actors         = []string{"alice@support", "bob@ops", "worker-1", ""}
 )
 
 // workload drives n instances through random lifecycles: runs created and
@@ -90,7 +96,11 @@ func workload(t *testing.T, st *lifecycle.Store, rng *rand.Rand, n, steps int) [
 			wf := workflows[i%len(workflows)] // a replacing run must be of the same definition
 			req := lifecycle.PrepareRunRequest{InstanceID: id, Input: []byte(`{}`), Policy: workflow.TerminateExisting,
 				FirstTask: workflow.NewTaskHint("reserve"), DefinitionHash: workflow.DefinitionHashOf("anon"), Workflow: wf}
-			if wf != nil {
+			switch wf {
+			case catalogued:
+				req.DefinitionHash, req.Workflow = cataloguedHash, nil
+			case nil:
+			default:
 				req.DefinitionHash = workflow.DefinitionHashOf(wf.Name + " " + wf.Version)
 				req.FirstTask = workflow.NewTaskHint(wf.Tasks[0])
 			}
@@ -141,13 +151,14 @@ func workload(t *testing.T, st *lifecycle.Store, rng *rand.Rand, n, steps int) [
 	return ids
 }
 
-// describeAll folds every instance's whole history with audit.Describe:
-// what the index must agree with.
-func describeAll(t *testing.T, src audit.Source, ids []string) []audit.Instance {
+// describeAll folds every instance's whole history with audit.Describe
+// (named by the catalog cat, when not nil): what the index must agree
+// with.
+func describeAll(t *testing.T, src audit.Source, ids []string, cat projection.Catalog) []audit.Instance {
 	t.Helper()
 	var out []audit.Instance
 	for _, id := range ids {
-		in, err := audit.Describe(t.Context(), src, id)
+		in, err := audit.DescribeNamed(t.Context(), src, id, cat)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +194,28 @@ func queries(since time.Time) []audit.Query {
 		{EventType: events.EventSent},
 		{EventType: events.SnapshotDeleted, Workflow: "checkout"},
 		{Definition: workflow.DefinitionHashOf("refund ").String()[:6]},
+		{Workflow: "payout"},
+		{Workflow: "payout v3", Statuses: []string{"in_progress", "completed"}},
 	}
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func wantOf(ins []audit.Instance, q audit.Query) []audit.Instance {
+	var out []audit.Instance
+	for i := range ins {
+		if q.Matches(&ins[i]) {
+			out = append(out, ins[i])
+		}
+	}
+	return out
 }
 
 func ids(ins []audit.Instance) []string {
@@ -204,7 +236,11 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			lg := open(t)
 			now := clock()
-			st, err := lifecycle.New(lg, lifecycle.Config{Now: now})
+			cat, err := lg.Catalog(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := lifecycle.New(lg, lifecycle.Config{Now: now, Catalog: cat})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,6 +264,11 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 				all = workload(t, st, rng, 40, 250)
 				if round == 1 {
 					mid = now()
+					// Runs of it are indexed, unnamed, by now: the index
+					// names them once the catalog does.
+					if err := st.RegisterDefinition(t.Context(), cataloguedHash, catalogued); err != nil {
+						t.Fatal(err)
+					}
 				}
 				for _, ix := range ixs {
 					if _, err := ix.CatchUp(t.Context(), lg, nil); err != nil {
@@ -236,7 +277,7 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 				}
 			}
 			for _, ix := range ixs {
-				agree(t, ix, lg, all, mid)
+				agree(t, ix, lg, all, mid, st.Names(t.Context()))
 			}
 		})
 	}
@@ -244,9 +285,9 @@ func TestIndexAgreesWithDescribe(t *testing.T) {
 
 // agree checks that ix answers every query as audit.Describe and
 // audit.Query.Matches do on the whole histories of lg.
-func agree(t *testing.T, ix *visibility.Index, lg log, all []string, mid time.Time) {
+func agree(t *testing.T, ix *visibility.Index, lg log, all []string, mid time.Time, cat projection.Catalog) {
 	t.Helper()
-	want := describeAll(t, lg, all)
+	want := describeAll(t, lg, all, cat)
 	for _, q := range queries(mid) {
 		var w []string
 		for i := range want {
@@ -260,17 +301,25 @@ func agree(t *testing.T, ix *visibility.Index, lg log, all []string, mid time.Ti
 		}
 		if !slices.Equal(ids(got), w) {
 			t.Errorf("query %+v: index %v, describe %v", q, ids(got), w)
+		} else if gb, wb := jsonOf(t, got), jsonOf(t, wantOf(want, q)); gb != wb {
+			t.Errorf("query %+v: the rows differ:\nindex    %s\ndescribe %s", q, gb, wb)
 		}
 		groups, err := ix.Count(t.Context(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		total := 0
-		for _, g := range groups {
-			total += g.Count
+		wantGroups := map[[2]string]int{}
+		for i := range want {
+			if q.Matches(&want[i]) {
+				wantGroups[[2]string{want[i].Status, want[i].WorkflowLabel()}]++
+			}
 		}
-		if total != len(w) {
-			t.Errorf("count %+v: %d, describe %d", q, total, len(w))
+		gotGroups := map[[2]string]int{}
+		for _, g := range groups {
+			gotGroups[[2]string{g.Status, g.Workflow}] += g.Count
+		}
+		if !maps.Equal(gotGroups, wantGroups) {
+			t.Errorf("count %+v: %v, describe %v", q, gotGroups, wantGroups)
 		}
 	}
 	statuses := map[string]bool{}
@@ -285,6 +334,11 @@ func agree(t *testing.T, ix *visibility.Index, lg log, all []string, mid time.Ti
 		if string(gb) != string(wb) {
 			t.Errorf("row of %s:\nindex    %s\ndescribe %s", in.ID, gb, wb)
 		}
+	}
+	// The catalog must have named some instances, or the agreement
+	// above proves little of it.
+	if n := len(wantOf(want, audit.Query{Workflow: "payout"})); n == 0 {
+		t.Error("no instance is named by the catalog")
 	}
 	// The workload must have reached the statuses the queries ask
 	// about, or the agreement above proves little.
@@ -311,7 +365,7 @@ func TestSearchOrderAndPages(t *testing.T) {
 	if _, err := ix.CatchUp(t.Context(), lg, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := describeAll(t, lg, all)
+	want := describeAll(t, lg, all, nil)
 	var paged []string
 	after := ""
 	for {
@@ -384,7 +438,7 @@ func TestIndexRebuildsForAnotherLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := describeAll(t, second, ids2); !slices.Equal(ids(got), ids(w)) {
+	if w := describeAll(t, second, ids2, nil); !slices.Equal(ids(got), ids(w)) {
 		t.Errorf("after a rebuild: %v, want %v", ids(got), ids(w))
 	}
 }
@@ -425,7 +479,7 @@ func TestConcurrentCatchUps(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	want := describeAll(t, lg, all)
+	want := describeAll(t, lg, all, nil)
 	for _, ix := range []*visibility.Index{a, b} {
 		got, err := ix.Search(t.Context(), audit.Query{}, visibility.SearchOptions{})
 		if err != nil {

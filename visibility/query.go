@@ -1,10 +1,12 @@
 package visibility
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/runlog/runlog/audit"
@@ -51,7 +53,10 @@ func where(q *audit.Query) (string, []any) {
 		conds, args = append(conds, "updated <= ?"), append(args, q.Until.UnixNano())
 	}
 	if q.Workflow != "" {
-		conds, args = append(conds, "(wf_name = ? OR wf_label = ?)"), append(args, q.Workflow, q.Workflow)
+		// As the history names it, or, where it names none, as the
+		// definition catalog does.
+		conds, args = append(conds, "(wf_name = ? OR wf_label = ? OR (wf_label = '' AND definition IN (SELECT hash FROM definitions WHERE name = ? OR label = ?)))"),
+			append(args, q.Workflow, q.Workflow, q.Workflow, q.Workflow)
 	}
 	if q.Definition != "" {
 		// The prefix is hex (Query.Check), so no LIKE wildcard.
@@ -120,6 +125,9 @@ func (ix *Index) Search(ctx context.Context, q audit.Query, opts SearchOptions) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("visibility: search: %w", err)
 	}
+	if err := ix.name(ctx, out); err != nil {
+		return nil, fmt.Errorf("visibility: search: %w", err)
+	}
 	return out, nil
 }
 
@@ -149,7 +157,11 @@ func (ix *Index) Get(ctx context.Context, id string) (audit.Instance, bool, erro
 	if err := json.Unmarshal(b, &in); err != nil {
 		return in, false, fmt.Errorf("visibility: get %q: its row does not decode (delete the index to rebuild it): %w", id, err)
 	}
-	return in, true, nil
+	one := []audit.Instance{in}
+	if err := ix.name(ctx, one); err != nil {
+		return in, false, fmt.Errorf("visibility: get %q: %w", id, err)
+	}
+	return one[0], true, nil
 }
 
 // Group is one group of [Index.Count]: a status and a workflow label
@@ -161,25 +173,61 @@ type Group struct {
 }
 
 // Count counts the instances that pass q by status and workflow label,
-// the largest group first (then by status and workflow).
+// the largest group first (then by status and workflow). An instance
+// whose history names no workflow counts under the label the definition
+// catalog gives its definition, if it gives one.
 func (ix *Index) Count(ctx context.Context, q audit.Query) ([]Group, error) {
 	if err := q.Check(); err != nil {
 		return nil, err
 	}
 	cond, args := where(&q)
-	rows, err := ix.db.QueryContext(ctx, "SELECT status, wf_label, COUNT(*) AS n FROM instances WHERE "+cond+
-		" GROUP BY status, wf_label ORDER BY n DESC, status, wf_label", args...)
+	// The named by label from the covering index; the unnamed by
+	// definition (a partial index), labelled from the catalog here.
+	rows, err := ix.db.QueryContext(ctx, "SELECT status, wf_label, '' AS def, COUNT(*) FROM instances WHERE wf_label <> '' AND "+cond+
+		" GROUP BY status, wf_label UNION ALL SELECT status, '', definition, COUNT(*) FROM instances WHERE wf_label = '' AND "+cond+
+		" GROUP BY status, definition", append(args, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("visibility: count: %w", err)
 	}
 	defer rows.Close()
-	var out []Group
+	type key struct{ status, label string }
+	counts := map[key]int{}
+	var unnamed []struct {
+		status, def string
+		n           int
+	}
 	for rows.Next() {
-		var g Group
-		if err := rows.Scan(&g.Status, &g.Workflow, &g.Count); err != nil {
+		var status, label, def string
+		var n int
+		if err := rows.Scan(&status, &label, &def, &n); err != nil {
 			return nil, fmt.Errorf("visibility: count: %w", err)
 		}
-		out = append(out, g)
+		if def != "" {
+			unnamed = append(unnamed, struct {
+				status, def string
+				n           int
+			}{status, def, n})
+			continue
+		}
+		counts[key{status, label}] += n
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("visibility: count: %w", err)
+	}
+	rows.Close()
+	for _, u := range unnamed {
+		label := ""
+		if err := ix.db.QueryRowContext(ctx, `SELECT label FROM definitions WHERE hash = ?`, u.def).Scan(&label); err != nil && err != sql.ErrNoRows {
+			return nil, fmt.Errorf("visibility: count: %w", err)
+		}
+		counts[key{u.status, label}] += u.n
+	}
+	out := make([]Group, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, Group{Status: k.status, Workflow: k.label, Count: n})
+	}
+	slices.SortFunc(out, func(a, b Group) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Status, b.Status), cmp.Compare(a.Workflow, b.Workflow))
+	})
+	return out, nil
 }
