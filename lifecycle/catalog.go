@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/oklog/ulid/v2"
 
@@ -122,9 +123,7 @@ func definitionLabel(d *workflow.Definition) string {
 // Definition returns the names the definition catalog holds for hash
 // ([Store.RegisterDefinition]); ok is false when it holds none or the
 // store has no catalog. A registered definition never changes, so the
-// store keeps what it found. Readers set it as projection.State.Catalog
-// (through [Store.Names]) to show by name the instances whose histories
-// do not name their definition.
+// store keeps what it found.
 func (s *Store) Definition(ctx context.Context, hash workflow.DefinitionHash) (*workflow.Definition, bool, error) {
 	if s.catalog == nil {
 		return nil, false, nil
@@ -132,24 +131,62 @@ func (s *Store) Definition(ctx context.Context, hash workflow.DefinitionHash) (*
 	if known, ok := s.registered.Load(hash); ok {
 		return known.(*workflow.Definition), true, nil
 	}
-	key := CatalogKey(hash)
-	st, err := projection.Fold(key, s.catalog.Read(ctx, key, 0))
-	if err != nil {
-		return nil, false, fmt.Errorf("lifecycle: definition catalog, history of %s: %w", key[:12], err)
-	}
-	d, ok := st.Definitions[hash]
+	d, ok, err := ReadDefinition(ctx, s.catalog, hash)
 	if ok {
 		s.registered.Store(hash, d)
 	}
-	return d, ok, nil
+	return d, ok, err
 }
 
-// Names returns the definition catalog as a projection.Catalog for
-// readers (projection.State.Catalog): a definition it cannot read is
+// ReadDefinition reads the names a definition catalog (a Log such as
+// [Config.Catalog]) holds for hash: the first commit of its history of
+// hash, the registration, folded and checked as any first commit is. A
+// definition is registered once, so nothing after it can change it:
+// what follows is not read (verification reports a history that holds
+// more). ok is false when it holds none, or when the first commit is
+// not a registration of hash.
+func ReadDefinition(ctx context.Context, catalog Log, hash workflow.DefinitionHash) (*workflow.Definition, bool, error) {
+	key := CatalogKey(hash)
+	for m, err := range catalog.Read(ctx, key, 0) {
+		if err != nil {
+			return nil, false, fmt.Errorf("lifecycle: definition catalog, history of %s: %w", key[:12], err)
+		}
+		st := projection.New(key)
+		if _, err := st.ApplyMessage(m); err != nil {
+			return nil, false, nil
+		}
+		d, ok := st.Definitions[hash]
+		return d, ok, nil
+	}
+	return nil, false, nil
+}
+
+// Names returns the store's definition catalog as a projection.Catalog
+// for readers (projection.State.Catalog): a definition it cannot read is
 // reported as unknown.
 func (s *Store) Names(ctx context.Context) projection.Catalog {
 	return func(h workflow.DefinitionHash) (*workflow.Definition, bool) {
 		d, ok, err := s.Definition(ctx, h)
 		return d, ok && err == nil
+	}
+}
+
+// CatalogNames returns a definition catalog, read through
+// [ReadDefinition], as a projection.Catalog for readers without a
+// [Store] (replay's show, state, diff and list): what it found is kept;
+// a definition it cannot read is reported as unknown, and looked for
+// again next time.
+func CatalogNames(ctx context.Context, catalog Log) projection.Catalog {
+	var found sync.Map
+	return func(h workflow.DefinitionHash) (*workflow.Definition, bool) {
+		if d, ok := found.Load(h); ok {
+			return d.(*workflow.Definition), true
+		}
+		d, ok, err := ReadDefinition(ctx, catalog, h)
+		if !ok || err != nil {
+			return nil, false
+		}
+		found.Store(h, d)
+		return d, true
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -94,6 +97,26 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		binary.LittleEndian.PutUint64(seed[:], uint64(e.o.seed))
 		cfg.Entropy = rand.NewChaCha8(seed)
 		d.suffix = "s" + strconv.FormatInt(e.o.seed, 10)
+	}
+	// The demo's definitions go into the store's definition catalog, so
+	// that every run of them reads by name: registered first by a store
+	// of their own, so that the seeded clock and ids of the demo's
+	// timeline stay as they were (its PrepareRuns find them registered).
+	if cfg.Catalog, err = st.Store.Catalog(ctx); err != nil {
+		return err
+	}
+	reg := lifecycle.Config{Catalog: cfg.Catalog}
+	if !e.clock.IsZero() {
+		reg.Now = func() time.Time { return e.clock } // --now: the registrations' times too
+	}
+	if e.o.seedSet {
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], uint64(e.o.seed))
+		seed[31] = 1 // not the timeline's ids
+		reg.Entropy = rand.NewChaCha8(seed)
+	}
+	if err := registerDemoDefinitions(ctx, st.Store, reg); err != nil {
+		return err
 	}
 	d.ls, err = lifecycle.New(st.Store, cfg)
 	if err != nil {
@@ -234,6 +257,25 @@ var demoDefinitions = map[workflow.DefinitionHash]*workflow.Definition{
 	defPO:      {Name: "purchase-order", Version: "v2", Tasks: []string{"request-approval", "await-approval", "place-order"}},
 	defCart:    {Name: "cart", Version: "v1", Tasks: []string{"remind"}},
 	defRefund:  {Name: "refund", Version: "v1", Tasks: []string{"refund-card"}},
+}
+
+// registerDemoDefinitions registers the demo's definitions in the catalog
+// of cfg, through a store of cfg.
+func registerDemoDefinitions(ctx context.Context, log lifecycle.Log, cfg lifecycle.Config) error {
+	reg, err := lifecycle.New(log, cfg)
+	if err != nil {
+		return err
+	}
+	defs := maps.Clone(demoDefinitions)
+	defs[defFulfilment] = fulfilment
+	hashes := slices.Collect(maps.Keys(defs))
+	slices.SortFunc(hashes, func(a, b workflow.DefinitionHash) int { return bytes.Compare(a[:], b[:]) })
+	for _, h := range hashes {
+		if err := reg.RegisterDefinition(as(ctx, "replay-demo"), h, defs[h]); err != nil {
+			return fmt.Errorf("register the demo's definition %s: %w", defs[h].Name, err)
+		}
+	}
+	return nil
 }
 
 func (d *demo) start(ctx context.Context, id string, def workflow.DefinitionHash, input, first string, policy workflow.ConflictPolicy) (lifecycle.Prepared, error) {

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/runlog/runlog/jetstream"
+	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
 )
 
 // env is what a subcommand runs with: its writers, the parsed common
@@ -249,6 +252,22 @@ func (e *env) source() string {
 type store struct {
 	*jetstream.Store
 	borrowed bool // serve's store, lent to a command its API runs: close leaves it open
+
+	catalog projection.Catalog // the definition catalog's names, once looked for (names)
+}
+
+// names returns the store's definition catalog (jetstream.Store.Catalog)
+// as the names of the histories that name none: show, state, diff and
+// list set it as projection.State.Catalog. A store without a catalog
+// (no definition was ever registered in it) names nothing.
+func (s *store) names(ctx context.Context) projection.Catalog {
+	if s.catalog == nil {
+		s.catalog = func(workflow.DefinitionHash) (*workflow.Definition, bool) { return nil, false }
+		if cat, err := s.Store.Catalog(ctx); err == nil {
+			s.catalog = lifecycle.CatalogNames(ctx, cat)
+		}
+	}
+	return s.catalog
 }
 
 func (s *store) close() {

@@ -178,6 +178,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	msgs, shown, bad := 0, 0, 0
 	interrupted := false
 	fold := projection.New(id) // the timeline reads through the fold
+	fold.Catalog = st.names(ctx)
 	for step, err := range fold.Steps(st.Read(ctx, id, 0)) {
 		if err != nil {
 			if o.follow && ctx.Err() != nil {

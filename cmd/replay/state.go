@@ -45,6 +45,7 @@ func foldAt(ctx context.Context, st *store, id string, p point) (projection.Stat
 		}
 	}
 	s, err := projection.FoldUntil(id, msgs, projection.Until{Seq: p.seq, Time: p.time})
+	s.Catalog = st.names(ctx)
 	return s, any, err
 }
 
@@ -54,7 +55,7 @@ type stateView struct {
 	AtSeq    uint64                                         `json:"at_seq,omitempty"`
 	At       *time.Time                                     `json:"at,omitempty"`
 	Status   string                                         `json:"status"`
-	Workflow *workflow.Definition                           `json:"workflow,omitempty"` // the run's definition's names, when the history records them
+	Workflow *workflow.Definition                           `json:"workflow,omitempty"` // the run's definition's names, when the history or the definition catalog records them
 	Exists   bool                                           `json:"exists"`
 	Run      string                                         `json:"run,omitempty"`
 	Runs     int                                            `json:"runs"`

@@ -39,6 +39,10 @@ func validIDs(ids []string) error {
 type verifyView struct {
 	OK bool `json:"ok"`
 	*audit.Report
+	// Catalog is the verification of the store's definition catalog
+	// (its own stream, STREAM_DEFINITIONS), when the store has one and
+	// the whole store was verified.
+	Catalog *audit.Report `json:"catalog,omitempty"`
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
@@ -72,6 +76,17 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	} else {
 		rep, err = audit.Verify(ctx, st.Store, vo)
 	}
+	// The definition catalog is an audit log of its own: verified with
+	// the store, when the whole store is.
+	var catRep *audit.Report
+	if err == nil && len(args) == 0 && len(digests) == 0 {
+		if cat, cerr := st.Store.CatalogStore(ctx); cerr == nil {
+			catRep, err = audit.Verify(ctx, cat, audit.VerifyOptions{MaxProblems: e.o.maxProblems})
+			if err != nil {
+				err = fmt.Errorf("definition catalog %s: %w", cat.Stream(), err)
+			}
+		}
+	}
 	bar.done()
 	if rep == nil {
 		rep = &audit.Report{}
@@ -84,7 +99,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	var werr error
 	switch e.output {
 	case outJSON:
-		werr = writeJSON(e.stdout, verifyView{OK: err == nil && rep.OK(), Report: rep})
+		werr = writeJSON(e.stdout, verifyView{OK: err == nil && rep.OK() && (catRep == nil || catRep.OK()), Report: rep, Catalog: catRep})
 	case outNDJSON:
 		for _, p := range rep.Problems {
 			if werr = writeNDJSON(e.stdout, p); werr != nil {
@@ -94,6 +109,21 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	default:
 		for _, p := range rep.Problems {
 			if _, werr = fmt.Fprintln(e.stdout, p.String()); werr != nil {
+				break
+			}
+		}
+	}
+	if catRep != nil && e.output != outJSON {
+		for _, p := range catRep.Problems {
+			if e.output == outNDJSON {
+				werr = writeNDJSON(e.stdout, struct {
+					Catalog bool `json:"catalog"`
+					audit.Problem
+				}{true, p})
+			} else {
+				_, werr = fmt.Fprintln(e.stdout, "definition catalog: "+p.String())
+			}
+			if werr != nil {
 				break
 			}
 		}
@@ -121,10 +151,21 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	default:
 		summary += ": no problems"
 	}
+	if catRep != nil {
+		summary += fmt.Sprintf("; definition catalog: %d definition%s", catRep.Instances, render.S(catRep.Instances))
+		if n := len(catRep.Problems); n > 0 {
+			summary += fmt.Sprintf(", %d problem%s", n, render.S(n))
+		} else {
+			summary += ", no problems"
+		}
+	}
 	if e.output == outText {
 		fmt.Fprintln(e.stdout, summary)
 	} else {
 		fmt.Fprintln(e.stderr, summary)
+	}
+	if catRep != nil && !catRep.OK() && rep.OK() {
+		return &problemsError{msg: fmt.Sprintf("%d problem%s found in the definition catalog: its history is damaged or was altered (see above)", len(catRep.Problems), render.S(len(catRep.Problems)))}
 	}
 	if !rep.OK() {
 		if missing := missingOnly(rep); len(missing) > 0 {
