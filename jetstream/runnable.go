@@ -206,9 +206,19 @@ type IndexerOptions struct {
 	PinnedTTL time.Duration
 	// AckWait is how long a commit delivered to an indexer waits for its
 	// acknowledgement before it is delivered again; default 5 s. A killed
-	// indexer stalls its partitions for at most PinnedTTL plus AckWait.
+	// indexer stalls its partitions for PinnedTTL at most; the commits it
+	// had been delivered and not acknowledged (at most
+	// [IndexerMaxAckPending]) are indexed AckWait after their delivery.
 	AckWait time.Duration
 }
+
+// IndexerMaxAckPending bounds the commits an indexer may hold delivered
+// and unacknowledged. More than one, so that the commits a killed
+// indexer held do not stop the next one from indexing those after them
+// (it takes over after PinnedTTL, not PinnedTTL plus AckWait): an
+// indexer reads the instance's current projection for each commit, so
+// the order in which commits are indexed does not change the entry.
+const IndexerMaxAckPending = 64
 
 // indexerGroup is the priority group the indexers pull in.
 const indexerGroup = "indexers"
@@ -221,9 +231,9 @@ const indexerGroup = "indexers"
 // log order, and another takes over when it stops asking for PinnedTTL.
 // A commit is acknowledged once the index reflects the instance as of at
 // least that commit, so a killed indexer loses nothing: what it did not
-// acknowledge is delivered again after AckWait (it stalls its partitions
-// for at most PinnedTTL plus AckWait). A new consumer starts from the first
-// message: the index is built from the log.
+// acknowledge is delivered again after AckWait, while the indexer that
+// takes over after PinnedTTL goes on with the commits after it. A new
+// consumer starts from the first message: the index is built from the log.
 func (x *RunnableIndex) Run(ctx context.Context, store *lifecycle.Store, opts IndexerOptions) error {
 	if opts.Name == "" {
 		opts.Name = "runlog-indexer"
@@ -266,7 +276,7 @@ func eachPartition(ctx context.Context, parts []*partition, f func(context.Conte
 func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store, p *partition, opts IndexerOptions) error {
 	cons, err := x.s.js.CreateOrUpdateConsumer(ctx, p.name, natsjs.ConsumerConfig{
 		Durable: opts.Name, Description: "runlog runnable index", FilterSubject: p.filter(),
-		DeliverPolicy: natsjs.DeliverAllPolicy, AckPolicy: natsjs.AckExplicitPolicy, AckWait: opts.AckWait, MaxAckPending: 1,
+		DeliverPolicy: natsjs.DeliverAllPolicy, AckPolicy: natsjs.AckExplicitPolicy, AckWait: opts.AckWait, MaxAckPending: IndexerMaxAckPending,
 		PriorityPolicy: natsjs.PriorityPolicyPinned, PinnedTTL: opts.PinnedTTL, PriorityGroups: []string{indexerGroup},
 	})
 	if err != nil {

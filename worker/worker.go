@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/runlog/runlog/dispatch"
@@ -67,7 +68,25 @@ type Pool struct {
 	TTL     time.Duration
 	Chains  []*Chain
 	Logger  *slog.Logger
+
+	staleMu sync.Mutex
+	stale   map[string]staleMark // by instance: entries the log said were stale
 }
+
+// staleMark notes an index entry the log said was stale: the entry's
+// sequence, and until when the pool leaves it alone.
+type staleMark struct {
+	seq   uint64
+	until time.Time
+}
+
+// staleFor is how long the pool leaves alone an entry the log said was
+// stale, unless the index changes it first: the index is behind (its
+// indexer catches up soon), or another worker's claim is half made (its
+// lease lasts until it commits or expires). Without it, entries the
+// index has not caught up on would rank first for every worker, every
+// time, and starve the runnable tasks behind them.
+const staleFor = time.Second
 
 // Run runs the pool until ctx ends. A step with both a Delay and a Signal
 // is refused at once.
@@ -117,12 +136,17 @@ func (p *Pool) work(ctx context.Context, name string) {
 		if len(cands) > 0 {
 			start := rand.IntN(len(cands))
 			for k := range cands {
-				t, ok, err := dispatch.FindHinted(ctx, cands[(start+k)%len(cands)], p.Store, p.Leases)
+				e := cands[(start+k)%len(cands)]
+				t, ok, err := dispatch.FindHinted(ctx, e, p.Store, p.Leases)
 				if err != nil {
 					p.Logger.Warn("worker: find", "worker", name, "err", err)
 					continue
 				}
-				if ok && p.runOne(ctx, name, t) {
+				if !ok {
+					p.markStale(e)
+					continue
+				}
+				if p.runOne(ctx, name, t) {
 					ran = true
 					break
 				}
@@ -143,19 +167,49 @@ func (p *Pool) work(ctx context.Context, name string) {
 // rank returns the index's entries worker name should try, best first
 // (dispatch.Rank: tags, backoff, soft bias, aging), at most two per
 // worker of the pool. An entry with a claim is left out unless its lease
-// is gone.
+// is gone; so is an entry the log said was stale, for staleFor or until
+// the index changes it.
 func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) {
 	var entries []dispatch.Entry
 	if l, ok := p.Index.(interface{ Len() int }); ok {
 		entries = make([]dispatch.Entry, 0, l.Len())
 	}
+	now := time.Now()
+	p.staleMu.Lock()
 	for e, err := range p.Index.Entries(ctx) {
 		if err != nil {
+			p.staleMu.Unlock()
 			return nil, err
+		}
+		if m, ok := p.stale[e.Instance]; ok {
+			if m.seq == e.Seq && now.Before(m.until) {
+				continue
+			}
+			delete(p.stale, e.Instance) // changed since, or its time is up
 		}
 		entries = append(entries, e)
 	}
+	p.staleMu.Unlock()
 	return dispatch.Rank(entries, name, 2*p.Workers, dispatch.Options{}, dispatch.Taken(ctx, p.Leases)), nil
+}
+
+// markStale notes that the log says e has nothing to run (the index is
+// behind it, or its task is being claimed).
+func (p *Pool) markStale(e dispatch.Entry) {
+	p.staleMu.Lock()
+	defer p.staleMu.Unlock()
+	if p.stale == nil {
+		p.stale = make(map[string]staleMark)
+	}
+	if len(p.stale) >= 4096 { // marks of entries the index no longer lists: drop those whose time is up
+		now := time.Now()
+		for k, m := range p.stale {
+			if !now.Before(m.until) {
+				delete(p.stale, k)
+			}
+		}
+	}
+	p.stale[e.Instance] = staleMark{seq: e.Seq, until: time.Now().Add(staleFor)}
 }
 
 // step returns the chain and index of the step whose task is task.

@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(poolChildEnv); spec != "" {
 		os.Exit(runPoolChild(spec))
 	}
+	if spec := os.Getenv(serverChildEnv); spec != "" {
+		os.Exit(runServerChild(spec))
+	}
 	os.Exit(m.Run())
 }
 
