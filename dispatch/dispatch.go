@@ -296,6 +296,12 @@ const (
 	// TimerSignal moves a run parked at a signal wait whose event has
 	// arrived past its node, at once (lifecycle.Store.AdvanceSignaled).
 	TimerSignal TimerKind = "signal"
+	// TimerResume announces a run parked at a fork with a wake time: which
+	// of its branches moves on is its runtime's to say, so no store
+	// operation can move it; when due, the timers announce it
+	// (jetstream's RunnableIndex.ResumeSubject) and [FindResumable] lists
+	// it, for the runtime to resume.
+	TimerResume TimerKind = "resume"
 )
 
 // Timer is a run that needs something done at a time without any caller:
@@ -311,7 +317,8 @@ type Timer struct {
 // TimerOf derives the instance's timer from its projection, as of now: a
 // run in progress parked at a delay, or at a signal wait with a timeout
 // and no buffered event for its signal (TimerWake, at the node's wake
-// time); a run parked at a signal wait with an event of its signal
+// time); a run parked at a fork with a wake time (TimerResume, at it);
+// a run parked at a signal wait with an event of its signal
 // buffered (TimerSignal, due at the event's arrival: at once); or a
 // runnable task backing off until a time after now (TimerRetry). ok is
 // false when it has none.
@@ -324,11 +331,15 @@ func TimerOf(st *projection.State, now time.Time) (Timer, bool) {
 		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerSignal, At: st.Buffered[name][0].SentAt, Seq: st.LastSeq}, true
 	}
 	switch pos.Kind {
-	case workflow.AtDelay, workflow.AtSignal:
+	case workflow.AtDelay, workflow.AtSignal, workflow.AtFork:
 		if pos.WakeAt == nil {
 			return Timer{}, false
 		}
-		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerWake, At: *pos.WakeAt, Seq: st.LastSeq}, true
+		kind := TimerWake
+		if pos.Kind == workflow.AtFork {
+			kind = TimerResume
+		}
+		return Timer{Instance: st.Instance, Run: st.Run, Kind: kind, At: *pos.WakeAt, Seq: st.LastSeq}, true
 	}
 	if e, ok := Of(st); ok && now.Before(e.RetryAt) {
 		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerRetry, At: e.RetryAt, Seq: st.LastSeq}, true

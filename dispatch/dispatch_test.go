@@ -320,3 +320,85 @@ func TestRankLimitIsThePrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestFindResumable: Sayiir's find_resumable_instances — a fork, a delay
+// and a signal wait whose wake times passed are ready, a signal wait
+// with its event buffered is signalled, a task unchanged for StaleAfter
+// and held by no live claim is stale; a wake time still to come, a
+// claimed task and a completed run are not; the longest resumable first.
+func TestFindResumable(t *testing.T) {
+	logs(t, func(t *testing.T, e *env) {
+		park := func(id string, pos workflow.Position) {
+			t.Helper()
+			snap, rev, err := e.store.LoadSnapshot(e.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap.UpdatePosition(pos, e.clock.Now())
+			if _, err := e.store.SaveSnapshot(e.ctx, snap, rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := func(d time.Duration) *time.Time { v := t0.Add(d); return &v }
+		for _, id := range []string{"fork", "fork-later", "delay", "signal", "signalled", "stale", "claimed", "fresh", "done"} {
+			e.start(id, nil, nil, t0)
+		}
+		e.clock.set(t0.Add(time.Minute))
+		park("fork", workflow.Position{Kind: workflow.AtFork, NodeID: workflow.NewTaskID("f"), Branches: map[string]workflow.TaskResult{"left": {TaskID: taskA, Output: []byte("l")}}, WakeAt: at(3 * time.Minute)})
+		park("fork-later", workflow.Position{Kind: workflow.AtFork, NodeID: workflow.NewTaskID("f"), Branches: map[string]workflow.TaskResult{}, WakeAt: at(time.Hour)})
+		park("delay", workflow.Position{Kind: workflow.AtDelay, NodeID: workflow.NewTaskID("d"), EnteredAt: t0, WakeAt: at(2 * time.Minute), NextTaskID: &taskB})
+		park("signal", workflow.Position{Kind: workflow.AtSignal, NodeID: workflow.NewTaskID("s"), SignalName: "go", WakeAt: at(4 * time.Minute), NextTaskID: &taskB})
+		park("signalled", workflow.Position{Kind: workflow.AtSignal, NodeID: workflow.NewTaskID("s"), SignalName: "go", NextTaskID: &taskB})
+		if err := e.store.SendEvent(e.ctx, "signalled", "go", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.ClaimTask(e.ctx, "claimed", taskA, "w-1", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.set(t0.Add(9 * time.Minute))
+		park("fresh", workflow.AtTaskPosition(taskB)) // changed at t0+9m: not stale
+		snap, rev, err := e.store.LoadSnapshot(e.ctx, "done")
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.MarkCompleted(nil, e.clock.Now())
+		if _, err := e.store.SaveSnapshot(e.ctx, snap, rev); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.idx.Rebuild(e.ctx, e.store); err != nil {
+			t.Fatal(err)
+		}
+		find := func(opts dispatch.ResumeOptions) []string {
+			t.Helper()
+			got, err := dispatch.FindResumable(e.ctx, e.idx, e.idx, e.store, e.leases, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, r := range got {
+				out = append(out, r.Instance+":"+string(r.Reason))
+			}
+			return out
+		}
+		now := t0.Add(10 * time.Minute)
+		want := []string{"stale:stale", "signalled:signalled", "delay:ready", "fork:ready", "signal:ready"}
+		if got := find(dispatch.ResumeOptions{Now: now, StaleAfter: 5 * time.Minute}); !slices.Equal(got, want) {
+			t.Fatalf("resumable at t0+10m: %v, want %v", got, want)
+		}
+		if got := find(dispatch.ResumeOptions{Now: now, StaleAfter: 5 * time.Minute, Limit: 2}); !slices.Equal(got, want[:2]) {
+			t.Fatalf("limit 2: %v, want %v", got, want[:2])
+		}
+		if got := find(dispatch.ResumeOptions{Now: t0.Add(150 * time.Second)}); !slices.Equal(got, []string{"signalled:signalled", "delay:ready"}) {
+			t.Fatalf("at t0+2.5m, no stale: %v, want the signalled and the delay only", got)
+		}
+		// The index only proposes: a run moved on since it was indexed is
+		// not listed.
+		e.clock.set(t0.Add(10 * time.Minute))
+		if _, err := e.store.AdvanceDue(e.ctx, "delay", now); err != nil {
+			t.Fatal(err)
+		}
+		if got := find(dispatch.ResumeOptions{Now: now}); slices.Contains(got, "delay:ready") {
+			t.Fatalf("a delay the store moved on is still listed: %v", got)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/projection"
@@ -16,8 +17,9 @@ import (
 // log at any time, and [MemIndex.Update] keeps one instance in step. Safe
 // for concurrent use.
 type MemIndex struct {
-	mu sync.Mutex
-	m  map[string]Entry
+	mu     sync.Mutex
+	m      map[string]Entry
+	timers map[string]Timer
 	// seen is the last sequence put for each instance, runnable or not,
 	// so that a late, older projection never undoes a newer one.
 	seen map[string]uint64
@@ -25,7 +27,7 @@ type MemIndex struct {
 
 // NewMemIndex returns an empty index.
 func NewMemIndex() *MemIndex {
-	return &MemIndex{m: make(map[string]Entry), seen: make(map[string]uint64)}
+	return &MemIndex{m: make(map[string]Entry), timers: make(map[string]Timer), seen: make(map[string]uint64)}
 }
 
 // Put records the entry st derives, or removes the instance when it has
@@ -44,6 +46,11 @@ func (x *MemIndex) Put(st *projection.State) {
 	} else {
 		delete(x.m, st.Instance)
 	}
+	if t, ok := TimerOf(st, time.Now()); ok {
+		x.timers[st.Instance] = t
+	} else {
+		delete(x.timers, st.Instance)
+	}
 }
 
 // Update reads the instance's current projection from store and puts it.
@@ -59,7 +66,8 @@ func (x *MemIndex) Update(ctx context.Context, store *lifecycle.Store, id string
 // Rebuild makes the index again from the log: every instance store lists,
 // read afresh.
 func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
-	fresh, seen := make(map[string]Entry), make(map[string]uint64)
+	fresh, timers, seen := make(map[string]Entry), make(map[string]Timer), make(map[string]uint64)
+	now := time.Now()
 	for after := ""; ; {
 		ids, err := store.ListInstances(ctx, after, 1000)
 		if err != nil {
@@ -74,6 +82,9 @@ func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
 			if e, ok := Of(&st); ok {
 				fresh[id] = e
 			}
+			if t, ok := TimerOf(&st, now); ok {
+				timers[id] = t
+			}
 		}
 		if len(ids) < 1000 {
 			break
@@ -81,7 +92,7 @@ func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
 		after = ids[len(ids)-1]
 	}
 	x.mu.Lock()
-	x.m, x.seen = fresh, seen
+	x.m, x.timers, x.seen = fresh, timers, seen
 	x.mu.Unlock()
 	return nil
 }
@@ -101,6 +112,27 @@ func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 				return
 			}
 			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Timers yields the timers ([TimerOf]) in instance order.
+func (x *MemIndex) Timers(ctx context.Context) iter.Seq2[Timer, error] {
+	x.mu.Lock()
+	ts := make([]Timer, 0, len(x.timers))
+	for _, id := range slices.Sorted(maps.Keys(x.timers)) {
+		ts = append(ts, x.timers[id])
+	}
+	x.mu.Unlock()
+	return func(yield func(Timer, error) bool) {
+		for _, t := range ts {
+			if err := ctx.Err(); err != nil {
+				yield(Timer{}, err)
+				return
+			}
+			if !yield(t, nil) {
 				return
 			}
 		}

@@ -414,13 +414,27 @@ type TimerOptions struct {
 	// Poll is the longest it sleeps between two readings of the timers
 	// (a timer put meanwhile is seen by the next); default 1 s.
 	Poll time.Duration
+	// ResumeAgain is how long after announcing a fork whose wake time
+	// came ([RunnableIndex.ResumeSubject]) the timers announce it again
+	// if its run has not moved; default 30 s.
+	ResumeAgain time.Duration
 }
+
+// ResumeSubject is the core NATS subject on which [RunnableIndex.RunTimers]
+// announces a run parked at a fork whose wake time came (a JSON
+// dispatch.Resumable): its runtime resumes it (which branch moves on is
+// the runtime's to say). Not part of any stream: at most once, and
+// announced again every TimerOptions.ResumeAgain while the run has not
+// moved; dispatch.FindResumable lists it too.
+func (x *RunnableIndex) ResumeSubject() string { return "runlog.resume." + x.s.cfg.Stream }
 
 // RunTimers fires the durable timers until ctx ends: a run parked at a
 // delay or a timed-out signal wait is moved on when its wake time comes
 // (lifecycle.Store.AdvanceDue), a run parked at a signal wait whose event
 // has arrived is moved on at once, the event consumed
-// (lifecycle.Store.AdvanceSignaled), and a retried task's entry is put again
+// (lifecycle.Store.AdvanceSignaled), a run parked at a fork whose wake
+// time came is announced on [RunnableIndex.ResumeSubject] for its runtime
+// to resume, and a retried task's entry is put again
 // when its backoff ends, so that waiting workers hear of it. The timers
 // are derived from the log (they live in [Store.TimerBucket], kept by the
 // indexers), so they survive any restart: a timer whose time passed while
@@ -431,6 +445,9 @@ type TimerOptions struct {
 func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, opts TimerOptions) error {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
+	}
+	if opts.ResumeAgain <= 0 {
+		opts.ResumeAgain = 30 * time.Second
 	}
 	for {
 		now := time.Now()
@@ -448,7 +465,7 @@ func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, o
 				}
 				continue
 			}
-			if err := x.fire(ctx, store, t, now); err != nil {
+			if err := x.fire(ctx, store, t, now, opts); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -466,8 +483,29 @@ func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, o
 // fire does what a due timer asks, then puts the instance's entries again
 // (so that the runnable index and the timers do not wait for the
 // indexer).
-func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t dispatch.Timer, now time.Time) error {
+func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t dispatch.Timer, now time.Time, opts TimerOptions) error {
 	switch t.Kind {
+	case dispatch.TimerResume:
+		// The run is its runtime's to move: announce it, and again
+		// after ResumeAgain if it has not moved (a timer is derived data:
+		// the next commit of the run derives it afresh).
+		st, err := store.Load(ctx, t.Instance)
+		if err != nil {
+			return err
+		}
+		cur, ok := dispatch.TimerOf(&st, now)
+		if !ok || cur.Kind != dispatch.TimerResume || now.Before(cur.At) {
+			return x.Put(ctx, &st) // moved on meanwhile
+		}
+		data, err := json.Marshal(dispatch.Resumable{Instance: t.Instance, Run: st.Run, Reason: dispatch.ResumeReady, Since: cur.At})
+		if err != nil {
+			return err
+		}
+		if err := x.s.nc.Publish(x.ResumeSubject(), data); err != nil {
+			return fmt.Errorf("jetstream: announce the resumable %q: %w", t.Instance, err)
+		}
+		cur.At = now.Add(opts.ResumeAgain)
+		return putOrRemove(ctx, x.timers, t.Instance, cur, true)
 	case dispatch.TimerWake:
 		if _, err := store.AdvanceDue(ctx, t.Instance, now); err != nil {
 			return err

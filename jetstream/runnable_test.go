@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/runlog/runlog/dispatch"
 	"github.com/runlog/runlog/lifecycle"
@@ -338,6 +341,82 @@ func TestDurableTimers(t *testing.T) {
 		if h.Instance == "soon" && !time.Now().Before(retryAt) {
 			break // the announcement at the end of the backoff
 		}
+	}
+}
+
+// TestForkTimers: a run parked at a fork with a wake time is its
+// runtime's to move: when the time comes the timers announce it on the
+// resume subject, again after ResumeAgain while it has not moved, and no
+// more once it has.
+func TestForkTimers(t *testing.T) {
+	s, _, nc := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	a := workflow.NewTaskID("a")
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "forked", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, rev, err := store.LoadSnapshot(ctx, "forked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake := time.Now().Add(time.Second)
+	snap.UpdatePosition(workflow.Position{Kind: workflow.AtFork, NodeID: workflow.NewTaskID("fork"), WakeAt: &wake}, snap.UpdatedAt)
+	if rev, err = store.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	announced := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(x.ResumeSubject(), announced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
+	wg.Go(func() {
+		_ = x.RunTimers(ictx, store, TimerOptions{Poll: 50 * time.Millisecond, ResumeAgain: 300 * time.Millisecond})
+	})
+	defer func() { cancel(); wg.Wait() }()
+	next := func(within time.Duration) (dispatch.Resumable, bool) {
+		select {
+		case m := <-announced:
+			var r dispatch.Resumable
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r, true
+		case <-time.After(within):
+			return dispatch.Resumable{}, false
+		}
+	}
+	r, ok := next(20 * time.Second)
+	switch {
+	case !ok:
+		t.Fatal("the fork was not announced")
+	case r.Instance != "forked" || r.Reason != dispatch.ResumeReady || !r.Since.Equal(wake.UTC()) && !r.Since.Equal(wake):
+		t.Fatalf("announced %+v, want forked ready since %v", r, wake)
+	case time.Now().Before(wake):
+		t.Fatal("announced before its wake time")
+	}
+	if r, ok := next(5 * time.Second); !ok || r.Instance != "forked" {
+		t.Fatalf("not announced again after ResumeAgain: %+v %v", r, ok)
+	}
+	// The runtime resumes it: no more announcements.
+	snap.UpdatePosition(workflow.AtTaskPosition(a), time.Now())
+	if _, err := store.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // an announcement already under way
+	for len(announced) > 0 {
+		<-announced
+	}
+	if r, ok := next(time.Second); ok {
+		t.Fatalf("announced after the run moved on: %+v", r)
 	}
 }
 

@@ -304,7 +304,7 @@ func poolSoak(t *testing.T, workflows int, killEvery time.Duration, maxKills int
 	if faulttest.Soak() {
 		deadline = time.Now().Add(20 * time.Minute)
 	}
-	unavailable := 0 // reads refused while the server was down or recovering
+	unavailable := 0               // reads refused while the server was down or recovering
 	completed := map[string]bool{} // terminal: never read again
 	for {
 		done := len(completed)
