@@ -105,17 +105,7 @@ func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 		es = append(es, x.m[id])
 	}
 	x.mu.Unlock()
-	return func(yield func(Entry, error) bool) {
-		for _, e := range es {
-			if err := ctx.Err(); err != nil {
-				yield(Entry{}, err)
-				return
-			}
-			if !yield(e, nil) {
-				return
-			}
-		}
-	}
+	return each(ctx, es)
 }
 
 // Timers yields the timers ([TimerOf]) in instance order.
@@ -126,13 +116,19 @@ func (x *MemIndex) Timers(ctx context.Context) iter.Seq2[Timer, error] {
 		ts = append(ts, x.timers[id])
 	}
 	x.mu.Unlock()
-	return func(yield func(Timer, error) bool) {
-		for _, t := range ts {
+	return each(ctx, ts)
+}
+
+// each yields the items, ending with ctx's error if it ends first.
+func each[T any](ctx context.Context, items []T) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for _, it := range items {
 			if err := ctx.Err(); err != nil {
-				yield(Timer{}, err)
+				var zero T
+				yield(zero, err)
 				return
 			}
-			if !yield(t, nil) {
+			if !yield(it, nil) {
 				return
 			}
 		}
