@@ -2,6 +2,7 @@ package visibility_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -45,9 +46,11 @@ func benchLog(b *testing.B, n int) (*memlog.Log, int) {
 // from nothing: events/s is the build rate (BENCHMARKS.md §5.16).
 func BenchmarkIndexBuild(b *testing.B) {
 	lg, msgs := benchLog(b, 20_000)
+	var size int64
 	for b.Loop() {
 		b.StopTimer()
-		ix, err := visibility.Open(filepath.Join(b.TempDir(), "index.db"))
+		path := filepath.Join(b.TempDir(), "index.db")
+		ix, err := visibility.Open(path)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,9 +61,22 @@ func BenchmarkIndexBuild(b *testing.B) {
 		}
 		b.StopTimer()
 		ix.Close()
+		size = fileSizes(path, path+"-wal")
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(msgs)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(size)/20_000, "B/instance")
+}
+
+// fileSizes sums the sizes of the files that exist.
+func fileSizes(paths ...string) int64 {
+	var n int64
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // BenchmarkIndexQuery: the query of `replay list --status failed --limit
