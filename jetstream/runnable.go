@@ -154,23 +154,63 @@ func bucketValues[T any](ctx context.Context, b *kvBucket, decode func(key strin
 
 // Rebuild makes the index again from the log: every instance, read
 // afresh, put or deleted; then every key that is not a runnable
-// instance's is removed.
+// instance's is removed. Instances are read and put rebuildWorkers at a
+// time: each costs round trips, not CPU.
 func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
 	runnable := map[string]bool{}
+	var first error
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	ids := make(chan string)
+	var wg sync.WaitGroup
+	for range rebuildWorkers {
+		wg.Go(func() {
+			for id := range ids {
+				st, err := store.Load(ctx, id)
+				if err == nil {
+					err = x.Put(ctx, &st)
+				}
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if _, ok := dispatch.Of(&st); ok {
+					mu.Lock()
+					runnable[EncodeID(id)] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
 	for id, err := range x.s.AllInstances(ctx, "") {
 		if err != nil {
-			return err
+			fail(err)
+			break
 		}
-		st, err := store.Load(ctx, id)
-		if err != nil {
-			return err
+		select {
+		case ids <- id:
+		case <-ctx.Done():
 		}
-		if err := x.Put(ctx, &st); err != nil {
-			return err
+		if ctx.Err() != nil {
+			break
 		}
-		if _, ok := dispatch.Of(&st); ok {
-			runnable[EncodeID(id)] = true
-		}
+	}
+	close(ids)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	kv, err := x.b.get(ctx, true)
 	if err != nil {
@@ -194,6 +234,10 @@ func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) err
 	}
 	return nil
 }
+
+// rebuildWorkers is how many instances [RunnableIndex.Rebuild] reads and
+// puts at a time.
+const rebuildWorkers = 16
 
 // IndexerOptions configure [RunnableIndex.Run].
 type IndexerOptions struct {

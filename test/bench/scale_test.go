@@ -610,3 +610,52 @@ func rss(tb testing.TB) uint64 {
 	tb.Fatal("no VmRSS")
 	return 0
 }
+
+// ---- the runnable index rebuilt from the log ----------------------------
+
+// BenchmarkRunnableRebuild100k rebuilds the runnable-task index
+// (jetstream.RunnableIndex.Rebuild, `replay reindex`) of a store of
+// 10,000 instances of 10 events (100,000 events), every instance read
+// cold, and reports events/s; issue 13 asks for the time at 1 M events
+// (BenchmarkRunnableRebuild1M).
+func BenchmarkRunnableRebuild100k(b *testing.B) { benchRebuild(b, 10_000) }
+
+// BenchmarkRunnableRebuild1M is BenchmarkRunnableRebuild100k at 100,000
+// instances (1,000,000 events). Skipped unless RUNLOG_BENCH_SCALE=1.
+func BenchmarkRunnableRebuild1M(b *testing.B) {
+	scale(b)
+	benchRebuild(b, 100_000)
+}
+
+func benchRebuild(b *testing.B, instances int) {
+	const perInstance = 10
+	e := newEnv(b, syncDefault)
+	gen := events.NewIDSource(nil, nil)
+	for i := range instances {
+		id := "r" + strconv.Itoa(i)
+		e.publishBulk(b, id, genHistory(b, gen, id, perInstance))
+	}
+	e.flush(b)
+	store, err := lifecycle.New(e.log, lifecycle.Config{CacheSize: -1, Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := e.log.RunnableIndex()
+	ctx := context.Background()
+	for b.Loop() {
+		if err := x.Rebuild(ctx, store); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := 0
+	for _, err := range x.Entries(ctx) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if n != instances {
+		b.Fatalf("%d entries after the rebuild, want %d (every instance is at a task)", n, instances)
+	}
+	b.ReportMetric(float64(instances*perInstance)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
