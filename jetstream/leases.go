@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +36,48 @@ func (s *Store) Leases() lifecycle.Leases {
 type kvLeases struct {
 	s *Store
 	b *kvBucket
+	// revs holds the revision of each lease this lease store wrote last
+	// (key → leaseRev), so that a renewal or a release expects it instead
+	// of reading the lease first: one round trip instead of two. A
+	// revision that is no longer the key's (the lease ended, or changed
+	// hands) fails the expectation, and the lease is then read as before.
+	revs    sync.Map
+	revsLen atomic.Int64
+}
+
+// leaseRev is a lease as this store last wrote it.
+type leaseRev struct {
+	holder string
+	rev    uint64
+}
+
+// maxLeaseRevs bounds kvLeases.revs: leases that ended without a release
+// leave their revision behind; past this many, the cache starts afresh
+// (it only saves reads).
+const maxLeaseRevs = 16_384
+
+func (l *kvLeases) noteRev(key, holder string, rev uint64) {
+	if _, loaded := l.revs.Swap(key, leaseRev{holder: holder, rev: rev}); !loaded && l.revsLen.Add(1) > maxLeaseRevs {
+		l.revs.Clear()
+		l.revsLen.Store(0)
+	}
+}
+
+func (l *kvLeases) forgetRev(key string) {
+	if _, loaded := l.revs.LoadAndDelete(key); loaded {
+		l.revsLen.Add(-1)
+	}
+}
+
+// knownRev returns the revision this store last wrote for key's lease
+// held by holder, if it knows one.
+func (l *kvLeases) knownRev(key, holder string) (uint64, bool) {
+	v, ok := l.revs.Load(key)
+	if !ok {
+		return 0, false
+	}
+	r := v.(leaseRev)
+	return r.rev, r.holder == holder
 }
 
 // leaseMarkerTTL is how long the bucket keeps the marker of an expired
@@ -63,8 +107,9 @@ func (l *kvLeases) AcquireLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		opts = append(opts, natsjs.KeyTTL(ttlSeconds(ttl)))
 	}
 	for {
-		_, err = kv.Create(ctx, key, []byte(holder), opts...)
+		rev, err := kv.Create(ctx, key, []byte(holder), opts...)
 		if err == nil {
+			l.noteRev(key, holder, rev)
 			return true, "", nil
 		}
 		if !errors.Is(err, natsjs.ErrKeyExists) {
@@ -87,6 +132,14 @@ func (l *kvLeases) RenewLease(ctx context.Context, lk lifecycle.LeaseKey, holder
 		return false, err
 	}
 	key := leaseKey(lk)
+	if rev, ok := l.knownRev(key, holder); ok {
+		renewed, err := l.renewAt(ctx, key, holder, ttl, rev)
+		if renewed || err != nil {
+			return renewed, err
+		}
+		// Not the revision this store wrote last: read it.
+	}
+	l.forgetRev(key)
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return false, nil
@@ -97,20 +150,28 @@ func (l *kvLeases) RenewLease(ctx context.Context, lk lifecycle.LeaseKey, holder
 	if string(e.Value()) != holder {
 		return false, nil
 	}
-	// An update with a new TTL, only if the lease is still this revision
-	// (nats.go's Update takes no TTL: the publish is made by hand).
+	return l.renewAt(ctx, key, holder, ttl, e.Revision())
+}
+
+// renewAt renews key's lease for holder with a new TTL if rev is still
+// its revision; false when it is not (it ended, or changed hands, or was
+// renewed elsewhere).
+func (l *kvLeases) renewAt(ctx context.Context, key, holder string, ttl time.Duration, rev uint64) (bool, error) {
+	// nats.go's Update takes no TTL: the publish is made by hand.
 	m := nats.NewMsg("$KV." + l.s.LeaseBucket() + "." + key)
 	m.Data = []byte(holder)
-	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
+	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	if ttl > 0 {
 		m.Header.Set("Nats-TTL", strconv.FormatInt(int64(ttlSeconds(ttl)/time.Second), 10))
 	}
-	if _, err := l.s.js.PublishMsg(ctx, m); err != nil {
+	ack, err := l.s.js.PublishMsg(ctx, m)
+	if err != nil {
 		if _, ok := wrongSequence(err); ok {
-			return false, nil // it ended or changed hands in between
+			return false, nil
 		}
 		return false, fmt.Errorf("jetstream: renew lease %s: %w", key, err)
 	}
+	l.noteRev(key, holder, ack.Sequence)
 	return true, nil
 }
 
@@ -136,6 +197,18 @@ func (l *kvLeases) ReleaseLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		return err
 	}
 	key := leaseKey(lk)
+	if rev, ok := l.knownRev(key, holder); ok {
+		err := kv.Delete(ctx, key, natsjs.LastRevision(rev))
+		if err == nil {
+			l.forgetRev(key)
+			return nil
+		}
+		if _, wrong := wrongSequence(err); !wrong {
+			return fmt.Errorf("jetstream: release lease %s: %w", key, err)
+		}
+		// Not the revision this store wrote last: read it.
+	}
+	l.forgetRev(key)
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return nil
