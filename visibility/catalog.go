@@ -24,6 +24,12 @@ type catalogLog interface {
 // catalog that was not there (a store no one registered a definition in).
 const catalogRetry = time.Second
 
+// catalogEvery is how often at most [Index.Keep]'s catch-ups look at the
+// catalog (a stream info): they come at every commit while replay serve
+// runs, and definitions are registered rarely. [Index.CatchUp] always
+// looks.
+const catalogEvery = 250 * time.Millisecond
+
 // catchUpCatalog copies the definitions of log's catalog that the index
 // does not hold yet into its definitions table. Rows are never rewritten
 // for them: a search resolves the names of an instance whose history
@@ -31,11 +37,12 @@ const catalogRetry = time.Second
 // instances were indexed names them at once. A log without a catalog, or
 // whose catalog cannot be opened, leaves the table as it is (the names
 // are for people; the catalog is looked for again after catalogRetry).
-func (ix *Index) catchUpCatalog(ctx context.Context, log Log) error {
+func (ix *Index) catchUpCatalog(ctx context.Context, log Log, throttle bool) error {
 	c, ok := log.(catalogLog)
-	if !ok || time.Since(ix.catalogMissed) < catalogRetry {
+	if !ok || time.Since(ix.catalogMissed) < catalogRetry || throttle && time.Since(ix.catalogChecked) < catalogEvery {
 		return nil
 	}
+	ix.catalogChecked = time.Now()
 	lc, err := c.Catalog(ctx)
 	cat, ok := lc.(Log)
 	if err != nil || !ok {

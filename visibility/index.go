@@ -88,8 +88,8 @@ type Index struct {
 	// stmts are the catch-up's statements, prepared once.
 	stmts statements
 	// catalogMissed is when the log's definition catalog was last
-	// looked for and not found.
-	catalogMissed time.Time
+	// looked for and not found; catalogChecked when it was last read.
+	catalogMissed, catalogChecked time.Time
 }
 
 // statements are the statements a catch-up runs for every instance.
@@ -321,6 +321,12 @@ const MaxChanged = 1000
 // built from rebuilds the index from the start. An error leaves the index
 // at its last committed batch: the next CatchUp goes on from there.
 func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (Stats, error) {
+	return ix.catchUp(ctx, log, progress, false)
+}
+
+// catchUp is CatchUp; throttle: the catalog is looked at no more often
+// than catalogEvery (Keep's catch-ups).
+func (ix *Index) catchUp(ctx context.Context, log Log, progress func(Stats), throttle bool) (Stats, error) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var st Stats
@@ -344,7 +350,7 @@ func (ix *Index) CatchUp(ctx context.Context, log Log, progress func(Stats)) (St
 		}
 		ix.folds.dropAll() // folds of another log
 	}
-	if err := ix.catchUpCatalog(ctx, log); err != nil {
+	if err := ix.catchUpCatalog(ctx, log, throttle); err != nil {
 		return st, fmt.Errorf("visibility: catch up: %w", err)
 	}
 	for p := range n {
@@ -663,7 +669,7 @@ func (ix *Index) Keep(ctx context.Context, log Log, kick <-chan struct{}, every 
 	defer t.Stop()
 	retry := len(hintRetries) // no hint to retry on
 	for {
-		s, err := ix.CatchUp(ctx, log, nil)
+		s, err := ix.catchUp(ctx, log, nil, true)
 		switch {
 		case ctx.Err() != nil:
 			return
