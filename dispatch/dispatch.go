@@ -122,6 +122,13 @@ func eligible(taskTags, tags []string) bool {
 // every other (soft bias); then lower effective priority first (priority
 // − wait / aging interval); then the longest waiting; then by instance id.
 func Rank(entries []Entry, worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
+	return RankSeq(slices.Values(entries), worker, limit, opts, taken)
+}
+
+// RankSeq is [Rank] over entries as they come: with a limit it keeps
+// only the best limit (copying those alone), and asks taken only of a
+// claimed entry that would be kept.
+func RankSeq(entries iter.Seq[Entry], worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -132,36 +139,34 @@ func Rank(entries []Entry, worker string, limit int, opts Options, taken func(En
 	}
 	aging = max(aging, time.Second)
 	type ranked struct {
-		i      int // the entry's index in entries
+		e      Entry
 		bias   int
 		effect float64
 	}
 	less := func(a, b ranked) int {
-		ea, eb := &entries[a.i], &entries[b.i]
-		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), ea.Since.Compare(eb.Since), cmp.Compare(ea.Instance, eb.Instance))
+		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), a.e.Since.Compare(b.e.Since), cmp.Compare(a.e.Instance, b.e.Instance))
 	}
 	// With a limit, only the best limit are kept, in order, as they come
 	// (a worker asks for a few of thousands of entries): each entry costs
 	// one comparison with the worst kept, most of the time, rather than
 	// its share of a sort of all.
 	var rs []ranked
-	for i := range entries {
-		e := &entries[i]
+	for e := range entries {
 		if !eligible(e.Tags, opts.Tags) || now.Before(e.RetryAt) {
 			continue
 		}
-		if e.Claim != nil && (taken == nil || taken(*e)) {
-			continue
-		}
-		r := ranked{i: i, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
+		r := ranked{e: e, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
 		if worker != "" && e.LastFailedWorker == worker {
 			r.bias = 1
 		}
-		if limit <= 0 {
-			rs = append(rs, r)
+		if limit > 0 && len(rs) == limit && less(r, rs[limit-1]) >= 0 {
 			continue
 		}
-		if len(rs) == limit && less(r, rs[limit-1]) >= 0 {
+		if e.Claim != nil && (taken == nil || taken(e)) {
+			continue
+		}
+		if limit <= 0 {
+			rs = append(rs, r)
 			continue
 		}
 		at, _ := slices.BinarySearchFunc(rs, r, less)
@@ -177,7 +182,7 @@ func Rank(entries []Entry, worker string, limit int, opts Options, taken func(En
 	}
 	out := make([]Entry, len(rs))
 	for i, r := range rs {
-		out[i] = entries[r.i]
+		out[i] = r.e
 	}
 	return out
 }

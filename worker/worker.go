@@ -71,6 +71,7 @@ type Pool struct {
 
 	staleMu sync.Mutex
 	stale   map[string]staleMark // by instance: entries the log said were stale
+	trying  sync.Map             // instance → struct{}: being tried by a worker of this pool
 }
 
 // staleMark notes an index entry the log said was stale: the entry's
@@ -137,17 +138,12 @@ func (p *Pool) work(ctx context.Context, name string) {
 			start := rand.IntN(len(cands))
 			for k := range cands {
 				e := cands[(start+k)%len(cands)]
-				t, ok, err := dispatch.FindHinted(ctx, e, p.Store, p.Leases)
-				if err != nil {
-					p.Logger.Warn("worker: find", "worker", name, "err", err)
-					continue
+				if _, busy := p.trying.LoadOrStore(e.Instance, struct{}{}); busy {
+					continue // another worker of this pool is on it: no race within the pool
 				}
-				if !ok {
-					p.markStale(e)
-					continue
-				}
-				if p.runOne(ctx, name, t) {
-					ran = true
+				ran = p.try(ctx, name, e)
+				p.trying.Delete(e.Instance)
+				if ran {
 					break
 				}
 			}
@@ -164,33 +160,67 @@ func (p *Pool) work(ctx context.Context, name string) {
 	}
 }
 
+// try validates candidate e against the log and, if it is still to run,
+// claims and runs it; false when it did not run it.
+func (p *Pool) try(ctx context.Context, name string, e dispatch.Entry) bool {
+	t, ok, err := dispatch.FindHinted(ctx, e, p.Store, p.Leases)
+	if err != nil {
+		p.Logger.Warn("worker: find", "worker", name, "err", err)
+		return false
+	}
+	if !ok {
+		p.markStale(e)
+		return false
+	}
+	return p.runOne(ctx, name, t)
+}
+
 // rank returns the index's entries worker name should try, best first
 // (dispatch.Rank: tags, backoff, soft bias, aging), at most two per
 // worker of the pool. An entry with a claim is left out unless its lease
 // is gone; so is an entry the log said was stale, for staleFor or until
 // the index changes it.
 func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) {
-	var entries []dispatch.Entry
-	if l, ok := p.Index.(interface{ Len() int }); ok {
-		entries = make([]dispatch.Entry, 0, l.Len())
-	}
 	now := time.Now()
-	p.staleMu.Lock()
-	for e, err := range p.Index.Entries(ctx) {
-		if err != nil {
-			p.staleMu.Unlock()
-			return nil, err
-		}
-		if m, ok := p.stale[e.Instance]; ok {
-			if m.seq == e.Seq && now.Before(m.until) {
+	var ierr error
+	entries := func(yield func(dispatch.Entry) bool) {
+		for e, err := range p.Index.Entries(ctx) {
+			if err != nil {
+				ierr = err
+				return
+			}
+			if p.isStale(e, now) {
 				continue
 			}
-			delete(p.stale, e.Instance) // changed since, or its time is up
+			if _, busy := p.trying.Load(e.Instance); busy {
+				continue // another worker of this pool is on it
+			}
+			if !yield(e) {
+				return
+			}
 		}
-		entries = append(entries, e)
 	}
-	p.staleMu.Unlock()
-	return dispatch.Rank(entries, name, 2*p.Workers, dispatch.Options{}, dispatch.Taken(ctx, p.Leases)), nil
+	ranked := dispatch.RankSeq(entries, name, 2*p.Workers, dispatch.Options{}, dispatch.Taken(ctx, p.Leases))
+	if ierr != nil {
+		return nil, ierr
+	}
+	return ranked, nil
+}
+
+// isStale reports whether the log said e was stale, within staleFor and
+// with the index unchanged since; a mark that no longer holds is dropped.
+func (p *Pool) isStale(e dispatch.Entry, now time.Time) bool {
+	p.staleMu.Lock()
+	defer p.staleMu.Unlock()
+	m, ok := p.stale[e.Instance]
+	if !ok {
+		return false
+	}
+	if m.seq == e.Seq && now.Before(m.until) {
+		return true
+	}
+	delete(p.stale, e.Instance) // changed since, or its time is up
+	return false
 }
 
 // markStale notes that the log says e has nothing to run (the index is
