@@ -573,8 +573,13 @@ func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t disp
 type LiveIndex struct {
 	mu      sync.Mutex
 	entries map[string]dispatch.Entry
-	ready   chan struct{}
-	w       natsjs.KeyWatcher
+	// snap is the entries as a slice, made by Entries when the map
+	// changed since the last one and shared by the readers until it
+	// changes again (never modified once made).
+	snap  []dispatch.Entry
+	dirty bool
+	ready chan struct{}
+	w     natsjs.KeyWatcher
 }
 
 // Live starts a [LiveIndex]; it is ready (holds the bucket's entries)
@@ -615,6 +620,7 @@ func (l *LiveIndex) follow() {
 				l.entries[u.Key()] = e
 			}
 		}
+		l.dirty = true
 		l.mu.Unlock()
 	}
 }
@@ -622,10 +628,14 @@ func (l *LiveIndex) follow() {
 // Entries yields the entries the watch has seen, in no particular order.
 func (l *LiveIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
 	l.mu.Lock()
-	es := make([]dispatch.Entry, 0, len(l.entries))
-	for _, e := range l.entries {
-		es = append(es, e)
+	if l.dirty || l.snap == nil {
+		es := make([]dispatch.Entry, 0, len(l.entries))
+		for _, e := range l.entries {
+			es = append(es, e)
+		}
+		l.snap, l.dirty = es, false
 	}
+	es := l.snap
 	l.mu.Unlock()
 	return func(yield func(dispatch.Entry, error) bool) {
 		for _, e := range es {

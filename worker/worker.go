@@ -19,6 +19,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runlog/runlog/dispatch"
@@ -71,6 +72,7 @@ type Pool struct {
 
 	staleMu sync.Mutex
 	stale   map[string]staleMark // by instance: entries the log said were stale
+	marks   atomic.Int64         // len(stale), read without the lock
 	trying  sync.Map             // instance → struct{}: being tried by a worker of this pool
 }
 
@@ -210,6 +212,9 @@ func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) 
 // isStale reports whether the log said e was stale, within staleFor and
 // with the index unchanged since; a mark that no longer holds is dropped.
 func (p *Pool) isStale(e dispatch.Entry, now time.Time) bool {
+	if p.marks.Load() == 0 {
+		return false
+	}
 	p.staleMu.Lock()
 	defer p.staleMu.Unlock()
 	m, ok := p.stale[e.Instance]
@@ -220,6 +225,7 @@ func (p *Pool) isStale(e dispatch.Entry, now time.Time) bool {
 		return true
 	}
 	delete(p.stale, e.Instance) // changed since, or its time is up
+	p.marks.Store(int64(len(p.stale)))
 	return false
 }
 
@@ -240,6 +246,7 @@ func (p *Pool) markStale(e dispatch.Entry) {
 		}
 	}
 	p.stale[e.Instance] = staleMark{seq: e.Seq, until: time.Now().Add(staleFor)}
+	p.marks.Store(int64(len(p.stale)))
 }
 
 // step returns the chain and index of the step whose task is task.
