@@ -100,10 +100,7 @@ func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
 // Entries yields the entries in instance order.
 func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 	x.mu.Lock()
-	es := make([]Entry, 0, len(x.m))
-	for _, id := range slices.Sorted(maps.Keys(x.m)) {
-		es = append(es, x.m[id])
-	}
+	es := sortedValues(x.m)
 	x.mu.Unlock()
 	return each(ctx, es)
 }
@@ -111,12 +108,18 @@ func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 // Timers yields the timers ([TimerOf]) in instance order.
 func (x *MemIndex) Timers(ctx context.Context) iter.Seq2[Timer, error] {
 	x.mu.Lock()
-	ts := make([]Timer, 0, len(x.timers))
-	for _, id := range slices.Sorted(maps.Keys(x.timers)) {
-		ts = append(ts, x.timers[id])
-	}
+	ts := sortedValues(x.timers)
 	x.mu.Unlock()
 	return each(ctx, ts)
+}
+
+// sortedValues returns m's values in key order.
+func sortedValues[T any](m map[string]T) []T {
+	out := make([]T, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 // each yields the items, ending with ctx's error if it ends first.

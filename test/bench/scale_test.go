@@ -374,12 +374,16 @@ func BenchmarkVerify1M(b *testing.B) {
 
 // verifyEnv stores the histories of the verify and digest benchmarks:
 // instances of longEvents events each.
-func verifyEnv(b *testing.B, instances int) *env {
+func verifyEnv(b *testing.B, instances int) *env { return historiesEnv(b, "v", instances, longEvents) }
+
+// historiesEnv stores instances histories of n events each (genHistory),
+// of the ids prefix0, prefix1, ...
+func historiesEnv(b *testing.B, prefix string, instances, n int) *env {
 	e := newEnv(b, syncDefault)
 	gen := events.NewIDSource(nil, nil)
 	for i := range instances {
-		id := "v" + strconv.Itoa(i)
-		e.publishBulk(b, id, genHistory(b, gen, id, longEvents))
+		id := prefix + strconv.Itoa(i)
+		e.publishBulk(b, id, genHistory(b, gen, id, n))
 	}
 	e.flush(b)
 	return e
@@ -629,13 +633,7 @@ func BenchmarkRunnableRebuild1M(b *testing.B) {
 
 func benchRebuild(b *testing.B, instances int) {
 	const perInstance = 10
-	e := newEnv(b, syncDefault)
-	gen := events.NewIDSource(nil, nil)
-	for i := range instances {
-		id := "r" + strconv.Itoa(i)
-		e.publishBulk(b, id, genHistory(b, gen, id, perInstance))
-	}
-	e.flush(b)
+	e := historiesEnv(b, "r", instances, perInstance)
 	store, err := lifecycle.New(e.log, lifecycle.Config{CacheSize: -1, Logger: discard})
 	if err != nil {
 		b.Fatal(err)
