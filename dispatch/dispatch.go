@@ -301,6 +301,12 @@ const (
 	// TimerSignal moves a run parked at a signal wait whose event has
 	// arrived past its node, at once (lifecycle.Store.AdvanceSignaled).
 	TimerSignal TimerKind = "signal"
+	// TimerControl applies a pending cancel or pause to a run in progress
+	// (lifecycle.Store.CheckControlSignals), at once: such a run is never
+	// found for a worker (Of), so without it the request would wait for a
+	// caller. A task whose claim's lease is live is left to its worker
+	// until the claim ends.
+	TimerControl TimerKind = "control"
 	// TimerResume announces a run parked at a fork with a wake time: which
 	// of its branches moves on is its runtime's to say, so no store
 	// operation can move it; when due, the timers announce it
@@ -320,7 +326,8 @@ type Timer struct {
 }
 
 // TimerOf derives the instance's timer from its projection, as of now: a
-// run in progress parked at a delay, or at a signal wait with a timeout
+// run in progress with a cancel or pause pending (TimerControl, due at
+// once); a run in progress parked at a delay, or at a signal wait with a timeout
 // and no buffered event for its signal (TimerWake, at the node's wake
 // time); a run parked at a fork with a wake time (TimerResume, at it);
 // a run parked at a signal wait with an event of its signal
@@ -332,6 +339,9 @@ func TimerOf(st *projection.State, now time.Time) (Timer, bool) {
 		return Timer{}, false
 	}
 	pos := st.Snapshot.State.Position
+	if len(st.Signals) > 0 {
+		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerControl, At: st.LastTime, Seq: st.LastSeq}, true
+	}
 	if name, ok := lifecycle.Signaled(st); ok {
 		return Timer{Instance: st.Instance, Run: st.Run, Kind: TimerSignal, At: st.Buffered[name][0].SentAt, Seq: st.LastSeq}, true
 	}

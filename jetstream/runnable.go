@@ -16,6 +16,7 @@ import (
 	"github.com/runlog/runlog/dispatch"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/projection"
+	"github.com/runlog/runlog/workflow"
 )
 
 // RunnableBucket returns the name of the KV bucket of the store's runnable
@@ -529,6 +530,26 @@ func (x *RunnableIndex) RunTimers(ctx context.Context, store *lifecycle.Store, o
 // indexer).
 func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t dispatch.Timer, now time.Time, opts TimerOptions) error {
 	switch t.Kind {
+	case dispatch.TimerControl:
+		// Applied unless the task is held by a live claim: its worker
+		// goes on, and the request is applied once the claim ends.
+		st, err := store.Load(ctx, t.Instance)
+		if err != nil {
+			return err
+		}
+		if st.Snapshot == nil {
+			return x.Put(ctx, &st) // deleted meanwhile
+		}
+		var at *workflow.TaskID
+		if task, ok := st.Snapshot.CurrentTaskID(); ok {
+			if c, claimed := st.Claims[task]; claimed && dispatch.Taken(ctx, x.s.Leases())(dispatch.Entry{Instance: t.Instance, Run: st.Run, Task: task, Claim: &c}) {
+				return nil
+			}
+			at = &task
+		}
+		if _, err := store.CheckControlSignals(ctx, t.Instance, at); err != nil {
+			return err
+		}
 	case dispatch.TimerResume:
 		// The run is its runtime's to move: announce it, and again
 		// after ResumeAgain if it has not moved (a timer is derived data:

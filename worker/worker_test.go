@@ -191,3 +191,79 @@ func TestPoolSignalWait(t *testing.T) {
 		t.Errorf("the event is still buffered: %v", st.Buffered)
 	}
 }
+
+// TestPoolHonoursCancelAndPause: a run with a cancel pending and one with
+// a pause pending are not run by the pool: the durable timers apply the
+// requests (the runs end cancelled and paused, their step never called);
+// once unpaused, the paused run is run to completion; a run without a
+// request completes beside them.
+func TestPoolHonoursCancelAndPause(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	js, store := newStore(t)
+	var mu sync.Mutex
+	ran := map[string]int{}
+	chain := &worker.Chain{Definition: workflow.DefinitionHashOf("signals v1"), Steps: []worker.Step{
+		{Name: "only", Run: func(_ context.Context, in []byte) ([]byte, error) {
+			mu.Lock()
+			ran[string(in)]++
+			mu.Unlock()
+			return in, nil
+		}},
+	}}
+	for _, id := range []string{"cancel-me", "pause-me", "run-me"} {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: chain.Definition,
+			Input: []byte(id), FirstTask: chain.FirstTask()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.StoreSignal(ctx, "cancel-me", workflow.Cancel, workflow.SignalRequest{Reason: "not needed", RequestedBy: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.StoreSignal(ctx, "pause-me", workflow.Pause, workflow.SignalRequest{Reason: "hold", RequestedBy: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	x := js.RunnableIndex()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ctx, store, jetstream.IndexerOptions{}) })
+	wg.Go(func() { _ = x.RunTimers(ctx, store, jetstream.TimerOptions{Poll: 50 * time.Millisecond}) })
+	pool := &worker.Pool{Store: store, Leases: js.Leases(), Index: x, Name: "w", Workers: 2, TTL: 10 * time.Second, Chains: []*worker.Chain{chain}}
+	wg.Go(func() { _ = pool.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	state := func(id string) workflow.StateKind {
+		t.Helper()
+		snap, _, err := store.LoadSnapshot(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.State.Kind
+	}
+	waitState := func(id string, want workflow.StateKind) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for state(id) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %s, want %s", id, state(id), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitState("run-me", workflow.Completed)
+	waitState("cancel-me", workflow.Cancelled)
+	waitState("pause-me", workflow.Paused)
+	mu.Lock()
+	if ran["cancel-me"] != 0 || ran["pause-me"] != 0 || ran["run-me"] != 1 {
+		t.Fatalf("steps run %v, want run-me's once and none of the others", ran)
+	}
+	mu.Unlock()
+	if _, err := store.Unpause(ctx, "pause-me"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("pause-me", workflow.Completed)
+	mu.Lock()
+	defer mu.Unlock()
+	if ran["pause-me"] != 1 {
+		t.Fatalf("pause-me's step ran %d times after the unpause, want once", ran["pause-me"])
+	}
+}
