@@ -507,3 +507,60 @@ func TestWriterHints(t *testing.T) {
 		t.Fatalf("a commit that leaves nothing runnable announced a hint: %v %v", ok, err)
 	}
 }
+
+// TestControlTimers: a cancel requested of a run in progress is applied
+// by the timers at once, but not while the task is held by a live claim:
+// then once the claim is released.
+func TestControlTimers(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{Leases: s.Leases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	a := workflow.NewTaskID("a")
+	for _, id := range []string{"idle", "held"} {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.ClaimTask(ctx, "held", a, "w-1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"idle", "held"} {
+		if err := store.StoreSignal(ctx, id, workflow.Cancel, workflow.SignalRequest{Reason: "stop", RequestedBy: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
+	wg.Go(func() { _ = x.RunTimers(ictx, store, TimerOptions{Poll: 50 * time.Millisecond}) })
+	defer func() { cancel(); wg.Wait() }()
+	kind := func(id string) workflow.StateKind {
+		snap, _, err := store.LoadSnapshot(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.State.Kind
+	}
+	waitCancelled := func(id string) {
+		deadline := time.Now().Add(20 * time.Second)
+		for kind(id) != workflow.Cancelled {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %s, want cancelled by the timers", id, kind(id))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitCancelled("idle")
+	time.Sleep(300 * time.Millisecond) // several polls of the timers
+	if k := kind("held"); k != workflow.InProgress {
+		t.Fatalf("held is %s while its task's claim is live, want in progress (left to its worker)", k)
+	}
+	if err := store.ReleaseTaskClaim(ctx, "held", a, "w-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitCancelled("held")
+}
