@@ -283,13 +283,21 @@ func TestKilledSubscribers(t *testing.T) {
 		}
 		return m
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	// It has all the time it needs while it makes progress (a loaded
+	// machine runs it slowly), and 30 s without handling anything is a
+	// stall: the check below then names what it never handled.
+	stalled := time.Now().Add(30 * time.Second)
+	handled := -1
 	for {
 		cur.mu.Lock()
 		last := slices.Clone(cur.lines)
 		cur.mu.Unlock()
-		if len(seen(append(slices.Clone(runs), last))) == len(want) || time.Now().After(deadline) {
+		n := len(seen(append(slices.Clone(runs), last)))
+		if n == len(want) || time.Now().After(stalled) {
 			break
+		}
+		if n > handled {
+			handled, stalled = n, time.Now().Add(30*time.Second)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
