@@ -254,6 +254,15 @@ func TestRunnableWakeups(t *testing.T) {
 	}
 }
 
+// indexAndFire runs an indexer and the timers of x until the test ends.
+func indexAndFire(t *testing.T, x *RunnableIndex, store *lifecycle.Store, opts TimerOptions) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ctx, store, IndexerOptions{}) })
+	wg.Go(func() { _ = x.RunTimers(ctx, store, opts) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
 // TestDurableTimers: a run parked at a delay moves on by itself when its
 // wake time comes, with no caller but a timer process; a delay whose time
 // passed while no timer process ran fires when one starts; a retried task
@@ -286,11 +295,7 @@ func TestDurableTimers(t *testing.T) {
 	if err := x.Rebuild(ctx, store); err != nil {
 		t.Fatal(err)
 	}
-	ictx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
-	wg.Go(func() { _ = x.RunTimers(ictx, store, TimerOptions{Poll: 100 * time.Millisecond}) })
-	defer func() { cancel(); wg.Wait() }()
+	indexAndFire(t, x, store, TimerOptions{Poll: 100 * time.Millisecond})
 	park("soon", time.Now().Add(1500*time.Millisecond))
 
 	atB := func(id string) bool {
@@ -375,13 +380,7 @@ func TestForkTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	ictx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
-	wg.Go(func() {
-		_ = x.RunTimers(ictx, store, TimerOptions{Poll: 50 * time.Millisecond, ResumeAgain: 300 * time.Millisecond})
-	})
-	defer func() { cancel(); wg.Wait() }()
+	indexAndFire(t, x, store, TimerOptions{Poll: 50 * time.Millisecond, ResumeAgain: 300 * time.Millisecond})
 	next := func(within time.Duration) (dispatch.Resumable, bool) {
 		select {
 		case m := <-announced:
@@ -533,11 +532,7 @@ func TestControlTimers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ictx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
-	wg.Go(func() { _ = x.RunTimers(ictx, store, TimerOptions{Poll: 50 * time.Millisecond}) })
-	defer func() { cancel(); wg.Wait() }()
+	indexAndFire(t, x, store, TimerOptions{Poll: 50 * time.Millisecond})
 	kind := func(id string) workflow.StateKind {
 		snap, _, err := store.LoadSnapshot(ctx, id)
 		if err != nil {
