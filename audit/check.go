@@ -3,7 +3,6 @@ package audit
 import (
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,26 +17,17 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
-// decodeFor decodes m, whose hash is hash, as a commit of instance. A
-// message that does not decode gets KindDecode (KindSchema when it
-// announces a newer schema version); one that decodes but names another
-// instance gets KindForeign. The detail does not repeat the sequence.
-func decodeFor(m events.Message, hash workflow.Hash32, instance string) (events.Record, ProblemKind, string) {
-	rec, err := events.DecodeHashed(m, "", hash)
-	if err != nil {
-		kind := KindDecode
-		var probe struct {
-			V int `json:"v"`
-		}
-		if json.Unmarshal(m.Data, &probe) == nil && probe.V > events.SchemaVersion {
-			kind = KindSchema
-		}
-		return rec, kind, decodeDetail(err)
+// decodeKind classifies the error of a message that does not decode:
+// KindSchema when it announces a newer schema version, KindForeign when
+// it names another instance, else KindDecode.
+func decodeKind(err error) ProblemKind {
+	switch {
+	case errors.Is(err, events.ErrNewerSchema):
+		return KindSchema
+	case errors.Is(err, events.ErrForeignCommit):
+		return KindForeign
 	}
-	if rec.Commit.Instance != instance {
-		return rec, KindForeign, fmt.Sprintf("commit %s names instance %q: a message of another history was written here", rec.Commit.ID, rec.Commit.Instance)
-	}
-	return rec, "", ""
+	return KindDecode
 }
 
 func decodeDetail(err error) string {
@@ -126,18 +116,39 @@ type folder struct {
 
 func newFolder(instance string) folder { return folder{st: projection.New(instance)} }
 
-// apply folds rec, adding a fold problem to ps if the projection refuses
-// it, naming seq and line (the export line on import, else 0).
-// apply folds rec; explained says the commit's problem was already reported
-// (a reused run id, which the projection refuses too), so a refusal is not
-// reported twice.
-func (f *folder) apply(rec events.Record, ps *problemList, seq uint64, line int, explained bool) {
-	err := f.st.ApplyUnlinked(rec) // the chain is checked by the caller
-	if err == nil || explained {
+// folded is one message through a folder's step.
+type folded struct {
+	rec events.Record
+	// kind and detail are the problem of a message that does not decode
+	// (kind "" when it decoded); the detail does not repeat the sequence.
+	kind   ProblemKind
+	detail string
+	// refused is the projection's refusal of a decoded commit, nil when
+	// it was folded; see folder.report.
+	refused error
+}
+
+// step decodes m, whose hash is h, and folds it through the projection's
+// one decode-then-fold step, the chain left to the caller.
+func (f *folder) step(m events.Message, h workflow.Hash32) folded {
+	st := f.st.Step(m, projection.StepOptions{Hash: h, Unlinked: true})
+	if _, bad := errors.AsType[*events.DecodeError](st.Err); bad {
+		return folded{kind: decodeKind(st.Err), detail: decodeDetail(st.Err)}
+	}
+	return folded{rec: st.Record, refused: st.Err}
+}
+
+// report adds a fold problem to ps for a commit the projection refused
+// (refused not nil), naming seq and line (the export line on import, else
+// 0); explained says the commit's problem was already reported (a reused
+// run id, which the projection refuses too), so a refusal is not reported
+// twice. A folded commit ends a streak of refusals.
+func (f *folder) report(refused error, ps *problemList, seq uint64, line int, explained bool) {
+	if refused == nil || explained {
 		f.refuse.close()
 		return
 	}
-	f.refuse.add(ps, Problem{Instance: f.st.Instance, Seq: seq, Through: seq, Line: line, Kind: KindFold, Detail: historyDetail(err)}, "do not fold either")
+	f.refuse.add(ps, Problem{Instance: f.st.Instance, Seq: seq, Through: seq, Line: line, Kind: KindFold, Detail: historyDetail(refused)}, "do not fold either")
 }
 
 // checkRuns reports snapshot.created events that reuse an earlier run's id.

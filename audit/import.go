@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,6 +113,7 @@ type importInstance struct {
 	id        string
 	fold      folder
 	runs      map[ulid.ULID]uint64
+	lines     map[uint64]int  // hashKey of a line's hash → the line (exact copies)
 	head      workflow.Hash32 // hash of the last line read (first pass)
 	count     int             // lines of the instance (first pass)
 	firstLine int
@@ -316,7 +316,7 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 
 	insts := make(map[string]*importInstance)
 	var order []*importInstance
-	commitIDs := make(map[ulid.ULID]lineHash) // commit id → where, across the file
+	commitIDs := make(map[ulid.ULID]int) // commit id → its line, across the file
 	for {
 		b, ok := lr.next()
 		if !ok {
@@ -331,7 +331,7 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 		if workflow.ValidateInstanceID(ln.Instance) == nil {
 			in = insts[ln.Instance]
 			if in == nil {
-				in = &importInstance{id: ln.Instance, fold: newFolder(ln.Instance), runs: make(map[ulid.ULID]uint64), firstLine: line}
+				in = &importInstance{id: ln.Instance, fold: newFolder(ln.Instance), runs: make(map[ulid.ULID]uint64), lines: make(map[uint64]int), firstLine: line}
 				if err := readDestination(ctx, dst, in); err != nil {
 					return nil, nil, err
 				}
@@ -363,26 +363,26 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 			ps.add(problem(KindHeader, d))
 		}
 		h := workflow.Sha256(data)
-		rec, kind, detail := decodeFor(m, h, ln.Instance)
-		if kind == "" {
-			if at, dup := commitIDs[rec.Commit.ID]; dup && at.hash == prefix(h) {
-				// An exact copy: one problem, and the copy is not part of
-				// the chain.
-				ps.add(problem(KindDuplicate, fmt.Sprintf("an exact copy of line %d", at.line)))
-				continue
-			}
+		if at, dup := in.lines[hashKey(h)]; dup {
+			// An exact copy: one problem, and the copy is neither folded
+			// nor part of the chain.
+			ps.add(problem(KindDuplicate, fmt.Sprintf("an exact copy of line %d", at)))
+			continue
 		}
-		if kind != "" {
-			ps.add(problem(kind, detail))
+		in.lines[hashKey(h)] = line
+		step := in.fold.step(m, h)
+		if step.kind != "" {
+			ps.add(problem(step.kind, step.detail))
 		} else {
+			rec := step.rec
 			c := &rec.Commit
 			if c.Prev != in.head && !in.lost {
 				ps.add(problem(KindChain, importLinkDetail(in, c.Prev)))
 			}
 			if at, dup := commitIDs[c.ID]; dup {
-				ps.add(problem(KindDuplicate, fmt.Sprintf("commit id %s is also on line %d", c.ID, at.line)))
+				ps.add(problem(KindDuplicate, fmt.Sprintf("commit id %s is also on line %d", c.ID, at)))
 			} else {
-				commitIDs[c.ID] = lineHash{line: line, hash: prefix(h)}
+				commitIDs[c.ID] = line
 			}
 			runReused := checkRuns(rec, in.runs)
 			if runReused != "" {
@@ -391,7 +391,7 @@ func importCheck(ctx context.Context, r io.Reader, dst lifecycle.Log, opts Impor
 			if d := checkHeaders(m, rec); d != "" {
 				ps.add(problem(KindHeader, d))
 			}
-			in.fold.apply(rec, &ps, ln.Seq, line, runReused != "")
+			in.fold.report(step.refused, &ps, ln.Seq, line, runReused != "")
 		}
 		in.head = h
 		in.lost = false
@@ -476,15 +476,6 @@ func readDestination(ctx context.Context, dst lifecycle.Log, in *importInstance)
 	in.dstHead = head
 	return nil
 }
-
-// lineHash locates a commit of the file: its line and a prefix of its
-// hash, enough to tell an exact copy from a reused id.
-type lineHash struct {
-	line int
-	hash uint64
-}
-
-func prefix(h workflow.Hash32) uint64 { return binary.BigEndian.Uint64(h[:8]) }
 
 // errChanged reports an input that differs from what the first pass read.
 var errChanged = errors.New("the input changed since it was verified")

@@ -463,14 +463,15 @@ func (v *instVerifier) add(m events.Message) {
 		return
 	}
 	v.hashes[hashKey(h)] = m.Seq
-	rec, kind, detail := decodeFor(m, h, v.id)
-	if kind != "" {
-		v.garbage.add(&v.ps, v.problem(m.Seq, kind, detail), "have the same kind of problem")
+	step := v.fold.step(m, h)
+	if step.kind != "" {
+		v.garbage.add(&v.ps, v.problem(m.Seq, step.kind, step.detail), "have the same kind of problem")
 		v.pushWindow(h)
 		return
 	}
 	v.garbage.close()
 
+	rec := step.rec
 	c := &rec.Commit
 	v.events += len(c.Events)
 	if !v.inWindow(c.Prev) {
@@ -489,7 +490,7 @@ func (v *instVerifier) add(m events.Message) {
 	if d := checkHeaders(m, rec); d != "" {
 		v.ps.add(v.problem(m.Seq, KindHeader, d))
 	}
-	v.fold.apply(rec, &v.ps, m.Seq, 0, runReused != "")
+	v.fold.report(step.refused, &v.ps, m.Seq, 0, runReused != "")
 	if v.cp != nil && m.Seq == v.cp.LastSeq {
 		v.checkCheckpoint(h)
 	}

@@ -149,6 +149,17 @@ type Record struct {
 // ErrCorrupt is matched by every [*DecodeError].
 var ErrCorrupt = errors.New("events: corrupt history")
 
+// Causes a [*DecodeError] may wrap, for readers that tell them apart
+// (audit reports each as a problem of its own kind):
+var (
+	// ErrNewerSchema: the commit was written with a newer schema version
+	// than this reader's. Nothing is wrong with the history: upgrade.
+	ErrNewerSchema = errors.New("upgrade runlog to read it")
+	// ErrForeignCommit: a well-formed commit naming another instance than
+	// the one it was read for: a message of another history stored there.
+	ErrForeignCommit = errors.New("a message of another history was written here")
+)
+
 // DecodeError says which message could not be decoded and why.
 type DecodeError struct {
 	Seq   uint64 // stream sequence of the message
@@ -179,7 +190,10 @@ func (e *DecodeError) Is(target error) bool { return target == ErrCorrupt }
 
 // Decode decodes a stored message. instance, when not empty, is the
 // instance the message was read for: a commit naming another instance is
-// refused. Errors are [*DecodeError]s naming the sequence.
+// refused. Errors are [*DecodeError]s naming the sequence; one wraps
+// [ErrNewerSchema] for a commit of a newer schema version (even one whose
+// fields this reader does not know) and [ErrForeignCommit] for a commit
+// of another instance.
 func Decode(m Message, instance string) (Record, error) {
 	return decode(m, instance, nil)
 }
@@ -198,6 +212,14 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 	}
 	w, err := parseCommit(m.Data)
 	if err != nil {
+		// A newer schema may add fields this reader refuses: say so
+		// rather than call the commit malformed.
+		var probe struct {
+			V int `json:"v"`
+		}
+		if json.Unmarshal(m.Data, &probe) == nil && probe.V > SchemaVersion {
+			return fail(-1, "", "schema version %d is newer than this reader's %d: %w", probe.V, SchemaVersion, ErrNewerSchema)
+		}
 		return fail(-1, "", "not a runlog commit: %v", err)
 	}
 	switch {
@@ -206,13 +228,13 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 	case w.V < 0:
 		return fail(-1, "", "invalid schema version %d", w.V)
 	case w.V > SchemaVersion:
-		return fail(-1, "", "schema version %d is newer than this reader's %d: upgrade runlog", w.V, SchemaVersion)
+		return fail(-1, "", "schema version %d is newer than this reader's %d: %w", w.V, SchemaVersion, ErrNewerSchema)
 	case w.ID.IsZero():
 		return fail(-1, "", "missing commit id")
 	case w.Instance == "":
 		return fail(-1, "", "missing instance id")
 	case instance != "" && w.Instance != instance:
-		return fail(-1, "", "commit names instance %q, read for %q", w.Instance, instance)
+		return fail(-1, "", "commit %s names instance %q, read for %q: %w", w.ID, w.Instance, instance, ErrForeignCommit)
 	case len(w.Events) == 0:
 		return fail(-1, "", "commit %s has no events", w.ID)
 	case w.Time.IsZero():

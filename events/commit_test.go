@@ -304,6 +304,7 @@ func TestDecodeErrors(t *testing.T) {
 		event    int // the event index the error names, -1 for the commit
 		typ      events.Type
 		says     string // fragment of the message
+		cause    error  // the sentinel the error wraps (ErrNewerSchema, ErrForeignCommit), nil for neither
 	}
 	raw := func(s string) func(*testing.T) []byte { return func(*testing.T) []byte { return []byte(s) } }
 	edit := func(f func(m map[string]any)) func(*testing.T) []byte {
@@ -326,13 +327,15 @@ func TestDecodeErrors(t *testing.T) {
 		{name: "truncated", data: func(t *testing.T) []byte { b := valid(t); return b[:len(b)/2] }, event: -1, says: "not a runlog commit"},
 		{name: "trailing data", data: func(t *testing.T) []byte { return append(valid(t), []byte(` {}`)...) }, event: -1, says: "trailing data"},
 		{name: "unknown event type", data: edit(func(m map[string]any) { event(m, 1)["type"] = "signal.exploded" }), event: 1, typ: "signal.exploded", says: `unknown event type "signal.exploded"`},
-		{name: "newer schema version", data: edit(func(m map[string]any) { m["v"] = events.SchemaVersion + 1 }), event: -1, says: "newer"},
-		{name: "much newer schema version", data: edit(func(m map[string]any) { m["v"] = 1000 }), event: -1, says: "newer"},
+		{name: "newer schema version", data: edit(func(m map[string]any) { m["v"] = events.SchemaVersion + 1 }), event: -1, says: "newer", cause: events.ErrNewerSchema},
+		{name: "much newer schema version", data: edit(func(m map[string]any) { m["v"] = 1000 }), event: -1, says: "newer", cause: events.ErrNewerSchema},
+		{name: "newer schema version with a field this reader does not know", data: edit(func(m map[string]any) { m["v"] = events.SchemaVersion + 1; m["shard"] = 3 }), event: -1, says: "upgrade runlog", cause: events.ErrNewerSchema},
+		{name: "unknown field at this schema version", data: edit(func(m map[string]any) { m["shard"] = 3 }), event: -1, says: "shard"},
 		{name: "missing version", data: edit(func(m map[string]any) { delete(m, "v") }), event: -1, says: "missing schema version"},
 		{name: "zero version", data: edit(func(m map[string]any) { m["v"] = 0 }), event: -1, says: "missing schema version"},
 		{name: "negative version", data: edit(func(m map[string]any) { m["v"] = -1 }), event: -1},
 		{name: "version as string", data: edit(func(m map[string]any) { m["v"] = "1" }), event: -1},
-		{name: "commit for another instance", data: valid, instance: "order-43", event: -1, says: `"order-42"`},
+		{name: "commit for another instance", data: valid, instance: "order-43", event: -1, says: `"order-42"`, cause: events.ErrForeignCommit},
 		{name: "Msg-Id does not match commit id", data: valid, msgID: uid(999).String(), event: -1, says: "Nats-Msg-Id"},
 		{name: "unknown commit field", data: edit(func(m map[string]any) { m["extra"] = true }), event: -1, says: "extra"},
 		{name: "unknown event field", data: edit(func(m map[string]any) { event(m, 0)["extra"] = 1 }), event: -1, says: "extra"},
@@ -391,6 +394,11 @@ func TestDecodeErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.says) {
 				t.Errorf("error %q does not say %q", err, tt.says)
+			}
+			for _, c := range []error{events.ErrNewerSchema, events.ErrForeignCommit} {
+				if got := errors.Is(err, c); got != (c == tt.cause) {
+					t.Errorf("errors.Is(%v, %q) = %v, want %v", err, c, got, !got)
+				}
 			}
 			if de.Err == nil || errors.Unwrap(err) != de.Err {
 				t.Error("DecodeError does not unwrap to its cause")

@@ -568,25 +568,58 @@ func (s *State) CatchUp(msgs iter.Seq2[events.Message, error], u Until) error {
 }
 
 // ApplyMessage decodes m as a commit of s's instance and folds it into s,
-// returning the record: the one step of every catch-up. Errors are those
-// of [events.Decode] and [State.Apply]; on error s is unchanged.
+// returning the record: [State.Step] for a caller that stops at the first
+// error (a catch-up). Errors are those of [events.Decode] and
+// [State.Apply]; on error s is unchanged.
 func (s *State) ApplyMessage(m events.Message) (events.Record, error) {
-	rec, _, err := s.applyMessage(m, Until{})
-	return rec, err
+	st := s.Step(m, StepOptions{})
+	return st.Record, st.Err
+}
+
+// StepOptions says how [State.Step] reads and folds a message.
+type StepOptions struct {
+	// Hash is workflow.Sha256 of the message's data when the caller has
+	// computed it already (it is then not computed again); zero means
+	// compute it. A wrong hash gives a wrong record.
+	Hash workflow.Hash32
+	// Unlinked folds the commit as [State.ApplyUnlinked] does: the caller
+	// judges the hash chain (an audit reports a broken link once, as a
+	// chain problem, and folds on from the commit that broke it).
+	Unlinked bool
+}
+
+// Step decodes m as a commit of s's instance and folds it into s: the one
+// decode-then-fold step of every reader of a history (the store's
+// catch-ups, replay show and stats, audit's verify and import). The
+// step's Err is a [*events.DecodeError] when m does not decode (wrapping
+// [events.ErrNewerSchema] or [events.ErrForeignCommit] when that is why)
+// and a [*HistoryError] when the projection refuses it; on error s is
+// unchanged.
+func (s *State) Step(m events.Message, o StepOptions) Step {
+	st := Step{Message: m}
+	st.Record, _, st.Err = s.applyMessage(m, Until{}, o)
+	return st
 }
 
 // applyMessage is the one decode-then-fold step: it decodes m, leaves it
 // out (excluded) when u excludes it, and folds it.
-func (s *State) applyMessage(m events.Message, u Until) (rec events.Record, excluded bool, err error) {
+func (s *State) applyMessage(m events.Message, u Until, o StepOptions) (rec events.Record, excluded bool, err error) {
 	if u.Seq > 0 && m.Seq > u.Seq {
 		return rec, true, nil
 	}
-	rec, err = events.Decode(m, s.Instance)
+	if o.Hash.IsZero() {
+		rec, err = events.Decode(m, s.Instance)
+	} else {
+		rec, err = events.DecodeHashed(m, s.Instance, o.Hash)
+	}
 	if err != nil {
 		return rec, false, err
 	}
 	if u.excludes(m, rec.Commit.Time) {
 		return rec, true, nil
+	}
+	if o.Unlinked {
+		return rec, false, s.ApplyUnlinked(rec)
 	}
 	return rec, false, s.Apply(rec)
 }
@@ -627,7 +660,7 @@ func (s *State) steps(msgs iter.Seq2[events.Message, error], u Until) iter.Seq2[
 			}
 			st := &Step{Message: m}
 			var excluded bool
-			st.Record, excluded, st.Err = s.applyMessage(m, u)
+			st.Record, excluded, st.Err = s.applyMessage(m, u, StepOptions{})
 			if excluded || !yield(st, nil) {
 				return
 			}

@@ -644,3 +644,42 @@ func TestApplyUnlinked(t *testing.T) {
 		t.Errorf("a refused ApplyUnlinked changed the state:\n got %+v\nwant %+v", c, before)
 	}
 }
+
+// TestStepOptions: Step takes the caller's hash as the record's (no
+// second SHA-256) and, with Unlinked, folds a commit whose prev does not
+// link; a foreign commit is a decode error wrapping ErrForeignCommit and
+// leaves the state as it was.
+func TestStepOptions(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	h.add(created(run1, "x"))
+	st := fold(t, h)
+	unlinked := h.message(20, workflow.Sha256([]byte("elsewhere")), t0, stored(run1, workflow.Cancel, ""))
+
+	linked := st.Clone()
+	if step := linked.Step(unlinked, projection.StepOptions{}); !errors.Is(step.Err, projection.ErrInvalidHistory) || !step.Decoded() {
+		t.Fatalf("Step of an unlinked commit without Unlinked: %v", step.Err)
+	}
+	given := workflow.Sha256([]byte("the caller's hash"))
+	step := st.Step(unlinked, projection.StepOptions{Hash: given, Unlinked: true})
+	if step.Err != nil || st.LastSeq != 20 || len(st.Signals) != 1 {
+		t.Fatalf("Step with Unlinked: %v, state %+v", step.Err, st)
+	}
+	if step.Record.Hash != given || st.Head != given {
+		t.Errorf("record hash %s, head %s: want the caller's %s", step.Record.Hash, st.Head, given)
+	}
+	computed := linked.Step(h.msgs[0], projection.StepOptions{})
+	if computed.Record.Hash != workflow.Sha256(h.msgs[0].Data) {
+		t.Errorf("without a hash: record hash %s, want the SHA-256 of the data", computed.Record.Hash)
+	}
+
+	other := projection.New("someone-else")
+	before := other.Clone()
+	step = other.Step(h.msgs[0], projection.StepOptions{Unlinked: true})
+	if _, ok := errors.AsType[*events.DecodeError](step.Err); !ok || !errors.Is(step.Err, events.ErrForeignCommit) || step.Decoded() {
+		t.Errorf("foreign commit: %v, want a *DecodeError wrapping ErrForeignCommit", step.Err)
+	}
+	if !reflect.DeepEqual(other, before) {
+		t.Errorf("a foreign commit changed the state: %+v", other)
+	}
+}
