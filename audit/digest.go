@@ -27,7 +27,7 @@ const DigestVersion = 1
 
 // A HeadSource is a log that can describe itself and give every
 // instance's head as of one sequence without reading the histories: what
-// a digest needs. jetstream.Store and memlog.Log are HeadSources.
+// a digest needs. jetstream.Log and memlog.Log are HeadSources.
 type HeadSource interface {
 	Informer
 	Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error)
@@ -110,7 +110,7 @@ var ErrDigest = errors.New("audit: invalid digest")
 
 // MakeDigest makes a digest of src as of the last sequence src reports
 // when it begins (commits after it are not covered: make digests often,
-// see docs/AUDIT.md). It reads no history (jetstream.Store: the subject
+// see docs/AUDIT.md). It reads no history (jetstream.Log: the subject
 // totals and the last message of each instance), so it costs a small
 // part of a [Verify].
 func MakeDigest(ctx context.Context, src HeadSource, opts DigestOptions) (*Digest, error) {

@@ -199,7 +199,7 @@ func TestJetStreamDigestStream(t *testing.T) {
 
 // jetstreamSource opens a store on a fresh embedded server, skipping the
 // test in -short mode.
-func jetstreamSource(t *testing.T) (*jetstream.Store, *nats.Conn) {
+func jetstreamSource(t *testing.T) (*jetstream.Log, *nats.Conn) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a NATS server")
@@ -232,7 +232,7 @@ func TestJetStreamPartitionDigests(t *testing.T) {
 		t.Fatalf("a digest of the whole partitioned store: %v, want an error pointing to Store.Partition", err)
 	}
 	kp := newKey(t)
-	views := make([]*jetstream.Store, 3)
+	views := make([]*jetstream.Log, 3)
 	ds := make([]*Digest, 3)
 	seen := map[string]bool{}
 	for p := range 3 {

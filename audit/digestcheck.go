@@ -12,7 +12,7 @@ import (
 
 // An Informer is a [Source] that can describe its log as a whole
 // ([events.LogInfo]); [Verify] with digests checks that each digest is of
-// this log. jetstream.Store and memlog.Log are Informers.
+// this log. jetstream.Log and memlog.Log are Informers.
 type Informer interface {
 	LogInfo(ctx context.Context) (events.LogInfo, error)
 }

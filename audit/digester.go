@@ -16,7 +16,7 @@ import (
 // commit stays uncovered by a digest for much longer than the interval
 // (a digest covers the commits up to its last sequence, never later
 // ones). Publish should put the digest out of the log's writers' reach: a
-// separate stream mirrored elsewhere (jetstream.Store.PublishDigest
+// separate stream mirrored elsewhere (jetstream.Log.PublishDigest
 // publishes its compact form), object storage with retention locks, a
 // transparency log, an auditor's inbox.
 //
@@ -83,7 +83,7 @@ func (g *Digester) Run(ctx context.Context) error {
 	}
 }
 
-// A DigestPublisher stores digests out of the log: jetstream.Store is one
+// A DigestPublisher stores digests out of the log: jetstream.Log is one
 // (its digest stream).
 type DigestPublisher interface {
 	PublishDigest(ctx context.Context, digest []byte, id string) (uint64, error)

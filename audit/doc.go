@@ -7,7 +7,7 @@
 // [Summarize] says in one line what an event changed.
 //
 // It reads through [Source] (Instances and Read: *memlog.Log and
-// *jetstream.Store have both) and writes through [lifecycle.Log].
+// *jetstream.Log have both) and writes through [lifecycle.Log].
 //
 // # What Verify checks
 //
@@ -114,7 +114,7 @@
 // Scanner reads the whole log once, in log order, and checks each
 // message as it arrives: memory is about 90 bytes per message of each
 // instance whose messages are still coming, plus its projected state.
-// With a [Counter] (jetstream.Store, memlog.Log) an instance is finished
+// With a [Counter] (jetstream.Log, memlog.Log) an instance is finished
 // as soon as its last message is read, so that this is the instances
 // being written concurrently, plus the counts (an id and a number per
 // instance); without one, every instance of the log is held to the end.

@@ -12,7 +12,7 @@ import (
 )
 
 // Source is the history audit reads: the instance ids, page by page, and
-// each instance's messages in order. *memlog.Log and *jetstream.Store
+// each instance's messages in order. *memlog.Log and *jetstream.Log
 // satisfy it. Read follows the iterator contract of [lifecycle.Log.Read].
 // Instances returns up to limit ids after the cursor after ("" for the
 // first page); audit passes the last id of a page as the next cursor and
@@ -27,7 +27,7 @@ type Source interface {
 // began. [Verify] of every instance uses it when the source has it: one
 // pass over the log instead of one read per instance (on JetStream, one
 // ordered consumer instead of a batched read per instance, several times
-// faster). Both jetstream.Store and memlog.Log are Scanners.
+// faster). Both jetstream.Log and memlog.Log are Scanners.
 type Scanner interface {
 	Source
 	Scan(ctx context.Context, after uint64) iter.Seq2[events.Scanned, error]
@@ -35,7 +35,7 @@ type Scanner interface {
 
 // An AllLister is a [Source] that can list all its instances in one pass,
 // in an order of its own, more cheaply than page by page in id order
-// (jetstream.Store: page by page, each page reads the stream's whole
+// (jetstream.Log: page by page, each page reads the stream's whole
 // subject list). [Export] and [Verify] go through every instance with it
 // when the source has it.
 type AllLister interface {
@@ -47,7 +47,7 @@ type AllLister interface {
 // each instance as soon as its last message is read, so that its memory
 // holds only the instances whose messages are still coming (plus the
 // counts: an id and a number per instance), not the whole log. Both
-// jetstream.Store and memlog.Log are Counters.
+// jetstream.Log and memlog.Log are Counters.
 type Counter interface {
 	InstanceCounts(ctx context.Context) (map[string]uint64, error)
 }
@@ -57,7 +57,7 @@ type Counter interface {
 // JetStream: a stream that allows deletes, purges, rollups, TTLs, or has
 // limits that discard messages). [Verify] reports each as a
 // [KindStream] problem: a log that verifies today but may silently lose
-// history tomorrow is not one an auditor can rely on. jetstream.Store is
+// history tomorrow is not one an auditor can rely on. jetstream.Log is
 // one.
 type StreamChecker interface {
 	StreamProblems(ctx context.Context) ([]string, error)

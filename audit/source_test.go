@@ -9,6 +9,6 @@ import (
 // The logs audit reads from and writes to.
 var (
 	_ Source        = (*memlog.Log)(nil)
-	_ Source        = (*jetstream.Store)(nil)
-	_ lifecycle.Log = (*jetstream.Store)(nil)
+	_ Source        = (*jetstream.Log)(nil)
+	_ lifecycle.Log = (*jetstream.Log)(nil)
 )

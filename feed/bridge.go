@@ -25,10 +25,10 @@ type BridgeOptions struct {
 	// Mode is the content mode (Binary by default).
 	Mode Mode
 	// Conn is the connection to publish on: the store's own
-	// (jetstream.Store.Conn) or one to another NATS system.
+	// (jetstream.Log.Conn) or one to another NATS system.
 	Conn *nats.Conn
 	// Name is the durable subscription's name; default "cloudevents".
-	// Two bridges with one name share the work (jetstream.Store.Subscribe).
+	// Two bridges with one name share the work (jetstream.Log.Subscribe).
 	Name string
 	// Mapping configures the mapping; its Stream defaults to the store's.
 	Mapping Options
@@ -51,7 +51,7 @@ type BridgeOptions struct {
 // the subscribers connected at the time (NATS has no acknowledgement
 // there): the bridge then guarantees only that it published each event
 // at least once.
-func Run(ctx context.Context, store *jetstream.Store, opts BridgeOptions) error {
+func Run(ctx context.Context, store *jetstream.Log, opts BridgeOptions) error {
 	if opts.Subject == "" || opts.Conn == nil {
 		return fmt.Errorf("%w: feed: the bridge needs a Subject and a Conn", jetstream.ErrInvalidConfig)
 	}
@@ -81,7 +81,7 @@ func Run(ctx context.Context, store *jetstream.Store, opts BridgeOptions) error 
 }
 
 type bridge struct {
-	store   *jetstream.Store
+	store   *jetstream.Log
 	opts    BridgeOptions
 	js      natsjs.JetStream
 	durable bool

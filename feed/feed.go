@@ -1,7 +1,7 @@
 // Package feed maps runlog's events to CloudEvents 1.0 and runs a bridge
 // that publishes every event of the log, as a CloudEvent, on a NATS
 // subject: a long-lived process built on a durable subscription
-// (jetstream.Store.Subscribe), so it resumes after a restart, never skips
+// (jetstream.Log.Subscribe), so it resumes after a restart, never skips
 // an event, and repeats only what it had not acknowledged.
 //
 // One commit becomes one CloudEvent per event, in order. The mapping

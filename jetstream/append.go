@@ -32,7 +32,7 @@ const (
 // returns the new message's stream sequence. It implements
 // [lifecycle.Log.Append].
 //
-// The message is published on [Store.SubjectFor](instance) with msg's
+// The message is published on [Log.SubjectFor](instance) with msg's
 // headers, Nats-Msg-Id set to msg.MsgID (or, if MsgID is empty, to the
 // message's own Nats-Msg-Id header), and the expected stream and expected
 // last subject sequence headers. msg.Header is not modified.
@@ -70,7 +70,7 @@ const (
 // sequence is returned. (On R1 streams the server checks the sequence
 // before de-duplicating, so a retry of a stored message fails the check
 // instead of being acknowledged as a duplicate.)
-func (s *Store) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
+func (s *Log) Append(ctx context.Context, instance string, msg events.Message, expect uint64) (uint64, error) {
 	if err := workflow.ValidateInstanceID(instance); err != nil {
 		return 0, fmt.Errorf("jetstream: append: %w", err)
 	}
@@ -199,7 +199,7 @@ func (s *Store) Append(ctx context.Context, instance string, msg events.Message,
 // headers are already set) and with a hand-read answer (parsePubAck).
 // Like PublishMsg, it asks again a few times while nobody answers (a
 // stream leader being elected), then reports natsjs.ErrNoStreamResponse.
-func (s *Store) publish(ctx context.Context, m *nats.Msg) (pubAck, error) {
+func (s *Log) publish(ctx context.Context, m *nats.Msg) (pubAck, error) {
 	resp, err := s.request(ctx, m)
 	for r := 0; errors.Is(err, nats.ErrNoResponders) && r < natsjs.DefaultPubRetryAttempts; r++ {
 		if serr := sleep(ctx, natsjs.DefaultPubRetryWait); serr != nil {
@@ -255,7 +255,7 @@ func transient(err error) bool {
 // get: direct gets may be answered by a replica that has not applied the
 // latest write, and the checks in Append must see their own writes. It
 // returns the message, its subject and whether it exists.
-func (s *Store) leaderGet(ctx context.Context, p *partition, seq uint64, lastBySubj string) (events.Message, string, bool, error) {
+func (s *Log) leaderGet(ctx context.Context, p *partition, seq uint64, lastBySubj string) (events.Message, string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, appendAttemptWait)
 	defer cancel()
 	req, err := json.Marshal(struct {
@@ -302,7 +302,7 @@ func (s *Store) leaderGet(ctx context.Context, p *partition, seq uint64, lastByS
 
 // apiSubject prefixes a JetStream API subject the way the JetStream
 // context does.
-func (s *Store) apiSubject(subj string) string {
+func (s *Log) apiSubject(subj string) string {
 	o := s.js.Options()
 	switch {
 	case o.APIPrefix != "":
@@ -320,7 +320,7 @@ func (s *Store) apiSubject(subj string) string {
 // publishDenied returns the connection's last error if it is a permissions
 // violation for publishing on subject. nats.go reports the violation only
 // as text naming the subject (it parses the same text itself).
-func (s *Store) publishDenied(subject string) error {
+func (s *Log) publishDenied(subject string) error {
 	le := s.nc.LastError()
 	if le != nil && errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), `"`+subject+`"`) {
 		return le

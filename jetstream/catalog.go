@@ -9,16 +9,16 @@ import (
 
 // CatalogStream returns the name of the stream of the store's definition
 // catalog: STREAM_DEFINITIONS.
-func (s *Store) CatalogStream() string { return s.cfg.Stream + "_DEFINITIONS" }
+func (s *Log) CatalogStream() string { return s.cfg.Stream + "_DEFINITIONS" }
 
 // CatalogSubject returns the subject prefix of the definition catalog:
 // the store's with "-def" appended ("runlog.wf-def"), so that its
 // subjects never overlap the instances'.
-func (s *Store) CatalogSubject() string { return s.cfg.Subject + "-def" }
+func (s *Log) CatalogSubject() string { return s.cfg.Subject + "-def" }
 
 // Catalog returns the store's definition catalog (lifecycle.Config.Catalog),
 // opening it on first use: a log of its own, on the stream
-// [Store.CatalogStream] (one partition, whatever the store's; the
+// [Log.CatalogStream] (one partition, whatever the store's; the
 // store's storage, replicas, de-duplication window and compression, and
 // the same protections: no deletes, no purges), with one history per
 // definition hash. It is an audit log like the store's: verified,
@@ -27,18 +27,18 @@ func (s *Store) CatalogSubject() string { return s.cfg.Subject + "-def" }
 // an error matching [natsjs.ErrStreamNotFound] (a store no one
 // registered a definition in). The catalog shares the store's
 // connection; closing the store makes it unusable.
-func (s *Store) Catalog(ctx context.Context) (lifecycle.Log, error) {
-	c, err := s.CatalogStore(ctx)
+func (s *Log) Catalog(ctx context.Context) (lifecycle.Log, error) {
+	c, err := s.CatalogLog(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// CatalogStore is [Store.Catalog] as a *Store, for the reads across
+// CatalogLog is [Log.Catalog] as a *Log, for the reads across
 // instances (Scan, listings, verification) that readers of the catalog
 // need.
-func (s *Store) CatalogStore(ctx context.Context) (*Store, error) {
+func (s *Log) CatalogLog(ctx context.Context) (*Log, error) {
 	s.catalogMu.Lock()
 	defer s.catalogMu.Unlock()
 	if s.catalog != nil {

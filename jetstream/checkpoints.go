@@ -13,15 +13,15 @@ import (
 // CheckpointBucket returns the name of the KV bucket that holds the
 // store's projection checkpoints: the log's stream name with
 // "_CHECKPOINTS" appended.
-func (s *Store) CheckpointBucket() string { return s.cfg.Stream + "_CHECKPOINTS" }
+func (s *Log) CheckpointBucket() string { return s.cfg.Stream + "_CHECKPOINTS" }
 
 // Checkpoints returns the store's projection checkpoint store
 // ([lifecycle.Checkpoints]) for lifecycle.Config.Checkpoints: a KV bucket
-// ([Store.CheckpointBucket], one revision per key, the log's storage and
+// ([Log.CheckpointBucket], one revision per key, the log's storage and
 // replicas), created when first written to. Keys are the instances' ids
 // encoded as in subjects ([EncodeID]). It is derived data, outside the
 // audit chain: deleting the bucket costs folds, never history.
-func (s *Store) Checkpoints() lifecycle.Checkpoints {
+func (s *Log) Checkpoints() lifecycle.Checkpoints {
 	return &kvCheckpoints{b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.CheckpointBucket(),
 		Description: "runlog projection checkpoints of stream " + s.cfg.Stream + " (derived data)",
 		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas}}}

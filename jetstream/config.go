@@ -82,7 +82,7 @@ type Config struct {
 	// nil: no metrics; the global provider is never used.
 	MeterProvider metric.MeterProvider
 	// ReadBatch is the number of messages asked for per direct batch get
-	// by [Store.Read] and [Store.Scan]. Default [DefaultReadBatch].
+	// by [Log.Read] and [Log.Scan]. Default [DefaultReadBatch].
 	ReadBatch int
 	// NoCreate makes [Open] refuse a missing stream instead of creating
 	// it, for read-only tools: the error then matches
@@ -91,10 +91,10 @@ type Config struct {
 	// ReadOnly opens the store for reading, as audits and the replay
 	// command's read commands do: a missing stream is not created (as
 	// with NoCreate), an existing one is opened even if its settings
-	// could lose history (they are reported by [Store.StreamProblems],
+	// could lose history (they are reported by [Log.StreamProblems],
 	// so that an auditor learns of them instead of being shut out) or
 	// its storage and replicas are not Storage and Replicas, and
-	// [Store.Append] refuses every message with [ErrReadOnly].
+	// [Log.Append] refuses every message with [ErrReadOnly].
 	ReadOnly bool
 }
 

@@ -82,12 +82,12 @@ const syncQueueLen = 4096
 
 // Connect connects to the NATS server or cluster at url (comma separated
 // URLs are accepted) with ccfg and opens a store on it with [Open]. The
-// store owns the connection: [Store.Close] closes it. The connection
+// store owns the connection: [Log.Close] closes it. The connection
 // reconnects without limit until then. If ctx has a deadline, the dial
 // timeout is what remains of it. An invalid ccfg or cfg gives an error
 // matching [ErrInvalidConfig]; a failed connection a wrapped NATS error
 // ("jetstream: connect <url>: ..."); then the errors of Open.
-func Connect(ctx context.Context, url string, ccfg ConnectConfig, cfg Config) (*Store, error) {
+func Connect(ctx context.Context, url string, ccfg ConnectConfig, cfg Config) (*Log, error) {
 	if _, err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}

@@ -9,17 +9,17 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// DigestStream returns the name of the stream [Store.PublishDigest]
+// DigestStream returns the name of the stream [Log.PublishDigest]
 // publishes to: the log's stream name with "_DIGESTS" appended. Its one
-// subject is [Store.DigestSubject] with ".>"; it denies deletes and
+// subject is [Log.DigestSubject] with ".>"; it denies deletes and
 // purges and keeps every message, like the log, so that it can be
 // mirrored to, or sourced by, a stream the log's writers cannot reach
 // (another account or cluster), or sealed.
-func (s *Store) DigestStream() string { return s.cfg.Stream + "_DIGESTS" }
+func (s *Log) DigestStream() string { return s.cfg.Stream + "_DIGESTS" }
 
 // DigestSubject returns the subject prefix of the digest stream:
 // "runlog.digests." and the log's stream name.
-func (s *Store) DigestSubject() string { return "runlog.digests." + s.cfg.Stream }
+func (s *Log) DigestSubject() string { return "runlog.digests." + s.cfg.Stream }
 
 // PublishDigest publishes digest (a digest's JSON, normally its compact
 // form: see audit.Digest.Compact) to the digest stream, creating the
@@ -28,7 +28,7 @@ func (s *Store) DigestSubject() string { return "runlog.digests." + s.cfg.Stream
 // the digest stream. An existing digest stream whose configuration could
 // lose digests gives a [*StreamMismatchError]. It works on a store opened
 // with [Config.ReadOnly] too: it does not write to the log.
-func (s *Store) PublishDigest(ctx context.Context, digest []byte, id string) (uint64, error) {
+func (s *Log) PublishDigest(ctx context.Context, digest []byte, id string) (uint64, error) {
 	cfg := Config{Stream: s.DigestStream(), Subject: s.DigestSubject(), Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, Duplicates: s.cfg.Duplicates}
 	dp := &partition{name: cfg.Stream, prefix: cfg.Subject}
 	stream, err := s.js.Stream(ctx, cfg.Stream)

@@ -137,7 +137,7 @@ func directStatusErr(st *directStatus) error {
 // directLast returns the last message on subject (a literal subject),
 // with a direct get. No message gives an error matching
 // natsjs.ErrMsgNotFound.
-func (s *Store) directLast(ctx context.Context, p *partition, subject string) (directMsg, error) {
+func (s *Log) directLast(ctx context.Context, p *partition, subject string) (directMsg, error) {
 	reply, err := s.nc.RequestWithContext(ctx, s.apiSubject("DIRECT.GET."+p.name+"."+subject), nil)
 	if err != nil {
 		return directMsg{}, err
@@ -148,7 +148,7 @@ func (s *Store) directLast(ctx context.Context, p *partition, subject string) (d
 // directNext returns the first message with a sequence of at least seq
 // on filter (wildcards allowed), with a direct get. No such message gives
 // an error matching natsjs.ErrMsgNotFound.
-func (s *Store) directNext(ctx context.Context, p *partition, seq uint64, filter string) (directMsg, error) {
+func (s *Log) directNext(ctx context.Context, p *partition, seq uint64, filter string) (directMsg, error) {
 	body, err := json.Marshal(directRequest{Seq: seq, NextBySubj: filter})
 	if err != nil {
 		return directMsg{}, err
@@ -160,7 +160,7 @@ func (s *Store) directNext(ctx context.Context, p *partition, seq uint64, filter
 	return s.directReply(reply, false)
 }
 
-func (s *Store) directReply(reply *nats.Msg, batch bool) (directMsg, error) {
+func (s *Log) directReply(reply *nats.Msg, batch bool) (directMsg, error) {
 	d, err := parseDirect(reply, batch)
 	if st, ok := errors.AsType[*directStatus](err); ok {
 		return directMsg{}, directStatusErr(st)
@@ -176,7 +176,7 @@ func (s *Store) directReply(reply *nats.Msg, batch bool) (directMsg, error) {
 // the caller, who goes on from the last message). It returns how many
 // messages came (-1: filter has none from seq), the pending count and
 // sequence of the last one.
-func (s *Store) directBatch(ctx context.Context, p *partition, filter string, seq uint64, batch int, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
+func (s *Log) directBatch(ctx context.Context, p *partition, filter string, seq uint64, batch int, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
 	body, err := json.Marshal(directRequest{Seq: seq, NextBySubj: filter, Batch: batch})
 	if err != nil {
 		return 0, 0, 0, err

@@ -1,14 +1,18 @@
 // Package jetstream is runlog's event log on NATS JetStream: it implements
 // [lifecycle.Log], [lifecycle.Last] and [lifecycle.Lister] on one stream,
-// and adds the reads the replay tool needs ([Store.Scan], [Store.Follow]).
+// and adds the reads the replay tool needs ([Log.Scan], [Log.Follow]).
+// A [Log] stores and reads commits; it decides nothing. The deciders
+// (PrepareRun and every other write) are [lifecycle.Store]'s, over any
+// lifecycle.Log: lifecycle.New(log, cfg) over a jetstream.Log, as over a
+// memlog.Log.
 //
 // # Concepts
 //
-// A [Store] works on one stream ([Config.Stream], default "RUNLOG").
+// A [Log] works on one stream ([Config.Stream], default "RUNLOG").
 // Every instance's history is the ordered list of messages on its own
 // subject; each message is one commit (see package events). Sequences are
 // stream sequences: they increase across the whole stream, so they are
-// not contiguous per instance. [Store.Append] publishes with the expected
+// not contiguous per instance. [Log.Append] publishes with the expected
 // last sequence of the instance's subject, so a decision made on stale
 // state is refused ([lifecycle.ErrWrongSequence]) and nothing is stored.
 // [Open] creates the stream, or verifies an existing one and refuses one
@@ -26,7 +30,7 @@
 // Config.Subject + ".>". [EncodeID] keeps the bytes A-Z, a-z, 0-9, '_' and
 // '-' and writes every other byte, '=' included, as '=' and two upper-case
 // hex digits. The encoding is injective, reversible ([DecodeID],
-// [Store.InstanceFromSubject]) and always yields one subject token, so ids
+// [Log.InstanceFromSubject]) and always yields one subject token, so ids
 // may hold '.', '*', '>', spaces and any Unicode, and two ids never share
 // a subject. A single literal subject per instance keeps the sequence
 // check exact on replicated streams and the server's per-subject memory
@@ -51,8 +55,8 @@
 //
 // # Concurrency
 //
-// A [Store] and an [Embedded] are safe for concurrent use. Each range over
-// an iterator returned by [Store.Read], [Store.Scan] or [Store.Follow] is
+// A [Log] and an [Embedded] are safe for concurrent use. Each range over
+// an iterator returned by [Log.Read], [Log.Scan] or [Log.Follow] is
 // independent: an iterator may be ranged over again, also from several
 // goroutines at once. Concurrent appends to one instance are serialised by
 // the server's sequence check: of several appends made with the same

@@ -264,16 +264,16 @@ func (e *Embedded) Close() error {
 
 // OpenEmbedded starts a server with [StartEmbedded], connects to it in
 // process and opens a store on it with [Open]. The store owns both:
-// [Store.Close] closes the connection and shuts the server down. Errors
+// [Log.Close] closes the connection and shuts the server down. Errors
 // are those of StartEmbedded and Open; on error nothing is left running.
 //
 // When another process serves the directory with a listening embedded
 // server ([EmbeddedConfig.Listen], as `replay serve` runs one), OpenEmbedded
 // connects to that server instead, with the address and credentials its
-// [ServerFileName] gives ([Store.ServedBy] then says so), so that many
+// [ServerFileName] gives ([Log.ServedBy] then says so), so that many
 // programs share one store directory safely. A directory held by a
 // process that does not listen still gives [ErrDirInUse].
-func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Store, error) {
+func OpenEmbedded(ctx context.Context, ecfg EmbeddedConfig, cfg Config) (*Log, error) {
 	if _, err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
@@ -336,7 +336,7 @@ func (r *recoveryLog) add(line string) {
 // (up to 32), whatever the configured Logger: how it rebuilt a stream's
 // state after an unclean stop, or from damaged files. An unclean stop
 // (a crash, SIGKILL) is enough for a rebuild; a store that lost
-// messages is told by [Store.StreamProblems].
+// messages is told by [Log.StreamProblems].
 func (e *Embedded) RecoveryWarnings() []string {
 	if e.warnings == nil {
 		return nil

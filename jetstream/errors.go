@@ -33,17 +33,17 @@ var (
 	// directory (two servers on one directory would corrupt it).
 	ErrDirInUse = errors.New("jetstream: store directory in use")
 
-	// ErrTooLarge is matched by errors from [Store.Append] when the message
+	// ErrTooLarge is matched by errors from [Log.Append] when the message
 	// (data plus headers) exceeds the maximum payload the server accepts.
 	// Nothing was sent.
 	ErrTooLarge = errors.New("jetstream: message too large")
 
-	// ErrReadOnly is matched by errors from [Store.Append] on a store
+	// ErrReadOnly is matched by errors from [Log.Append] on a store
 	// opened with [Config.ReadOnly]. Nothing was sent.
 	ErrReadOnly = errors.New("jetstream: store opened read-only")
 
 	// ErrInvalidSubject is matched by errors from [DecodeID] and
-	// [Store.InstanceFromSubject] when a token or subject is not the
+	// [Log.InstanceFromSubject] when a token or subject is not the
 	// canonical encoding of an instance id.
 	ErrInvalidSubject = errors.New("jetstream: not an instance subject")
 )

@@ -22,11 +22,11 @@ func ExampleOpenEmbedded() {
 	defer os.RemoveAll(dir)
 
 	ctx := context.Background()
-	store, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
+	eventLog, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close()
+	defer eventLog.Close()
 
 	commit := events.Commit{
 		ID:       ulid.MustParse("01JDQ4C6Z0A1B2C3D4E5F6G7H8"),
@@ -48,13 +48,13 @@ func ExampleOpenEmbedded() {
 		log.Fatal(err)
 	}
 	// expect 0: the instance has no messages yet.
-	seq, err := store.Append(ctx, commit.Instance, msg, 0)
+	seq, err := eventLog.Append(ctx, commit.Instance, msg, 0)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("appended at", seq, "on", store.SubjectFor(commit.Instance))
+	fmt.Println("appended at", seq, "on", eventLog.SubjectFor(commit.Instance))
 
-	for m, err := range store.Read(ctx, commit.Instance, 0) {
+	for m, err := range eventLog.Read(ctx, commit.Instance, 0) {
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -34,7 +34,7 @@ const maxGroupBatch = 256
 // have had. An append is acknowledged only from the server's answer to the
 // batch's commit (all of it stored) or to its own publish.
 type committer struct {
-	s   *Store
+	s   *Log
 	p   *partition
 	min int // plain publishes in flight from which appends queue
 
@@ -62,7 +62,7 @@ type pubResult struct {
 }
 
 // publish sends m (a message of the committer's partition) and returns the
-// server's answer as [Store.publish] does: directly while fewer than min
+// server's answer as [Log.publish] does: directly while fewer than min
 // publishes are in flight, else queued for the next batch.
 func (c *committer) publish(ctx context.Context, m *nats.Msg) (pubAck, error) {
 	c.mu.Lock()
@@ -180,7 +180,7 @@ type batchAck struct {
 // the sequence of its last message: every message but the last is
 // published without a reply, the last commits and is answered for all.
 // The members' messages are copied (the batch headers are not theirs).
-func (s *Store) publishBatch(ctx context.Context, p *partition, batch []*queued) (uint64, error) {
+func (s *Log) publishBatch(ctx context.Context, p *partition, batch []*queued) (uint64, error) {
 	id := nuid.Next()
 	for i, q := range batch {
 		h := make(nats.Header, len(q.m.Header)+3)
@@ -226,7 +226,7 @@ type GroupCommitStats struct {
 
 // GroupCommitStats returns the store's group commit figures (all zero
 // when it is off).
-func (s *Store) GroupCommitStats() GroupCommitStats {
+func (s *Log) GroupCommitStats() GroupCommitStats {
 	var st GroupCommitStats
 	for _, p := range s.all {
 		if c := p.commit; c != nil {

@@ -16,7 +16,7 @@ import (
 
 // groupMsg builds the message Append would publish for instance with
 // expect, for tests that drive the committer directly.
-func groupMsg(s *Store, instance, id string, expect uint64) *nats.Msg {
+func groupMsg(s *Log, instance, id string, expect uint64) *nats.Msg {
 	p := s.part(instance)
 	h := nats.Header{}
 	h[natsjs.MsgIDHeader] = []string{id}

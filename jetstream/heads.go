@@ -12,15 +12,15 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
-// ErrPartitionedDigest is matched by the error of [Store.LogInfo] and
-// [Store.Heads] on a partitioned store: a digest describes one stream's
+// ErrPartitionedDigest is matched by the error of [Log.LogInfo] and
+// [Log.Heads] on a partitioned store: a digest describes one stream's
 // sequence, and a partitioned store has one per partition. Make and
-// verify a digest of each partition through [Store.Partition].
-var ErrPartitionedDigest = errors.New("jetstream: a partitioned store has a digest per partition (use Store.Partition)")
+// verify a digest of each partition through [Log.Partition].
+var ErrPartitionedDigest = errors.New("jetstream: a partitioned store has a digest per partition (use Log.Partition)")
 
 // onePartition returns the store's one partition, or an error matching
 // ErrPartitionedDigest.
-func (s *Store) onePartition(op string) (*partition, error) {
+func (s *Log) onePartition(op string) (*partition, error) {
 	if len(s.parts) > 1 {
 		return nil, fmt.Errorf("jetstream: %s: %w (the store has %d partitions)", op, ErrPartitionedDigest, len(s.parts))
 	}
@@ -30,7 +30,7 @@ func (s *Store) onePartition(op string) (*partition, error) {
 // LogInfo describes the stream as a whole: its name, when it was created,
 // its first and last sequences and its message count. A partitioned store
 // gives an error matching [ErrPartitionedDigest].
-func (s *Store) LogInfo(ctx context.Context) (events.LogInfo, error) {
+func (s *Log) LogInfo(ctx context.Context) (events.LogInfo, error) {
 	p, err := s.onePartition("log info")
 	if err != nil {
 		return events.LogInfo{}, err
@@ -42,9 +42,9 @@ func (s *Store) LogInfo(ctx context.Context) (events.LogInfo, error) {
 	return logInfo(p.name, info.Created, info.State.FirstSeq, info.State.LastSeq, info.State.Msgs), nil
 }
 
-// PartitionInfo is [Store.LogInfo] of partition p (0 to
-// [Store.Partitions]-1) of a store of any number of partitions.
-func (s *Store) PartitionInfo(ctx context.Context, partition int) (events.LogInfo, error) {
+// PartitionInfo is [Log.LogInfo] of partition p (0 to
+// [Log.Partitions]-1) of a store of any number of partitions.
+func (s *Log) PartitionInfo(ctx context.Context, partition int) (events.LogInfo, error) {
 	if partition < 0 || partition >= len(s.all) {
 		return events.LogInfo{}, fmt.Errorf("jetstream: log info: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.all), len(s.all)-1)
 	}
@@ -77,7 +77,7 @@ const headsAttempts = 5
 // taken between two readings of the stream's state; if a message was
 // stored meanwhile they may count it, so Heads tries again, up to a few
 // times, and on a stream written to without pause it reads the whole
-// stream once with [Store.Scan] instead (consistent by construction).
+// stream once with [Log.Scan] instead (consistent by construction).
 // On a replicated stream, whose direct gets may be answered by a replica
 // that lags the leader, it always reads the whole stream (an ordered
 // consumer, served by the leader). Where instances have few messages each
@@ -86,7 +86,7 @@ const headsAttempts = 5
 // headsByScanIsCheaper). Memory grows with the number of instances.
 // Errors are wrapped as "jetstream: heads: ..."; a partitioned store
 // gives an error matching [ErrPartitionedDigest].
-func (s *Store) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
+func (s *Log) Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error) {
 	p, err := s.onePartition("heads")
 	if err != nil {
 		return events.LogInfo{}, nil, err
@@ -147,7 +147,7 @@ func headsByScanIsCheaper(msgs, subjects uint64) bool {
 
 // lastOf reads the last message of each instance of counts with a sequence
 // of at most upTo.
-func (s *Store) lastOf(ctx context.Context, p *partition, counts map[string]uint64, upTo uint64) ([]events.InstanceHead, error) {
+func (s *Log) lastOf(ctx context.Context, p *partition, counts map[string]uint64, upTo uint64) ([]events.InstanceHead, error) {
 	ids := make([]string, 0, len(counts))
 	for id := range counts {
 		ids = append(ids, id)
@@ -187,7 +187,7 @@ func (s *Store) lastOf(ctx context.Context, p *partition, counts map[string]uint
 }
 
 // headsByScan is Heads from one read of the whole stream.
-func (s *Store) headsByScan(ctx context.Context, p *partition) (events.LogInfo, []events.InstanceHead, error) {
+func (s *Log) headsByScan(ctx context.Context, p *partition) (events.LogInfo, []events.InstanceHead, error) {
 	info, err := s.streamInfo(ctx, p)
 	if err != nil {
 		return events.LogInfo{}, nil, fmt.Errorf("jetstream: heads: %w", err)
@@ -234,7 +234,7 @@ type multiLastRequest struct {
 // directMultiLast sends one batched direct get of the last message of
 // each of subjects (at most 1024) with a sequence of at most upTo, and
 // calls fn with each message. Subjects with no such message are left out.
-func (s *Store) directMultiLast(ctx context.Context, p *partition, subjects []string, upTo uint64, fn func(directMsg) bool) error {
+func (s *Log) directMultiLast(ctx context.Context, p *partition, subjects []string, upTo uint64, fn func(directMsg) bool) error {
 	body, err := json.Marshal(multiLastRequest{MultiLast: subjects, UpToSeq: upTo, Batch: len(subjects)})
 	if err != nil {
 		return err

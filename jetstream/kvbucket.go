@@ -12,7 +12,7 @@ import (
 // kvBucket is a KV bucket of the store's derived data (checkpoints,
 // leases), looked up on first use and created then if asked.
 type kvBucket struct {
-	s   *Store
+	s   *Log
 	cfg natsjs.KeyValueConfig // the configuration it is created with
 
 	mu sync.Mutex

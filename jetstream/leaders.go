@@ -13,7 +13,7 @@ import (
 // Leaders returns the name of the server leading each partition's
 // stream, partition by partition ("" for a stream with no leader, or not
 // clustered).
-func (s *Store) Leaders(ctx context.Context) ([]string, error) {
+func (s *Log) Leaders(ctx context.Context) ([]string, error) {
 	leaders := make([]string, len(s.all))
 	for i, p := range s.all {
 		info, err := s.streamInfo(ctx, p)
@@ -38,10 +38,10 @@ func (s *Store) Leaders(ctx context.Context) ([]string, error) {
 // server's write path; the server's own placement of new streams does not
 // promise that (BENCHMARKS.md §5.11: three partitions created on three
 // nodes got two distinct leaders). It waits, within ctx, until every moved
-// stream has a leader again, and returns the leaders as [Store.Leaders].
+// stream has a leader again, and returns the leaders as [Log.Leaders].
 // On a store of one partition, or not replicated, it changes nothing.
 // Leaderships move again when servers restart; call it again after.
-func (s *Store) SpreadLeaders(ctx context.Context) ([]string, error) {
+func (s *Log) SpreadLeaders(ctx context.Context) ([]string, error) {
 	infos := make([]*natsjs.StreamInfo, len(s.all))
 	var servers []string
 	for i, p := range s.all {

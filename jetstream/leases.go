@@ -17,24 +17,24 @@ import (
 
 // LeaseBucket returns the name of the KV bucket that holds the store's
 // claim leases: the log's stream name with "_LEASES" appended.
-func (s *Store) LeaseBucket() string { return s.cfg.Stream + "_LEASES" }
+func (s *Log) LeaseBucket() string { return s.cfg.Stream + "_LEASES" }
 
 // Leases returns the lease store of task claims (lifecycle.Config.Leases):
-// a KV bucket ([Store.LeaseBucket], created on first use) with one key
+// a KV bucket ([Log.LeaseBucket], created on first use) with one key
 // per claimed task, whose per-key time to live the server enforces by its
 // own clock — a worker's clock never decides whether a lease ended. The
 // server's per-message TTL counts whole seconds from 1 s: a shorter ttl is
 // rounded up to 1 s, a longer one up to the next second. The audit stream
 // is never touched (its settings stay as [Open] requires; per-message
 // TTLs live in the bucket's own stream).
-func (s *Store) Leases() lifecycle.Leases {
+func (s *Log) Leases() lifecycle.Leases {
 	return &kvLeases{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.LeaseBucket(),
 		Description: "runlog task claim leases of stream " + s.cfg.Stream + " (liveness only: the claims are in the log)",
 		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: leaseMarkerTTL}}}
 }
 
 type kvLeases struct {
-	s *Store
+	s *Log
 	b *kvBucket
 	// revs holds the revision of each lease this lease store wrote last
 	// (key → leaseRev), so that a renewal or a release expects it instead

@@ -94,7 +94,7 @@ type partition struct {
 func (p *partition) filter() string { return p.prefix + ".>" }
 
 // part returns the partition that holds instance id.
-func (s *Store) part(id string) *partition {
+func (s *Log) part(id string) *partition {
 	if len(s.all) == 1 {
 		return s.all[0]
 	}
@@ -105,7 +105,7 @@ func (s *Store) part(id string) *partition {
 // per partition: a core NATS subscription on them hears of each commit as
 // it is published (with no ordering against its storing: read the stream
 // to act on it), as replay serve does to keep its index caught up.
-func (s *Store) SubjectFilters() []string {
+func (s *Log) SubjectFilters() []string {
 	out := make([]string, len(s.all))
 	for i, p := range s.all {
 		out[i] = p.filter()
@@ -116,10 +116,10 @@ func (s *Store) SubjectFilters() []string {
 // NotifyCommits returns a channel that receives (without blocking the
 // publisher: hints coalesce) when a commit is published on any of the
 // store's partitions, heard with a core NATS subscription on
-// [Store.SubjectFilters], until stop is called. A hint may arrive before
+// [Log.SubjectFilters], until stop is called. A hint may arrive before
 // the stream has stored the commit. It needs permission to subscribe to
 // the commit subjects.
-func (s *Store) NotifyCommits() (hints <-chan struct{}, stop func(), err error) {
+func (s *Log) NotifyCommits() (hints <-chan struct{}, stop func(), err error) {
 	ch := make(chan struct{}, 1)
 	var subs []*nats.Subscription
 	stop = func() {
@@ -145,12 +145,12 @@ func (s *Store) NotifyCommits() (hints <-chan struct{}, stop func(), err error) 
 
 // Partitions returns the number of partitions of the store (1: the
 // one-stream layout).
-func (s *Store) Partitions() int { return len(s.all) }
+func (s *Log) Partitions() int { return len(s.all) }
 
 // Streams returns the names of the store's streams, partition by
-// partition: the one stream [Store.Stream] names when it has one
+// partition: the one stream [Log.Stream] names when it has one
 // partition.
-func (s *Store) Streams() []string {
+func (s *Log) Streams() []string {
 	names := make([]string, len(s.all))
 	for i, p := range s.all {
 		names[i] = p.name
@@ -158,21 +158,21 @@ func (s *Store) Streams() []string {
 	return names
 }
 
-// Partition returns a view of partition p (0 to [Store.Partitions]-1) of
+// Partition returns a view of partition p (0 to [Log.Partitions]-1) of
 // s: operations on an instance still go to the instance's partition, but
-// the reads across instances ([Store.Scan], [Store.Instances],
-// [Store.AllInstances], [Store.InstanceCounts], [Store.LogInfo],
-// [Store.Heads], [Store.StreamProblems], [Store.Damage]) cover only
+// the reads across instances ([Log.Scan], [Log.Instances],
+// [Log.AllInstances], [Log.InstanceCounts], [Log.LogInfo],
+// [Log.Heads], [Log.StreamProblems], [Log.Damage]) cover only
 // partition p, whose stream is then the log they describe. A digest of a
 // partitioned store is made, and verified, partition by partition through
 // such views (audit.MakeDigest of each; replay digest writes one file per
 // partition). The view shares s's connection: closing it closes nothing.
 // On a one-partition store, Partition(0) covers what s covers.
-func (s *Store) Partition(p int) (*Store, error) {
+func (s *Log) Partition(p int) (*Log, error) {
 	if p < 0 || p >= len(s.all) {
 		return nil, fmt.Errorf("jetstream: partition %d does not exist: the store has %d (0 to %d)", p, len(s.all), len(s.all)-1)
 	}
-	v := &Store{cfg: s.cfg, log: s.log.With(slog.String("partition_stream", s.all[p].name)), nc: s.nc, js: s.js,
+	v := &Log{cfg: s.cfg, log: s.log.With(slog.String("partition_stream", s.all[p].name)), nc: s.nc, js: s.js,
 		all: s.all, parts: []*partition{s.all[p]}, request: s.request, scanWait: s.scanWait}
 	return v, nil
 }
@@ -280,7 +280,7 @@ func plural(n int) string {
 
 // subjectPartition returns the partition whose prefix subj is under, and
 // the rest of subj after the prefix and its dot.
-func (s *Store) subjectPartition(subj string) (*partition, string, bool) {
+func (s *Log) subjectPartition(subj string) (*partition, string, bool) {
 	if len(s.all) == 1 {
 		tok, ok := strings.CutPrefix(subj, s.all[0].prefix+".")
 		return s.all[0], tok, ok

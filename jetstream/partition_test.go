@@ -191,7 +191,7 @@ func TestPartitionMismatch(t *testing.T) {
 		slices.Sort(names)
 		return names
 	}
-	open := func(cfg Config) (*Store, error) {
+	open := func(cfg Config) (*Log, error) {
 		cfg.Logger = testLogger(t)
 		return Open(t.Context(), nc, cfg)
 	}

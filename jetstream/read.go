@@ -53,12 +53,12 @@ func storedMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events
 // is created. The read sees the messages stored when each page is served.
 // On a replicated stream a direct get may be answered by a replica that
 // lags the leader by a few writes; a decision made on such a read fails
-// the sequence check of [Store.Append] and is retried.
+// the sequence check of [Log.Append] and is retried.
 //
 // Each message has Seq, Time (when the stream stored it, UTC), MsgID
 // (its Nats-Msg-Id header), Data, and Header: the headers as stored, which
 // besides the appended ones include the Nats-Msg-Id, Nats-Expected-Stream
-// and Nats-Expected-Last-Subject-Sequence headers set by [Store.Append]
+// and Nats-Expected-Last-Subject-Sequence headers set by [Log.Append]
 // (the last one records the sequence the decision was made on).
 //
 // The iterator yields an error at most once, as its last value; it stops
@@ -67,7 +67,7 @@ func storedMessage(seq uint64, t time.Time, hdr nats.Header, data []byte) events
 // ends it with ctx.Err(). An invalid instance id yields an error matching
 // [workflow.ErrInvalidInstanceID]; other errors are wrapped as
 // "jetstream: read <id>: ...".
-func (s *Store) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+func (s *Log) Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
 	return func(yield func(events.Message, error) bool) {
 		if err := workflow.ValidateInstanceID(instance); err != nil {
 			yield(events.Message{}, fmt.Errorf("jetstream: read: %w", err))
@@ -101,7 +101,7 @@ var errStopped = errors.New("stopped")
 // it, 0 on the last one. A page that ends with messages still pending (a
 // timeout, or the server's max bytes per batch) is followed by the next
 // page; a page with no message and no error is a timeout.
-func (s *Store) batches(ctx context.Context, p *partition, filter string, after uint64, fn func(directMsg) bool) error {
+func (s *Log) batches(ctx context.Context, p *partition, filter string, after uint64, fn func(directMsg) bool) error {
 	next := after + 1
 	for {
 		if err := ctx.Err(); err != nil {
@@ -137,7 +137,7 @@ const readPageTimeout = 5 * time.Second
 // that died fails in readPageTimeout, not at the caller's deadline. A page
 // cut short by it while messages were flowing is harmless: paging goes on
 // from the last message received.
-func (s *Store) page(ctx context.Context, p *partition, filter string, next uint64, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
+func (s *Log) page(ctx context.Context, p *partition, filter string, next uint64, fn func(directMsg) bool) (n int, pending, last uint64, err error) {
 	pctx, cancel := context.WithTimeout(ctx, readPageTimeout)
 	defer cancel()
 	n, pending, last, err = s.directBatch(pctx, p, filter, next, s.cfg.ReadBatch, fn)
@@ -158,13 +158,13 @@ func (s *Store) page(ctx context.Context, p *partition, filter string, next uint
 // LastMessage returns the last message of instance, with ok false if it
 // has none. It implements [lifecycle.Last]. It uses a direct get, so on a
 // replicated stream it may lag the leader by a few writes (see
-// [Store.Read]). The get has its own deadline of 5 s within ctx and is
+// [Log.Read]). The get has its own deadline of 5 s within ctx and is
 // asked again once if it goes unanswered (a replica that died while
 // answering), so a dead server costs seconds, not the caller's deadline.
 // An invalid instance id gives an error matching
 // [workflow.ErrInvalidInstanceID]; other errors are wrapped as
 // "jetstream: last message <id>: ...".
-func (s *Store) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
+func (s *Log) LastMessage(ctx context.Context, instance string) (events.Message, bool, error) {
 	if err := workflow.ValidateInstanceID(instance); err != nil {
 		return events.Message{}, false, fmt.Errorf("jetstream: last message: %w", err)
 	}
@@ -193,8 +193,8 @@ func (s *Store) LastMessage(ctx context.Context, instance string) (events.Messag
 
 // MessageAt returns the message of instance with sequence seq, with ok
 // false if the instance has none there. It implements [lifecycle.Last],
-// with one direct get (its own deadline, as [Store.LastMessage]).
-func (s *Store) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
+// with one direct get (its own deadline, as [Log.LastMessage]).
+func (s *Log) MessageAt(ctx context.Context, instance string, seq uint64) (events.Message, bool, error) {
 	if err := workflow.ValidateInstanceID(instance); err != nil {
 		return events.Message{}, false, fmt.Errorf("jetstream: message at: %w", err)
 	}
@@ -213,7 +213,7 @@ func (s *Store) MessageAt(ctx context.Context, instance string, seq uint64) (eve
 	return toMessage(d), true, nil
 }
 
-// ScannedMessage is a message seen by [Store.Scan]: the message, its
+// ScannedMessage is a message seen by [Log.Scan]: the message, its
 // subject and the instance id decoded from it. InstanceErr is set, and
 // Instance empty, when the subject is not an instance subject (a message
 // published by another program); it matches [ErrInvalidSubject].
@@ -228,8 +228,8 @@ const defaultScanWait = 5 * time.Second
 // instance. A partitioned store's partitions are read one after the
 // other, each in its sequence order ([ScannedMessage.Partition] says
 // which); after must then be 0 (a sequence names a message only within a
-// partition: [Store.ScanPartition] reads one from a sequence): there is
-// no order across the instances of different partitions. It follows the iterator contract of [Store.Read]. A subject
+// partition: [Log.ScanPartition] reads one from a sequence): there is
+// no order across the instances of different partitions. It follows the iterator contract of [Log.Read]. A subject
 // that does not decode is reported in [ScannedMessage.InstanceErr], not as
 // an iterator error. Errors are wrapped as "jetstream: scan: ...".
 //
@@ -238,8 +238,8 @@ const defaultScanWait = 5 * time.Second
 // last sequence seen if it stalls or the server restarts) and deletes it
 // at the end: several times faster over a whole stream than direct batch
 // gets, and the right read for audits and exports. The caller needs the
-// permissions that [Store.Follow] needs.
-func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage, error] {
+// permissions that [Log.Follow] needs.
+func (s *Log) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage, error] {
 	return func(yield func(ScannedMessage, error) bool) {
 		if after > 0 && len(s.parts) > 1 {
 			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: after is %d, but the store has %d partitions with a sequence each: scan from 0, or one partition with ScanPartition", after, len(s.parts)))
@@ -253,9 +253,9 @@ func (s *Store) Scan(ctx context.Context, after uint64) iter.Seq2[ScannedMessage
 	}
 }
 
-// ScanPartition is [Store.Scan] of one partition, 0 to
-// [Store.Partitions]-1: its messages with a sequence greater than after.
-func (s *Store) ScanPartition(ctx context.Context, partition int, after uint64) iter.Seq2[ScannedMessage, error] {
+// ScanPartition is [Log.Scan] of one partition, 0 to
+// [Log.Partitions]-1: its messages with a sequence greater than after.
+func (s *Log) ScanPartition(ctx context.Context, partition int, after uint64) iter.Seq2[ScannedMessage, error] {
 	return func(yield func(ScannedMessage, error) bool) {
 		if partition < 0 || partition >= len(s.all) {
 			yield(ScannedMessage{}, fmt.Errorf("jetstream: scan: partition %d does not exist: the store has %d (0 to %d)", partition, len(s.all), len(s.all)-1))
@@ -268,7 +268,7 @@ func (s *Store) ScanPartition(ctx context.Context, partition int, after uint64) 
 // scanPartition yields partition p's messages after after; it returns
 // false when the scan must end (yield returned false, or an error was
 // yielded).
-func (s *Store) scanPartition(ctx context.Context, p *partition, after uint64, yield func(ScannedMessage, error) bool) bool {
+func (s *Log) scanPartition(ctx context.Context, p *partition, after uint64, yield func(ScannedMessage, error) bool) bool {
 	fail := func(err error) bool {
 		if ctx.Err() != nil {
 			yield(ScannedMessage{}, ctx.Err())
@@ -402,7 +402,7 @@ const scanPull = 1024
 
 // streamInfo returns the stream's info, within the connection's default
 // timeout if ctx has no deadline.
-func (s *Store) streamInfo(ctx context.Context, p *partition) (*natsjs.StreamInfo, error) {
+func (s *Log) streamInfo(ctx context.Context, p *partition) (*natsjs.StreamInfo, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.js.Options().DefaultTimeout)
@@ -417,7 +417,7 @@ func (s *Store) streamInfo(ctx context.Context, p *partition) (*natsjs.StreamInf
 
 // deleteConsumer deletes the ephemeral consumer of a finished ordered
 // read now, rather than leaving it to the server's inactivity threshold.
-func (s *Store) deleteConsumer(ctx context.Context, p *partition, cons natsjs.Consumer) {
+func (s *Log) deleteConsumer(ctx context.Context, p *partition, cons natsjs.Consumer) {
 	if info := cons.CachedInfo(); info != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		_ = s.js.DeleteConsumer(dctx, p.name, info.Name)
@@ -425,7 +425,7 @@ func (s *Store) deleteConsumer(ctx context.Context, p *partition, cons natsjs.Co
 	}
 }
 
-// DefaultInstancesLimit is the page size [Store.Instances] uses when asked
+// DefaultInstancesLimit is the page size [Log.Instances] uses when asked
 // for limit <= 0.
 const DefaultInstancesLimit = 1000
 
@@ -446,7 +446,7 @@ const DefaultInstancesLimit = 1000
 // Subjects under the prefix that are not canonical instance subjects are
 // skipped and logged at warn level. Errors are wrapped as
 // "jetstream: instances: ...".
-func (s *Store) Instances(ctx context.Context, after string, limit int) ([]string, error) {
+func (s *Log) Instances(ctx context.Context, after string, limit int) ([]string, error) {
 	if limit <= 0 {
 		limit = DefaultInstancesLimit
 	}
@@ -490,14 +490,14 @@ func (s *Store) Instances(ctx context.Context, after string, limit int) ([]strin
 // partitioned store), starting after the instance after ("" for the
 // first). It reads each stream's subject list once, one server page of
 // up to 100,000 subjects at a time: memory is one page, and listing every
-// instance costs about as much as one call of [Store.Instances] (which
+// instance costs about as much as one call of [Log.Instances] (which
 // reads the whole list to return one page in id order). Stop the loop to
 // stop early. The order of the subjects is the order of the ids for ids
 // made of [A-Za-z0-9_-] only (see [EncodeID]). An instance created while
 // the list is read may be missed; none is yielded twice. Subjects under
 // the prefix that are not canonical instance subjects are skipped. Errors
 // are wrapped as "jetstream: all instances: ...".
-func (s *Store) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
+func (s *Log) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		first := 0 // the partition to start with
 		last := "" // the subject yielded last, or the cursor's
@@ -553,7 +553,7 @@ func (s *Store) AllInstances(ctx context.Context, after string) iter.Seq2[string
 // per instance. Subjects under the prefix that are not canonical instance
 // subjects are left out. Errors are wrapped as "jetstream: instance
 // counts: ...".
-func (s *Store) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
+func (s *Log) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
 	counts := make(map[string]uint64)
 	for _, p := range s.parts {
 		if err := s.partitionCounts(ctx, p, counts); err != nil {
@@ -565,7 +565,7 @@ func (s *Store) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
 
 // partitionCounts adds the message counts of partition p's instances to
 // counts.
-func (s *Store) partitionCounts(ctx context.Context, p *partition, counts map[string]uint64) error {
+func (s *Log) partitionCounts(ctx context.Context, p *partition, counts map[string]uint64) error {
 	for offset := 0; ; {
 		page, total, err := s.subjectCounts(ctx, p, offset)
 		if err != nil {
@@ -586,7 +586,7 @@ func (s *Store) partitionCounts(ctx context.Context, p *partition, counts map[st
 // subjectsPage returns one page of partition p's instance subjects
 // (prefix.*), starting at offset in the server's sorted list, and the
 // total number of them.
-func (s *Store) subjectsPage(ctx context.Context, p *partition, offset int) ([]string, int, error) {
+func (s *Log) subjectsPage(ctx context.Context, p *partition, offset int) ([]string, int, error) {
 	counts, total, err := s.subjectCounts(ctx, p, offset)
 	if err != nil {
 		return nil, 0, err
@@ -600,7 +600,7 @@ func (s *Store) subjectsPage(ctx context.Context, p *partition, offset int) ([]s
 
 // subjectCounts is subjectsPage with the number of messages of each
 // subject.
-func (s *Store) subjectCounts(ctx context.Context, p *partition, offset int) (map[string]uint64, int, error) {
+func (s *Log) subjectCounts(ctx context.Context, p *partition, offset int) (map[string]uint64, int, error) {
 	filter := p.prefix + ".*"
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -642,7 +642,7 @@ func (s *Store) subjectCounts(ctx context.Context, p *partition, offset int) (ma
 // returns false). An invalid instance id yields an error matching
 // [workflow.ErrInvalidInstanceID]; other errors are wrapped as
 // "jetstream: follow <id>: ...".
-func (s *Store) Follow(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
+func (s *Log) Follow(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error] {
 	return func(yield func(events.Message, error) bool) {
 		if err := workflow.ValidateInstanceID(instance); err != nil {
 			yield(events.Message{}, fmt.Errorf("jetstream: follow: %w", err))

@@ -21,17 +21,17 @@ import (
 
 // RunnableBucket returns the name of the KV bucket of the store's runnable
 // index: the log's stream name with "_RUNNABLE" appended.
-func (s *Store) RunnableBucket() string { return s.cfg.Stream + "_RUNNABLE" }
+func (s *Log) RunnableBucket() string { return s.cfg.Stream + "_RUNNABLE" }
 
 // RunnableIndex returns the store's index of runnable tasks (a
-// [dispatch.Index]): a KV bucket ([Store.RunnableBucket]) with one key per
+// [dispatch.Index]): a KV bucket ([Log.RunnableBucket]) with one key per
 // instance that has a task to run now, so that listing it costs in
 // proportion to the runnable work, not to the instances. It is derived
 // data: [RunnableIndex.Rebuild] makes it again from the log, and
 // [RunnableIndex.Run] keeps it in step from a durable consumer that any
 // number of processes may run. A stale entry costs a wasted claim attempt
 // at most: dispatch.Find checks every candidate against the log.
-func (s *Store) RunnableIndex() *RunnableIndex {
+func (s *Log) RunnableIndex() *RunnableIndex {
 	return &RunnableIndex{s: s,
 		b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.RunnableBucket(),
 			Description: "runlog runnable tasks of stream " + s.cfg.Stream + " (derived data: rebuilt from the log)",
@@ -43,16 +43,16 @@ func (s *Store) RunnableIndex() *RunnableIndex {
 
 // TimerBucket returns the name of the KV bucket of the store's durable
 // timers: the log's stream name with "_TIMERS" appended.
-func (s *Store) TimerBucket() string { return s.cfg.Stream + "_TIMERS" }
+func (s *Log) TimerBucket() string { return s.cfg.Stream + "_TIMERS" }
 
 // runnableMarkerTTL is how long the marker of a removed entry stays in the
 // bucket: markers that stayed would make a listing cost every instance
 // that was ever runnable, not the runnable ones.
 const runnableMarkerTTL = 5 * time.Second
 
-// RunnableIndex is the KV index of [Store.RunnableIndex].
+// RunnableIndex is the KV index of [Log.RunnableIndex].
 type RunnableIndex struct {
-	s      *Store
+	s      *Log
 	b      *kvBucket // the runnable entries
 	timers *kvBucket // the timers (dispatch.TimerOf)
 }
@@ -481,7 +481,7 @@ func (x *RunnableIndex) ResumeSubject() string { return "runlog.resume." + x.s.c
 // time came is announced on [RunnableIndex.ResumeSubject] for its runtime
 // to resume, and a retried task's entry is put again
 // when its backoff ends, so that waiting workers hear of it. The timers
-// are derived from the log (they live in [Store.TimerBucket], kept by the
+// are derived from the log (they live in [Log.TimerBucket], kept by the
 // indexers), so they survive any restart: a timer whose time passed while
 // nothing ran fires at the next start. Any number of processes may run
 // it: two firing one timer commit once (the sequence check), the other

@@ -70,7 +70,7 @@ func removeServerFile(dir string) {
 // server file tells, for an [OpenEmbedded] refused by the directory's
 // lock. It returns errIn (the lock's refusal) when dir has no server
 // file: a process holds the directory without listening.
-func openServed(ctx context.Context, dir string, cfg Config, errIn error) (*Store, error) {
+func openServed(ctx context.Context, dir string, cfg Config, errIn error) (*Log, error) {
 	f, err := ReadServerFile(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errIn
@@ -89,4 +89,4 @@ func openServed(ctx context.Context, dir string, cfg Config, errIn error) (*Stor
 // ServedBy reports, for a store [OpenEmbedded] opened on the server
 // another process runs on the directory, that server's file; ok is false
 // for a store that runs its own server or was opened otherwise.
-func (s *Store) ServedBy() (f ServerFile, ok bool) { return s.servedBy, s.servedBy.URL != "" }
+func (s *Log) ServedBy() (f ServerFile, ok bool) { return s.servedBy, s.servedBy.URL != "" }

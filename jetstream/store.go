@@ -16,12 +16,12 @@ import (
 	"github.com/runlog/runlog/lifecycle"
 )
 
-// Compile-time checks that *Store is a lifecycle log with the Last and
+// Compile-time checks that *Log is a lifecycle log with the Last and
 // Lister capabilities.
 var (
-	_ lifecycle.Log    = (*Store)(nil)
-	_ lifecycle.Last   = (*Store)(nil)
-	_ lifecycle.Lister = (*Store)(nil)
+	_ lifecycle.Log    = (*Log)(nil)
+	_ lifecycle.Last   = (*Log)(nil)
+	_ lifecycle.Lister = (*Log)(nil)
 )
 
 // Log attribute keys.
@@ -33,9 +33,9 @@ const (
 	logKeyErr      = "err"
 )
 
-// Store is the event log on one JetStream stream. It is safe for
+// Log is the event log on one JetStream stream. It is safe for
 // concurrent use. Make one with [Open], [OpenEmbedded] or [Connect].
-type Store struct {
+type Log struct {
 	cfg Config
 	log *slog.Logger
 	nc  *nats.Conn
@@ -46,7 +46,7 @@ type Store struct {
 	all []*partition
 	// parts are the partitions the reads across instances cover (Scan,
 	// listings, heads, problems): all of them, or one for a view made by
-	// Store.Partition.
+	// Log.Partition.
 	parts []*partition
 	// request sends an append's publish and waits for the answer:
 	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
@@ -61,7 +61,7 @@ type Store struct {
 	emb      *Embedded  // Close closes it, if not nil
 
 	catalogMu sync.Mutex
-	catalog   *Store // the definition catalog, once opened (CatalogStore)
+	catalog   *Log // the definition catalog, once opened (CatalogLog)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -79,14 +79,14 @@ type Store struct {
 // be lost or rewritten), and subjects, storage, replicas, direct gets,
 // sealing or mirroring (the store cannot work). With [Config.ReadOnly]
 // only the subjects and direct gets must match: the settings that could
-// lose history are reported by [Store.StreamProblems] instead. With
+// lose history are reported by [Log.StreamProblems] instead. With
 // [Config.NoCreate] (or ReadOnly) a missing stream gives an
 // error matching [natsjs.ErrStreamNotFound]. An invalid cfg or a nil nc
 // gives an error matching [ErrInvalidConfig]. Other errors come from the
 // server, wrapped.
 //
-// The store does not own nc: [Store.Close] leaves it open.
-func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+// The store does not own nc: [Log.Close] leaves it open.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		}
 		parts[p] = part
 	}
-	s := &Store{
+	s := &Log{
 		cfg:      cfg,
 		log:      cfg.Logger.With(slog.String(logKeyStream, cfg.Stream)),
 		nc:       nc,
@@ -207,7 +207,7 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, cfg Config, p *parti
 // import of a file that does not verify), so that it leaves no empty store
 // behind. A stream that existed before, or that holds a message, is never
 // deleted.
-func (s *Store) DropIfNew(ctx context.Context) (bool, error) {
+func (s *Log) DropIfNew(ctx context.Context) (bool, error) {
 	for _, p := range s.all {
 		if !p.created {
 			return false, nil
@@ -325,12 +325,12 @@ func streamDiffs(got natsjs.StreamConfig, cfg Config, filter string) (unsafe, sh
 // StreamProblems reads the stream's configuration and state afresh and
 // returns every setting under which its history could be lost, rewritten
 // or added to behind runlog's back (see [Open]), and every sign that
-// messages were lost ([Store.Damage]), one sentence each, or nil.
+// messages were lost ([Log.Damage]), one sentence each, or nil.
 // A store opened with [Config.ReadOnly] may have such problems; audits
 // report them (audit.Verify does, through this method).
 //
 // A partitioned store's sentences begin with the stream they are about.
-func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
+func (s *Log) StreamProblems(ctx context.Context) ([]string, error) {
 	var all []string
 	for _, p := range s.parts {
 		info, err := s.streamInfo(ctx, p)
@@ -345,7 +345,7 @@ func (s *Store) StreamProblems(ctx context.Context) ([]string, error) {
 
 // about prefixes each of a partition's findings with its stream's name
 // when the store has several.
-func (s *Store) about(p *partition, findings []string) []string {
+func (s *Log) about(p *partition, findings []string) []string {
 	if len(s.parts) > 1 {
 		for i, f := range findings {
 			findings[i] = "stream " + p.name + ": " + f
@@ -355,10 +355,10 @@ func (s *Store) about(p *partition, findings []string) []string {
 }
 
 // Damage reads the stream's state afresh and describes the signs that the
-// server lost messages (see [Store.StreamProblems], which includes them),
+// server lost messages (see [Log.StreamProblems], which includes them),
 // or returns nil. [OpenEmbedded] logs them at warn level when it opens a
 // damaged store.
-func (s *Store) Damage(ctx context.Context) ([]string, error) {
+func (s *Log) Damage(ctx context.Context) ([]string, error) {
 	var all []string
 	for _, p := range s.parts {
 		info, err := s.streamInfo(ctx, p)
@@ -427,22 +427,22 @@ func discardName(p natsjs.DiscardPolicy) string {
 }
 
 // Stream returns the name of the store: its stream's, or for a
-// partitioned store the base name of its streams ([Store.Streams]).
-// Derived data is named after it ([Store.CheckpointBucket],
-// [Store.DigestStream]).
-func (s *Store) Stream() string { return s.cfg.Stream }
+// partitioned store the base name of its streams ([Log.Streams]).
+// Derived data is named after it ([Log.CheckpointBucket],
+// [Log.DigestStream]).
+func (s *Log) Stream() string { return s.cfg.Stream }
 
 // Conn returns the store's NATS connection: for programs that publish on
 // the same NATS system as the store (the CloudEvents bridge, feed.Run).
 // It belongs to the store: do not close it.
-func (s *Store) Conn() *nats.Conn { return s.nc }
+func (s *Log) Conn() *nats.Conn { return s.nc }
 
 // Close releases what the store owns: the connection made by [Connect] or
 // [OpenEmbedded] and the server started by [OpenEmbedded]. A store made by
 // [Open] does not own its connection, so Close leaves it open. Close may
 // be called more than once; later calls return the first call's result.
 // The only errors come from shutting down an embedded server.
-func (s *Store) Close() error {
+func (s *Log) Close() error {
 	s.closeOnce.Do(func() {
 		if s.ownConn && s.nc != nil {
 			s.nc.Close()

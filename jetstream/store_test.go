@@ -28,7 +28,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newStore opens a store on a fresh embedded server.
-func newStore(t *testing.T, cfg Config) (*Store, *server.Server, *nats.Conn) {
+func newStore(t *testing.T, cfg Config) (*Log, *server.Server, *nats.Conn) {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv)
@@ -55,7 +55,7 @@ func testMsg(id, data string) events.Message {
 	}
 }
 
-func streamMsgs(t *testing.T, s *Store) uint64 {
+func streamMsgs(t *testing.T, s *Log) uint64 {
 	t.Helper()
 	info, err := s.parts[0].stream.Info(t.Context())
 	if err != nil {
@@ -64,7 +64,7 @@ func streamMsgs(t *testing.T, s *Store) uint64 {
 	return info.State.Msgs
 }
 
-func mustAppend(t *testing.T, s *Store, instance string, msg events.Message, expect uint64) uint64 {
+func mustAppend(t *testing.T, s *Log, instance string, msg events.Message, expect uint64) uint64 {
 	t.Helper()
 	seq, err := s.Append(t.Context(), instance, msg, expect)
 	if err != nil {
@@ -598,7 +598,7 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	}
 	s.scanWait = 50 * time.Millisecond
 	// The same stream, written as another program would.
-	w := &Store{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, all: s.all, parts: s.parts, request: s.request}
+	w := &Log{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, all: s.all, parts: s.parts, request: s.request}
 	w.cfg.ReadOnly = false
 	first := mustAppend(t, w, "a", testMsg("m1", "one"), 0)
 	second := mustAppend(t, w, "a", testMsg("m2", "two"), first)
@@ -793,7 +793,7 @@ func TestFollow(t *testing.T) {
 func TestOpenEmbeddedRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
-	open := func() *Store {
+	open := func() *Log {
 		s, err := OpenEmbedded(ctx, EmbeddedConfig{Dir: dir, Logger: testLogger(t)}, Config{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("OpenEmbedded: %v", err)
@@ -913,7 +913,7 @@ type lossyJS struct {
 }
 
 // lossy installs a lossyJS on s.
-func lossy(s *Store, lose int, land bool) *lossyJS {
+func lossy(s *Log, lose int, land bool) *lossyJS {
 	j := &lossyJS{request: s.request, lose: lose, land: land}
 	s.request = j.publish
 	return j

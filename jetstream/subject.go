@@ -104,16 +104,16 @@ func DecodeID(token string) (string, error) {
 // the subject prefix of its partition (the configured prefix, followed by
 // "." and the partition number in a partitioned store), a dot, and
 // [EncodeID](id).
-func (s *Store) SubjectFor(id string) string {
+func (s *Log) SubjectFor(id string) string {
 	return s.part(id).prefix + "." + EncodeID(id)
 }
 
 // InstanceFromSubject returns the instance id stored on subj, the inverse
-// of [Store.SubjectFor]. A subject outside the store's partitions, with
+// of [Log.SubjectFor]. A subject outside the store's partitions, with
 // more than one token after the partition's prefix, whose token is not a
 // canonical encoding, or that stands in a partition other than its
 // instance's gives an error matching [ErrInvalidSubject].
-func (s *Store) InstanceFromSubject(subj string) (string, error) {
+func (s *Log) InstanceFromSubject(subj string) (string, error) {
 	p, tok, ok := s.subjectPartition(subj)
 	if !ok {
 		return "", fmt.Errorf("%w: subject %q is not under %q", ErrInvalidSubject, subj, s.partsPrefix())
@@ -122,7 +122,7 @@ func (s *Store) InstanceFromSubject(subj string) (string, error) {
 }
 
 // partsPrefix describes the prefix of the store's instance subjects.
-func (s *Store) partsPrefix() string {
+func (s *Log) partsPrefix() string {
 	if len(s.all) == 1 {
 		return s.all[0].prefix + "."
 	}
@@ -130,7 +130,7 @@ func (s *Store) partsPrefix() string {
 }
 
 // instanceOn decodes tok, the rest of subj after partition p's prefix.
-func (s *Store) instanceOn(p *partition, subj, tok string) (string, error) {
+func (s *Log) instanceOn(p *partition, subj, tok string) (string, error) {
 	if strings.Contains(tok, ".") {
 		return "", fmt.Errorf("%w: subject %q has more than one token after %q", ErrInvalidSubject, subj, p.prefix+".")
 	}
@@ -148,7 +148,7 @@ func (s *Store) instanceOn(p *partition, subj, tok string) (string, error) {
 
 // instanceFromPartition is InstanceFromSubject for a subject read from
 // partition p's stream.
-func (s *Store) instanceFromPartition(p *partition, subj string) (string, error) {
+func (s *Log) instanceFromPartition(p *partition, subj string) (string, error) {
 	tok, ok := strings.CutPrefix(subj, p.prefix+".")
 	if !ok {
 		return "", fmt.Errorf("%w: subject %q is not under %q", ErrInvalidSubject, subj, p.prefix+".")

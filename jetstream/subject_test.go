@@ -109,8 +109,8 @@ func TestDecodeIDRefusesNonCanonical(t *testing.T) {
 
 // layoutStore returns a store with k partitions on prefix, with no
 // connection: enough for the subject functions.
-func layoutStore(prefix string, k int) *Store {
-	s := &Store{cfg: Config{Stream: "RUNLOG", Subject: prefix}}
+func layoutStore(prefix string, k int) *Log {
+	s := &Log{cfg: Config{Stream: "RUNLOG", Subject: prefix}}
 	for p := range k {
 		s.all = append(s.all, &partition{index: p, name: PartitionStream("RUNLOG", p, k), prefix: partitionPrefix(prefix, p, k)})
 	}

@@ -113,7 +113,7 @@ func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
 // StartAtTime starts at the first commit the log stored at or after t.
 func StartAtTime(t time.Time) Start { return Start{kind: startTime, time: t} }
 
-// SubscribeOptions configure [Store.Subscribe]. The zero value delivers
+// SubscribeOptions configure [Log.Subscribe]. The zero value delivers
 // every commit from the beginning.
 type SubscribeOptions struct {
 	// Start is where a new subscription starts; see [Start].
@@ -176,7 +176,7 @@ const subscriptionInFlight = 1
 
 // Parked is a commit a subscription gave up on: the handler failed for it
 // MaxAttempts times. It was acknowledged and is recorded, under the
-// subscription's name, in the store's PARKED bucket ([Store.Parked]).
+// subscription's name, in the store's PARKED bucket ([Log.Parked]).
 type Parked struct {
 	Subscription string    `json:"subscription"`
 	Partition    int       `json:"partition"`
@@ -196,25 +196,25 @@ const subscriberGroup = "subscribers"
 var subscriptionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ParkedBucket is the name of the KV bucket of parked commits.
-func (s *Store) ParkedBucket() string { return s.cfg.Stream + "_PARKED" }
+func (s *Log) ParkedBucket() string { return s.cfg.Stream + "_PARKED" }
 
 // PrepareSubscriptions creates the PARKED bucket if it does not exist:
 // for deployments whose subscribers may not create streams (a subscriber
 // creates it when it first parks a commit, if it may). Nothing else of a
 // subscription needs creating ahead: its consumers are made on first
 // Subscribe.
-func (s *Store) PrepareSubscriptions(ctx context.Context) error {
+func (s *Log) PrepareSubscriptions(ctx context.Context) error {
 	_, err := s.parkedBucket().get(ctx, true)
 	return err
 }
 
-func (s *Store) parkedBucket() *kvBucket {
+func (s *Log) parkedBucket() *kvBucket {
 	return &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.ParkedBucket(),
 		Description: "runlog commits that subscriptions of stream " + s.cfg.Stream + " parked (their handlers failed)",
 		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas}}
 }
 
-func (o *SubscribeOptions) check(s *Store, name string) error {
+func (o *SubscribeOptions) check(s *Log, name string) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: subscription %q: %s", ErrInvalidConfig, name, fmt.Sprintf(format, args...))
 	}
@@ -276,7 +276,7 @@ func (o *SubscribeOptions) check(s *Store, name string) error {
 // that does not decode, or of an instance placed in another partition) is
 // reported as parked with its error, without calling the handler: a
 // subscription never stops at, nor silently skips, a bad message.
-func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOptions, handler Handler) error {
+func (s *Log) Subscribe(ctx context.Context, name string, opts SubscribeOptions, handler Handler) error {
 	if handler == nil {
 		return fmt.Errorf("%w: subscription %q: nil handler", ErrInvalidConfig, name)
 	}
@@ -306,7 +306,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, opts SubscribeOption
 // DeleteSubscription deletes the subscription's consumers (its position
 // is lost: a new subscription of the name starts afresh) and its parked
 // records. Deleting one that does not exist is not an error.
-func (s *Store) DeleteSubscription(ctx context.Context, name string) error {
+func (s *Log) DeleteSubscription(ctx context.Context, name string) error {
 	for _, p := range s.all {
 		if err := s.js.DeleteConsumer(ctx, p.name, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
 			return fmt.Errorf("jetstream: delete subscription %q on %s: %w", name, p.name, err)
@@ -331,7 +331,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, name string) error {
 
 // Parked lists the commits subscription name parked, by partition and
 // sequence.
-func (s *Store) Parked(ctx context.Context, name string) iter.Seq2[Parked, error] {
+func (s *Log) Parked(ctx context.Context, name string) iter.Seq2[Parked, error] {
 	return func(yield func(Parked, error) bool) {
 		var out []Parked
 		for p, err := range bucketValues(ctx, s.parkedBucket(), func(key string, data []byte) (Parked, bool) {
@@ -359,7 +359,7 @@ func (s *Store) Parked(ctx context.Context, name string) iter.Seq2[Parked, error
 }
 
 type subscription struct {
-	s       *Store
+	s       *Log
 	name    string
 	opts    SubscribeOptions
 	handler Handler

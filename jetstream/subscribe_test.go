@@ -35,7 +35,7 @@ func (c *collector) deliveries() []Delivery {
 
 // subscribe runs a subscription in the background until the test (or
 // the returned stop) ends it.
-func subscribe(t *testing.T, s *Store, name string, opts SubscribeOptions, h Handler) (stop func() error) {
+func subscribe(t *testing.T, s *Log, name string, opts SubscribeOptions, h Handler) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -57,7 +57,7 @@ func subscribe(t *testing.T, s *Store, name string, opts SubscribeOptions, h Han
 }
 
 // commitsOf lists every commit of the store by instance, from the log.
-func commitsOf(t *testing.T, s *Store) map[string][]uint64 {
+func commitsOf(t *testing.T, s *Log) map[string][]uint64 {
 	t.Helper()
 	out := map[string][]uint64{}
 	for id, err := range s.AllInstances(t.Context(), "") {

@@ -44,7 +44,7 @@ func CatalogKey(hash workflow.DefinitionHash) string { return hash.String() }
 // catalog's error.
 func (s *Store) RegisterDefinition(ctx context.Context, hash workflow.DefinitionHash, def *workflow.Definition) error {
 	if s.catalog == nil {
-		return fmt.Errorf("%w: RegisterDefinition needs a definition catalog: set Config.Catalog (jetstream.Store.Catalog, or a memlog.Log of its own)", ErrInvalidConfig)
+		return fmt.Errorf("%w: RegisterDefinition needs a definition catalog: set Config.Catalog (jetstream.Log.Catalog, or a memlog.Log of its own)", ErrInvalidConfig)
 	}
 	if hash.IsZero() {
 		return fmt.Errorf("%w: RegisterDefinition of a zero definition hash", ErrInvalidRequest)

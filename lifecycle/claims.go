@@ -18,7 +18,7 @@ import (
 // Leases keeps the liveness of task claims: one lease per (instance, task)
 // with a holder (the claim's id and worker, as [Store] writes it) and a
 // time to live judged by the lease store's own clock — the server's, for
-// jetstream.Store.Leases — never by the workers'. A claim is a commit in
+// jetstream.Log.Leases — never by the workers'. A claim is a commit in
 // the instance's history; its lease says whether it is still live, so
 // heartbeats renew the lease without growing the history (docs/WORKERS.md).
 // Implementations must be safe for concurrent use by many processes.
@@ -125,7 +125,7 @@ const maxWorkerID = 256
 func (s *Store) validateClaim(worker string, ttl time.Duration) error {
 	switch {
 	case s.leases == nil:
-		return fmt.Errorf("%w: task claims need a lease store: set Config.Leases (jetstream.Store.Leases(), memlog.Log.Leases())", ErrInvalidConfig)
+		return fmt.Errorf("%w: task claims need a lease store: set Config.Leases (jetstream.Log.Leases(), memlog.Log.Leases())", ErrInvalidConfig)
 	case worker == "":
 		return fmt.Errorf("%w: empty worker id", ErrInvalidRequest)
 	case len(worker) > maxWorkerID:

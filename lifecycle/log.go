@@ -69,7 +69,7 @@ type Last interface {
 // ([Config.Checkpoints]). LoadCheckpoint returns ok false when the
 // instance has none. Implementations must be safe for concurrent use;
 // several stores may write one instance's checkpoint (the last write
-// wins, and any of them is valid). jetstream.Store.Checkpoints (a KV
+// wins, and any of them is valid). jetstream.Log.Checkpoints (a KV
 // bucket) and memlog.Log.Checkpoints implement it.
 type Checkpoints interface {
 	LoadCheckpoint(ctx context.Context, instance string) (data []byte, ok bool, err error)

@@ -80,13 +80,13 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 	// Leases keeps the liveness of task claims (docs/WORKERS.md):
 	// [Store.ClaimTask] and the operations on claims need it
-	// (jetstream.Store.Leases, memlog.Log.Leases); without it they are
+	// (jetstream.Log.Leases, memlog.Log.Leases); without it they are
 	// refused with ErrInvalidConfig.
 	Leases Leases
 	// Catalog, if set, is the store's definition catalog: a Log of its
 	// own (never the instances' log), with one history per definition
 	// hash naming its workflow and tasks ([Store.RegisterDefinition]).
-	// jetstream.Store.Catalog opens the one that goes with a stream; on
+	// jetstream.Log.Catalog opens the one that goes with a stream; on
 	// memlog, a second memlog.Log. nil: RegisterDefinition is refused
 	// with ErrInvalidConfig and names come only from the histories.
 	Catalog Log

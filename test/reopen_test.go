@@ -17,7 +17,7 @@ func TestStateSurvivesReopen(t *testing.T) {
 	def := workflow.DefinitionHashOf("reopen")
 	task := workflow.NewTaskID("t0")
 
-	open := func() (*jetstream.Store, *lifecycle.Store) {
+	open := func() (*jetstream.Log, *lifecycle.Store) {
 		t.Helper()
 		js, err := jetstream.OpenEmbedded(ctx, jetstream.EmbeddedConfig{Dir: dir}, jetstream.Config{})
 		if err != nil {

@@ -44,6 +44,6 @@ func TestLeasesJetStream(t *testing.T) {
 	t.Parallel()
 	logtest.RunLeases(t, func(t *testing.T) lifecycle.Leases {
 		js := openJetStream(natsjs.MemoryStorage)(t)
-		return js.(*jetstream.Store).Leases()
+		return js.(*jetstream.Log).Leases()
 	})
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // catalogLog is a log that brings its definition catalog
-// (jetstream.Store, memlog.Log): the index names the instances whose
+// (jetstream.Log, memlog.Log): the index names the instances whose
 // histories name nothing by what the catalog holds.
 type catalogLog interface {
 	Catalog(ctx context.Context) (lifecycle.Log, error)

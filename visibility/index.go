@@ -57,7 +57,7 @@ import (
 const SchemaVersion = 5
 
 // A Log is what the index folds: a log of one or more partitions, each
-// read in its sequence order and described. *jetstream.Store and
+// read in its sequence order and described. *jetstream.Log and
 // *memlog.Log are Logs.
 type Log interface {
 	Partitions() int
@@ -658,7 +658,7 @@ func columnsOf(in *audit.Instance) columns {
 
 // Keep keeps the index caught up with log until ctx is done: it catches
 // up at once, then whenever kick delivers (a hint that a commit was
-// published: jetstream.Store.NotifyCommits gives one) and at least every
+// published: jetstream.Log.NotifyCommits gives one) and at least every
 // interval. A hint may come before the log has stored the commit, so a
 // catch-up after one that finds nothing looks again after 0.25, 1 and
 // 5 ms.

@@ -19,7 +19,7 @@ import (
 
 // newStore opens a JetStream log on a fresh embedded server and a
 // lifecycle store with its leases on it.
-func newStore(t *testing.T) (*jetstream.Store, *lifecycle.Store) {
+func newStore(t *testing.T) (*jetstream.Log, *lifecycle.Store) {
 	t.Helper()
 	js, err := jetstream.Open(t.Context(), natstest.Connect(t, natstest.Start(t)), jetstream.Config{})
 	if err != nil {

@@ -83,7 +83,7 @@ func TestCatalogNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := st.CatalogStore(ctx)
+	cs, err := st.CatalogLog(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func countFolded(ctx context.Context, e *env, st *store, q audit.Query) ([]count
 		if err != nil {
 			return nil, 0, fmt.Errorf("list instances of %s: %w", e.source(), err)
 		}
-		in, err := audit.DescribeNamed(ctx, st.Store, id, st.names(ctx))
+		in, err := audit.DescribeNamed(ctx, st.Log, id, st.names(ctx))
 		if err != nil {
 			return nil, 0, fmt.Errorf("read %q: %w", id, err)
 		}

@@ -102,7 +102,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	// that every run of them reads by name: registered first by a store
 	// of their own, so that the seeded clock and ids of the demo's
 	// timeline stay as they were (its PrepareRuns find them registered).
-	if cfg.Catalog, err = st.Store.Catalog(ctx); err != nil {
+	if cfg.Catalog, err = st.Log.Catalog(ctx); err != nil {
 		return err
 	}
 	reg := lifecycle.Config{Catalog: cfg.Catalog}
@@ -115,10 +115,10 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		seed[31] = 1 // not the timeline's ids
 		reg.Entropy = rand.NewChaCha8(seed)
 	}
-	if err := registerDemoDefinitions(ctx, st.Store, reg); err != nil {
+	if err := registerDemoDefinitions(ctx, st.Log, reg); err != nil {
 		return err
 	}
-	d.ls, err = lifecycle.New(st.Store, cfg)
+	d.ls, err = lifecycle.New(st.Log, cfg)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	err = d.run(ctx)
 	if err == nil && e.o.workers > 0 {
-		err = d.runPool(ctx, st.Store, e.o.workers)
+		err = d.runPool(ctx, st.Log, e.o.workers)
 	}
 	if err != nil {
 		if em != nil {

@@ -32,7 +32,7 @@ const poolTimeout = 2 * time.Minute
 // (package worker) of that many workers, with the runnable-task indexer,
 // the durable timers and wake-ups running, until every one completed;
 // one demo step per workflow says which worker ran which task.
-func (d *demo) runPool(ctx context.Context, st *jetstream.Store, workers int) error {
+func (d *demo) runPool(ctx context.Context, st *jetstream.Log, workers int) error {
 	ctx, cancel := context.WithTimeout(ctx, poolTimeout)
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -125,7 +125,7 @@ func (d *demo) runPool(ctx context.Context, st *jetstream.Store, workers int) er
 
 // whoRan says, from instance id's history, which worker completed each
 // task and who claimed tasks that failed an attempt.
-func whoRan(ctx context.Context, st *jetstream.Store, id string) (string, error) {
+func whoRan(ctx context.Context, st *jetstream.Log, id string) (string, error) {
 	var parts []string
 	for m, err := range st.Read(ctx, id, 0) {
 		if err != nil {

@@ -134,9 +134,9 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.close()
 	if k := st.Partitions(); k > 1 {
-		return digestPartitions(ctx, e, st.Store, kp)
+		return digestPartitions(ctx, e, st.Log, kp)
 	}
-	d, err := audit.MakeDigest(ctx, st.Store, audit.DigestOptions{Key: kp, Now: e.now})
+	d, err := audit.MakeDigest(ctx, st.Log, audit.DigestOptions{Key: kp, Now: e.now})
 	if err != nil {
 		return err
 	}
@@ -148,10 +148,10 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.o.publish {
-		if err := audit.PublishCompact(st.Store)(ctx, d); err != nil {
+		if err := audit.PublishCompact(st.Log)(ctx, d); err != nil {
 			return fmt.Errorf("the digest was written but not published: %w", err)
 		}
-		fmt.Fprintf(e.stderr, "published the compact digest to stream %s (subject %s.digest)\n", st.Store.DigestStream(), st.Store.DigestSubject())
+		fmt.Fprintf(e.stderr, "published the compact digest to stream %s (subject %s.digest)\n", st.Log.DigestStream(), st.Log.DigestSubject())
 	}
 	signed := "unsigned"
 	if d.Key != "" {
@@ -165,7 +165,7 @@ func runDigest(ctx context.Context, e *env, args []string) error {
 // digestPartitions writes a digest of each partition of a partitioned
 // store (a digest is of one stream's sequence): FILE-p0.json … for -o
 // FILE.json; it refuses stdout, where several digests would not parse.
-func digestPartitions(ctx context.Context, e *env, st *jetstream.Store, kp nkeys.KeyPair) error {
+func digestPartitions(ctx context.Context, e *env, st *jetstream.Log, kp nkeys.KeyPair) error {
 	k := st.Partitions()
 	if e.o.file == "" || e.o.file == "-" {
 		return usagef("the store has %d partitions and a digest is of one partition's stream: pass -o FILE, and digest writes %s … %s",

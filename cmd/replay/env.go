@@ -30,7 +30,7 @@ type env struct {
 	getenv         func(string) string
 	// lent, when set, is the store every command opens (serve's, for the
 	// commands its web API runs); the store flags are then ignored.
-	lent *jetstream.Store
+	lent *jetstream.Log
 
 	// Common flags.
 	dir, server                        string
@@ -250,20 +250,20 @@ func (e *env) source() string {
 
 // store is an open store and how to release it.
 type store struct {
-	*jetstream.Store
+	*jetstream.Log
 	borrowed bool // serve's store, lent to a command its API runs: close leaves it open
 
 	catalog projection.Catalog // the definition catalog's names, once looked for (names)
 }
 
-// names returns the store's definition catalog (jetstream.Store.Catalog)
+// names returns the store's definition catalog (jetstream.Log.Catalog)
 // as the names of the histories that name none: show, state, diff and
 // list set it as projection.State.Catalog. A store without a catalog
 // (no definition was ever registered in it) names nothing.
 func (s *store) names(ctx context.Context) projection.Catalog {
 	if s.catalog == nil {
 		s.catalog = func(workflow.DefinitionHash) (*workflow.Definition, bool) { return nil, false }
-		if cat, err := s.Store.Catalog(ctx); err == nil {
+		if cat, err := s.Log.Catalog(ctx); err == nil {
 			s.catalog = lifecycle.CatalogNames(ctx, cat)
 		}
 	}
@@ -272,7 +272,7 @@ func (s *store) names(ctx context.Context) projection.Catalog {
 
 func (s *store) close() {
 	if !s.borrowed {
-		_ = s.Store.Close()
+		_ = s.Log.Close()
 	}
 }
 
@@ -293,7 +293,7 @@ func (e *env) notFound(id string) error {
 func (e *env) open(ctx context.Context, write bool) (*store, error) {
 	if e.lent != nil {
 		e.parts = e.lent.Partitions()
-		return &store{Store: e.lent, borrowed: true}, nil
+		return &store{Log: e.lent, borrowed: true}, nil
 	}
 	if e.set["dir"] && e.set["server"] {
 		return nil, usagef("--dir and --server are exclusive: --dir opens an embedded store, --server connects to one")
@@ -360,7 +360,7 @@ func (e *env) embed(ctx context.Context, write bool) (*store, error) {
 		fmt.Fprintf(e.stderr, "  Histories may be cut short or missing: 'replay verify --digest FILE' against a digest taken before tells which.\n")
 	}
 	e.parts = st.Partitions()
-	return &store{Store: st}, nil
+	return &store{Log: st}, nil
 }
 
 // definePartitions defines --partitions, for the commands that may
@@ -538,5 +538,5 @@ func (e *env) connect(ctx context.Context, write bool) (*store, error) {
 		return nil, &openError{fmt.Errorf("%w: check --server (default $NATS_URL), the credentials and the network", err)}
 	}
 	e.parts = st.Partitions()
-	return &store{Store: st}, nil
+	return &store{Log: st}, nil
 }

@@ -57,7 +57,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.close()
-	conn := st.Store.Conn()
+	conn := st.Log.Conn()
 	if o.feedServer != "" {
 		nc, err := nats.Connect(o.feedServer, nats.Name("replay feed"))
 		if err != nil {
@@ -70,7 +70,7 @@ func runFeed(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "replay feed: publishing the events of %s as CloudEvents (%s mode) on %q, subscription %q; Ctrl-C to stop\n",
 		e.source(), mode, o.feedTo, o.feedName)
 	began := time.Now()
-	err = feed.Run(ctx, st.Store, feed.BridgeOptions{Subject: o.feedTo, Mode: mode, Conn: conn, Name: o.feedName, Subscribe: subOpts,
+	err = feed.Run(ctx, st.Log, feed.BridgeOptions{Subject: o.feedTo, Mode: mode, Conn: conn, Name: o.feedName, Subscribe: subOpts,
 		Published: func(*event.Event) { n.Add(1) }, Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	fmt.Fprintf(e.stderr, "replay feed: published %d event(s) in %v\n", n.Load(), time.Since(began).Round(time.Millisecond))
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {

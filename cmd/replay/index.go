@@ -58,7 +58,7 @@ func (e *env) openIndex(ctx context.Context, st *store) *visibility.Index {
 		return nil
 	}
 	bar := newProgress(e.stderr, "indexing")
-	_, err = ix.CatchUp(ctx, st.Store, func(s visibility.Stats) {
+	_, err = ix.CatchUp(ctx, st.Log, func(s visibility.Stats) {
 		bar.note(fmt.Sprintf("indexing: %d commits folded into %s", s.Messages, path))
 	})
 	bar.done()

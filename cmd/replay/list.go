@@ -107,7 +107,7 @@ type listRow struct {
 // history that does not fold gives a row with status corrupt; a read
 // error is returned.
 func rowOf(ctx context.Context, st *store, id string) (listRow, audit.Instance, error) {
-	in, err := audit.DescribeNamed(ctx, st.Store, id, st.names(ctx))
+	in, err := audit.DescribeNamed(ctx, st.Log, id, st.names(ctx))
 	return rowFrom(&in), in, err
 }
 

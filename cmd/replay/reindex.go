@@ -9,7 +9,7 @@ import (
 	"github.com/runlog/runlog/lifecycle"
 )
 
-// runReindex rebuilds the runnable index (jetstream.Store.RunnableIndex)
+// runReindex rebuilds the runnable index (jetstream.Log.RunnableIndex)
 // from the log: derived data, so the log is only read.
 func runReindex(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
@@ -20,12 +20,12 @@ func runReindex(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.close()
-	store, err := lifecycle.New(st.Store, lifecycle.Config{CacheSize: -1})
+	store, err := lifecycle.New(st.Log, lifecycle.Config{CacheSize: -1})
 	if err != nil {
 		return err
 	}
 	began := time.Now()
-	x := st.Store.RunnableIndex()
+	x := st.Log.RunnableIndex()
 	if err := x.Rebuild(ctx, store); err != nil {
 		return fmt.Errorf("reindex: %w", err)
 	}
@@ -37,6 +37,6 @@ func runReindex(ctx context.Context, e *env, args []string) error {
 		n++
 	}
 	fmt.Fprintf(e.stdout, "rebuilt the runnable index %s of %s from the log: %d runnable task%s, in %v\n",
-		st.Store.RunnableBucket(), e.source(), n, render.S(n), time.Since(began).Round(time.Millisecond))
+		st.Log.RunnableBucket(), e.source(), n, render.S(n), time.Since(began).Round(time.Millisecond))
 	return nil
 }

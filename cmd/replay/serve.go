@@ -179,7 +179,7 @@ func loopbackOnly(flagName, addr string) error {
 // serveState is a running replay serve.
 type serveState struct {
 	e       *env
-	st      *jetstream.Store
+	st      *jetstream.Log
 	ix      *visibility.Index
 	hub     *hub
 	metrics *serveMetrics

@@ -41,7 +41,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	export := func(w io.Writer) error {
 		bar := newProgress(e.stderr, "exporting")
 		defer bar.done()
-		stats, exportErr = audit.Export(ctx, st.Store, w, audit.ExportOptions{IDs: args, Now: e.now, Progress: bar.update})
+		stats, exportErr = audit.Export(ctx, st.Log, w, audit.ExportOptions{IDs: args, Now: e.now, Progress: bar.update})
 		if exportErr != nil {
 			exportErr = fmt.Errorf("export: %w (after %d instances, %d messages)", exportErr, stats.Instances, stats.Messages)
 		}
@@ -99,7 +99,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	defer st.close()
 
 	bar := newProgress(e.stderr, "importing")
-	stats, err := audit.Import(ctx, in, st.Store, audit.ImportOptions{Progress: bar.update})
+	stats, err := audit.Import(ctx, in, st.Log, audit.ImportOptions{Progress: bar.update})
 	bar.done()
 	v := importView{OK: err == nil, Stats: stats}
 	var refused error
@@ -108,7 +108,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 		kept := ""
 		// A store this import created only to refuse the file is not left
 		// behind.
-		if dropped, derr := st.Store.DropIfNew(ctx); derr != nil {
+		if dropped, derr := st.Log.DropIfNew(ctx); derr != nil {
 			kept = fmt.Sprintf("; the new, empty stream could not be removed: %v", derr)
 		} else if dropped {
 			kept = "; the new, empty stream it had created was removed"

@@ -68,19 +68,19 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	bar := newProgress(e.stderr, "verifying")
 	vo := audit.VerifyOptions{IDs: args, Progress: bar.update, MaxProblems: e.o.maxProblems, Digests: digests}
 	if e.o.checkpoints {
-		vo.Checkpoints = st.Store.Checkpoints()
+		vo.Checkpoints = st.Log.Checkpoints()
 	}
 	var rep *audit.Report
 	if len(digests) > 0 && st.Partitions() > 1 {
-		rep, err = verifyPartitions(ctx, st.Store, vo)
+		rep, err = verifyPartitions(ctx, st.Log, vo)
 	} else {
-		rep, err = audit.Verify(ctx, st.Store, vo)
+		rep, err = audit.Verify(ctx, st.Log, vo)
 	}
 	// The definition catalog is an audit log of its own: verified with
 	// the store, when the whole store is.
 	var catRep *audit.Report
 	if err == nil && len(args) == 0 && len(digests) == 0 {
-		if cat, cerr := st.Store.CatalogStore(ctx); cerr == nil {
+		if cat, cerr := st.Log.CatalogLog(ctx); cerr == nil {
 			catRep, err = audit.Verify(ctx, cat, audit.VerifyOptions{MaxProblems: e.o.maxProblems})
 			if err != nil {
 				err = fmt.Errorf("definition catalog %s: %w", cat.Stream(), err)
@@ -200,10 +200,10 @@ func quoteAll(ss []string) []string {
 
 // verifyPartitions verifies a partitioned store against digests: a
 // digest is of one partition's stream, so each partition is verified
-// through its view (jetstream.Store.Partition) against the digests of its
+// through its view (jetstream.Log.Partition) against the digests of its
 // stream, and the reports are joined. A digest of a stream that is none of
 // the store's partitions is a usage error, and nothing is verified.
-func verifyPartitions(ctx context.Context, st *jetstream.Store, vo audit.VerifyOptions) (*audit.Report, error) {
+func verifyPartitions(ctx context.Context, st *jetstream.Log, vo audit.VerifyOptions) (*audit.Report, error) {
 	streams := st.Streams()
 	byStream := map[string][]*audit.Digest{}
 	for _, d := range vo.Digests {

@@ -213,7 +213,7 @@ func testExpectPerInstance(t *testing.T, log lifecycle.Log) {
 }
 
 // partitioned is implemented by a log whose instances are spread over
-// partitions with a sequence each (jetstream.Store.Partitions).
+// partitions with a sequence each (jetstream.Log.Partitions).
 type partitioned interface{ Partitions() int }
 
 // onePartition reports whether log numbers all its messages in one

@@ -41,7 +41,7 @@ type storeHarness struct {
 }
 
 // catalogLog is a log that brings its own definition catalog
-// (jetstream.Store, memlog.Log).
+// (jetstream.Log, memlog.Log).
 type catalogLog interface {
 	Catalog(ctx context.Context) (lifecycle.Log, error)
 }
@@ -61,7 +61,7 @@ func catalogOf(t *testing.T, log lifecycle.Log) lifecycle.Log {
 }
 
 // leaseLog is a log that brings its own lease store for task claims
-// (jetstream.Store, memlog.Log).
+// (jetstream.Log, memlog.Log).
 type leaseLog interface{ Leases() lifecycle.Leases }
 
 // leasesOf returns log's lease store, or nil.

@@ -31,7 +31,7 @@ var (
 
 // env is one embedded server with a JetStream log and a store on it.
 type env struct {
-	log   *jetstream.Store
+	log   *jetstream.Log
 	nc    *nats.Conn // the log's connection
 	store *lifecycle.Store
 }

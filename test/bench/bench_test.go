@@ -427,7 +427,7 @@ func parallelCreates(b *testing.B, e *env, writers int, prefix string) {
 const longEvents = 10_000
 
 // BenchmarkRawRead10k reads the 10,000 messages of one instance raw, with
-// the mechanism jetstream.Store.Read uses: direct batch gets of 256
+// the mechanism jetstream.Log.Read uses: direct batch gets of 256
 // (jetstreamext.GetBatch with the instance's subject), paging on
 // Nats-Num-Pending. No decoding.
 func BenchmarkRawRead10k(b *testing.B) {

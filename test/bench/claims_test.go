@@ -98,7 +98,7 @@ func BenchmarkClaimedTask(b *testing.B) {
 }
 
 // rawLease is the raw floor's lease bucket: a KV bucket with per-key
-// TTLs, as jetstream.Store.Leases makes it.
+// TTLs, as jetstream.Log.Leases makes it.
 func rawLease(b *testing.B, e *env) natsjs.KeyValue {
 	b.Helper()
 	kv, err := e.js.CreateOrUpdateKeyValue(context.Background(), natsjs.KeyValueConfig{Bucket: "RAW_LEASES", History: 1, LimitMarkerTTL: time.Minute})

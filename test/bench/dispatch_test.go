@@ -22,7 +22,7 @@ import (
 // ---- Dispatch (issue 13, BENCHMARKS.md §5.13) --------------------------
 
 // BenchmarkFindAvailable is one dispatch.Find of 10 tasks over the
-// runnable index (jetstream.Store.RunnableIndex) of a store of 1,000
+// runnable index (jetstream.Log.RunnableIndex) of a store of 1,000
 // instances, all runnable, and of 100,000 instances of which 1,000 are
 // runnable (the others paused): its cost must follow the runnable work,
 // not the instances.

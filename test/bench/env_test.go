@@ -53,7 +53,7 @@ func taskID(n int) workflow.TaskID { return workflow.NewTaskID("task-" + strconv
 // runlog log on it and the raw JetStream handles on the same connection
 // and stream.
 type env struct {
-	log    *jetstream.Store
+	log    *jetstream.Log
 	js     natsjs.JetStream
 	nc     *nats.Conn
 	stream natsjs.Stream
@@ -223,7 +223,7 @@ func (e *env) publishCAS(ctx context.Context, t rawTemplate, subj string) (uint6
 
 // rawRead reads every message of subj after sequence after with direct
 // batch gets of 256 (jetstreamext.GetBatch), paging on Nats-Num-Pending:
-// the mechanism jetstream.Store.Read uses, without decoding. It returns
+// the mechanism jetstream.Log.Read uses, without decoding. It returns
 // the number of messages and payload bytes.
 func (e *env) rawRead(ctx context.Context, subj string, after uint64) (int, int, error) {
 	n, size := 0, 0

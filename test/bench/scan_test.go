@@ -65,7 +65,7 @@ func BenchmarkRawScan100k(b *testing.B) {
 	b.ReportMetric(float64(scanMessages)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// BenchmarkScan100k is BenchmarkRawScan100k through jetstream.Store.Scan
+// BenchmarkScan100k is BenchmarkRawScan100k through jetstream.Log.Scan
 // (what audit.Verify reads with), which also decodes each subject into
 // its instance id.
 func BenchmarkScan100k(b *testing.B) {

@@ -15,7 +15,7 @@ import (
 // BenchmarkIndexLag is the time from a commit (a fresh PrepareRun, timed
 // from before the call) to the visibility index holding it, the index
 // kept as replay serve keeps it (visibility.Index.Keep, woken by
-// jetstream.Store.NotifyCommits, a periodic catch-up of 1 s as the
+// jetstream.Log.NotifyCommits, a periodic catch-up of 1 s as the
 // fallback): p50 and p99 reported. Its floor is BenchmarkRawPublishDeliver
 // plus a JetStream read and a SQLite write transaction.
 func BenchmarkIndexLag(b *testing.B) {

@@ -48,9 +48,9 @@ func BenchmarkClusterCreate(b *testing.B) {
 			}
 			cfg := jetstream.Config{Stream: stream, Subject: strings.ToLower(stream), Replicas: size, Partitions: k, Logger: quietLogger(b)}
 			var stores []*lifecycle.Store
-			var logs []*jetstream.Store
+			var logs []*jetstream.Log
 			for _, n := range c.nodes {
-				var js *jetstream.Store
+				var js *jetstream.Log
 				err := poll(ctx, electionWait, func(ctx context.Context) error {
 					var err error
 					js, err = jetstream.Connect(ctx, n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-bench"}, cfg)
@@ -99,7 +99,7 @@ func BenchmarkClusterCreate(b *testing.B) {
 
 // partitionLeaders returns the node leading each of js's partition
 // streams, once each has one.
-func partitionLeaders(b *testing.B, ctx context.Context, js *jetstream.Store, c *cluster) []string {
+func partitionLeaders(b *testing.B, ctx context.Context, js *jetstream.Log, c *cluster) []string {
 	b.Helper()
 	admin := newMonitorTB(b, c)
 	leaders := make([]string, len(js.Streams()))
@@ -148,7 +148,7 @@ func TestSpreadLeaders(t *testing.T) {
 	c := startCluster(t, size, "UNUSED")
 	ctx := t.Context()
 	cfg := jetstream.Config{Stream: "SPREAD", Subject: "spread", Replicas: size, Partitions: 3, Logger: quietLogger(t)}
-	var js *jetstream.Store
+	var js *jetstream.Log
 	err := poll(ctx, electionWait, func(ctx context.Context) error {
 		var err error
 		js, err = jetstream.Connect(ctx, c.urls(), jetstream.ConnectConfig{Name: "runlog-cluster-spread"}, cfg)

@@ -62,7 +62,7 @@ func (o *opTrace) String() string {
 // for the client's current operation. It passes the optional
 // capabilities of the jetstream store through.
 type countingLog struct {
-	js *jetstream.Store
+	js *jetstream.Log
 	c  *conflicts
 	op *opTrace
 }

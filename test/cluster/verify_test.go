@@ -82,7 +82,7 @@ type commitRef struct {
 // the history or to the callers; every instance folds; ListInstances
 // lists exactly the instances with a history; audit.Verify is clean. It
 // reports problems through errorf and returns the figures.
-func verifyNode(ctx context.Context, errorf func(format string, args ...any), js *jetstream.Store, led *ledger) (figures, error) {
+func verifyNode(ctx context.Context, errorf func(format string, args ...any), js *jetstream.Log, led *ledger) (figures, error) {
 	led.mu.RLock()
 	defer led.mu.RUnlock()
 	var f figures
@@ -344,7 +344,7 @@ func verifyEveryNode(t *testing.T, c *cluster, stream string, led *ledger) figur
 // problems of the last run.
 func verifyOnNode(t *testing.T, n *node, stream string, led *ledger) (figures, []string) {
 	began := time.Now()
-	var js *jetstream.Store
+	var js *jetstream.Log
 	err := poll(t.Context(), electionWait, func(ctx context.Context) error {
 		var err error
 		js, err = jetstream.Connect(ctx, n.url(), jetstream.ConnectConfig{Name: "runlog-cluster-verify-" + n.name},

@@ -74,7 +74,7 @@ type model struct {
 //   - every instance folds, and its folded state is the model's;
 //   - ListInstances lists exactly the instances with a history;
 //   - audit.Verify finds no problem.
-func verifyAll(t *testing.T, ctx context.Context, js *jetstream.Store, ws []*worker) figures {
+func verifyAll(t *testing.T, ctx context.Context, js *jetstream.Log, ws []*worker) figures {
 	t.Helper()
 	f := figures{ackedByKind: make(map[opKind]int)}
 	cancels := make(map[workflow.TaskID]string)
@@ -135,7 +135,7 @@ func verifyAll(t *testing.T, ctx context.Context, js *jetstream.Store, ws []*wor
 
 // verifyInstance checks one instance's ledger against its history and
 // returns the number of commits in it.
-func verifyInstance(t *testing.T, ctx context.Context, js *jetstream.Store, fresh *lifecycle.Store, in *inst, cancels map[workflow.TaskID]string, f *figures) int {
+func verifyInstance(t *testing.T, ctx context.Context, js *jetstream.Log, fresh *lifecycle.Store, in *inst, cancels map[workflow.TaskID]string, f *figures) int {
 	t.Helper()
 	var hist []commit
 	byToken := make(map[string]int)

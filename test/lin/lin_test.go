@@ -96,7 +96,7 @@ func TestLinearizableJetStream(t *testing.T) {
 			srv := natstest.Start(t)
 			logs := make([]lifecycle.Log, sz.Stores)
 			for i := range logs {
-				// One connection and one jetstream.Store per group of clients, as
+				// One connection and one jetstream.Log per group of clients, as
 				// separate processes would have.
 				js, err := jetstream.Open(t.Context(), natstest.Connect(t, srv), jetstream.Config{Logger: discard, Partitions: k})
 				if err != nil {

@@ -45,7 +45,7 @@ var (
 		"$JS.API.DIRECT.GET.RUNLOG.>",
 		"$JS.API.STREAM.MSG.GET.RUNLOG",
 	}
-	// readerPublish lets jetstream.Store read (Read, Instances, Scan,
+	// readerPublish lets jetstream.Log read (Read, Instances, Scan,
 	// LastMessage, Follow; lifecycle.Store.Load; audit.Verify) and
 	// nothing else: no publish on runlog.wf.>.
 	//   - $JS.API.STREAM.INFO.RUNLOG         Open (NoCreate), Instances, InstanceCounts,
@@ -121,7 +121,7 @@ func startServer(t *testing.T, writerPub, readerPub []string) string {
 // conn is a store on a connection of its own, kept for the tests that
 // look at the connection's permission errors.
 type conn struct {
-	*jetstream.Store
+	*jetstream.Log
 	nc *nats.Conn
 }
 
@@ -137,7 +137,7 @@ func connect(t *testing.T, ctx context.Context, url, user, pass string, cfg jets
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Store: s, nc: nc}, nil
+	return &conn{Log: s, nc: nc}, nil
 }
 
 // createStream has the admin create the stream (with runlog's own
@@ -348,7 +348,7 @@ func TestWriterAndReader(t *testing.T) {
 	for name, err := range map[string]error{"PrepareRun": perr, "Append": aerr} {
 		if !errors.Is(err, nats.ErrPermissionViolation) {
 			t.Errorf("reader %s: %v: want an error matching nats.ErrPermissionViolation (the server refused the publish; "+
-				"jetstream.Store.Append waits for an acknowledgement that never comes and reports a timeout)", name, err)
+				"jetstream.Log.Append waits for an acknowledgement that never comes and reports a timeout)", name, err)
 		}
 	}
 	if n := streamMsgs(t, admin); n != msgs {

@@ -14,7 +14,7 @@ import (
 
 // subscriberPublish is all a subscriber of the one-stream store RUNLOG
 // needs for a subscription named "feed" (the admin makes the PARKED bucket:
-// jetstream.Store.PrepareSubscriptions):
+// jetstream.Log.PrepareSubscriptions):
 //   - $JS.API.STREAM.INFO.RUNLOG                   Open (NoCreate)
 //   - $JS.API.CONSUMER.INFO.RUNLOG.feed            its consumer is looked up (resume, balance)
 //   - $JS.API.CONSUMER.CREATE.RUNLOG.feed.>        and created on first use (with its filter subject)

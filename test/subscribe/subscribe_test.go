@@ -74,7 +74,7 @@ func runChild(url string) int {
 // writerStore starts a server and opens, on a connection of the test's
 // own, the partitioned store the subscribers read and a lifecycle store
 // that writes to it.
-func writerStore(t *testing.T) (url string, js *jetstream.Store, st *lifecycle.Store) {
+func writerStore(t *testing.T) (url string, js *jetstream.Log, st *lifecycle.Store) {
 	t.Helper()
 	url = natstest.StartListening(t).ClientURL()
 	js, err := jetstream.Connect(t.Context(), url, jetstream.ConnectConfig{Name: "writer"}, jetstream.Config{Partitions: partitions})
@@ -197,7 +197,7 @@ func write(ctx context.Context, st *lifecycle.Store, prefix string, instances, n
 }
 
 // logCommits lists every commit of the store with its instance.
-func logCommits(t *testing.T, s *jetstream.Store) map[commit]string {
+func logCommits(t *testing.T, s *jetstream.Log) map[commit]string {
 	t.Helper()
 	out := map[commit]string{}
 	for id, err := range s.AllInstances(t.Context(), "") {
