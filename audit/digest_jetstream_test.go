@@ -228,8 +228,8 @@ func TestJetStreamPartitionDigests(t *testing.T) {
 		_, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("inst-%d", i), DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}})
 		must(t, err)
 	}
-	if _, err := MakeDigest(ctx, src, DigestOptions{}); err == nil || !strings.Contains(err.Error(), "Store.Partition") {
-		t.Fatalf("a digest of the whole partitioned store: %v, want an error pointing to Store.Partition", err)
+	if _, err := MakeDigest(ctx, src, DigestOptions{}); err == nil || !strings.Contains(err.Error(), "Log.Partition") {
+		t.Fatalf("a digest of the whole partitioned store: %v, want an error pointing to Log.Partition", err)
 	}
 	kp := newKey(t)
 	views := make([]*jetstream.Log, 3)

@@ -21,7 +21,7 @@ import (
 // the stream's block files per checkpoint once the server has flushed
 // them (disk-B/checkpoint; the last block, still being written, is not
 // compressed) and the bytes the stream accounts (stream-B/checkpoint);
-// the timed loop reads the whole stream with Store.Scan (the read cost,
+// the timed loop reads the whole stream with jetstream.Log.Scan (the read cost,
 // msgs/s). BENCHMARKS.md §5.9.
 func BenchmarkStorage(b *testing.B) {
 	for _, c := range []struct {

@@ -35,7 +35,7 @@ func commitsEnv(b *testing.B) *env {
 	return e
 }
 
-// BenchmarkSubscribe measures a durable subscription (Store.Subscribe)
+// BenchmarkSubscribe measures a durable subscription (jetstream.Log.Subscribe)
 // delivering commits to a handler that does nothing: decoded, one at a
 // time, each acknowledged and the acknowledgement confirmed. Reports
 // commits/s; an op is one commit.
