@@ -25,11 +25,13 @@ import (
 // "runlog_digest" field) and of the proofs [Prove] writes.
 const DigestVersion = 1
 
-// A HeadSource is a log that can describe itself and give every
-// instance's head as of one sequence without reading the histories: what
-// a digest needs. jetstream.Log and memlog.Log are HeadSources.
+// A HeadSource is a log that can describe itself as a whole
+// ([events.LogInfo]) and give every instance's head as of one sequence
+// without reading the histories: what a digest needs, and what [Verify]
+// with digests checks each digest against (it must be of this log).
+// jetstream.Log and memlog.Log are HeadSources.
 type HeadSource interface {
-	Informer
+	LogInfo(ctx context.Context) (events.LogInfo, error)
 	Heads(ctx context.Context) (events.LogInfo, []events.InstanceHead, error)
 }
 

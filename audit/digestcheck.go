@@ -10,13 +10,6 @@ import (
 	"github.com/runlog/runlog/workflow"
 )
 
-// An Informer is a [Source] that can describe its log as a whole
-// ([events.LogInfo]); [Verify] with digests checks that each digest is of
-// this log. jetstream.Log and memlog.Log are Informers.
-type Informer interface {
-	LogInfo(ctx context.Context) (events.LogInfo, error)
-}
-
 // leafState is an instance's history up to one digest's last sequence, as
 // the verification reads it.
 type leafState struct {
@@ -205,7 +198,7 @@ func finishDigests(ctx context.Context, src Source, c *digestChecker, ids []stri
 		return nil
 	}
 	var info *events.LogInfo
-	if in, ok := src.(Informer); ok {
+	if in, ok := src.(HeadSource); ok {
 		li, err := in.LogInfo(ctx)
 		if err != nil {
 			return fmt.Errorf("describe the log: %w", err)

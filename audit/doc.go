@@ -114,10 +114,9 @@
 // Scanner reads the whole log once, in log order, and checks each
 // message as it arrives: memory is about 90 bytes per message of each
 // instance whose messages are still coming, plus its projected state.
-// With a [Counter] (jetstream.Log, memlog.Log) an instance is finished
-// as soon as its last message is read, so that this is the instances
-// being written concurrently, plus the counts (an id and a number per
-// instance); without one, every instance of the log is held to the end.
+// An instance is finished as soon as its last message is read (the
+// Scanner's InstanceCounts), so that this is the instances being written
+// concurrently, plus the counts (an id and a number per instance).
 // Export holds one message. Import keeps, until its second pass ends, the
 // projected state of every instance of the file and about 50 bytes per
 // commit (to find commit ids used twice).

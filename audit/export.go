@@ -22,8 +22,8 @@ const ExportVersion = 1
 // instance.
 type ExportOptions struct {
 	// IDs are the instances to export, in this order; empty means every
-	// instance of the source, in the order of its AllInstances if it is an
-	// [AllLister] (jetstream.Log: the order of the subjects), else of
+	// instance of the source, in the order of its AllInstances if it is a
+	// [Scanner] (jetstream.Log: the order of the subjects), else of
 	// Source.Instances.
 	IDs []string
 	// PageSize is the number of ids asked per Source.Instances call; 0

@@ -75,7 +75,7 @@ func TestExportFormat(t *testing.T) {
 	}
 }
 
-// reverseLister is an AllLister that lists its instances in reverse id
+// reverseLister is a Scanner that lists its instances in reverse id
 // order, in one pass.
 type reverseLister struct{ *memlog.Log }
 
@@ -97,7 +97,7 @@ func (r reverseLister) AllInstances(ctx context.Context, after string) iter.Seq2
 
 // A source that lists all its instances in one pass is listed so, in its
 // order, instead of page by page.
-func TestExportAllLister(t *testing.T) {
+func TestExportScannerOrder(t *testing.T) {
 	l := cleanLog(t)
 	var got []string
 	for _, ln := range lines(export(t, reverseLister{l}, ExportOptions{}))[1:] {

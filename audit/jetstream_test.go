@@ -22,6 +22,15 @@ import (
 // The same round trip on the JetStream log: verify, export, import into
 // another stream, verify again, and into memory; on one stream, and on 4
 // partitions.
+// The JetStream log is every kind of source audit reads, and a place to
+// publish digests.
+var (
+	_ Scanner         = (*jetstream.Log)(nil)
+	_ HeadSource      = (*jetstream.Log)(nil)
+	_ StreamChecker   = (*jetstream.Log)(nil)
+	_ DigestPublisher = (*jetstream.Log)(nil)
+)
+
 func TestJetStreamRoundTrip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS server")

@@ -22,34 +22,28 @@ type Source interface {
 	Read(ctx context.Context, instance string, after uint64) iter.Seq2[events.Message, error]
 }
 
-// A Scanner is a [Source] that can also read its whole log in log order,
-// every message with the instance it belongs to, as it was when the scan
-// began. [Verify] of every instance uses it when the source has it: one
-// pass over the log instead of one read per instance (on JetStream, one
-// ordered consumer instead of a batched read per instance, several times
-// faster). Both jetstream.Log and memlog.Log are Scanners.
+// A Scanner is a [Source] that can also read its whole log at once:
+//   - Scan: every message in log order, with the instance it belongs to,
+//     as the log was when the scan began. [Verify] of every instance
+//     uses it: one pass over the log instead of one read per instance (on
+//     JetStream, one ordered consumer instead of a batched read per
+//     instance, several times faster).
+//   - InstanceCounts: how many messages each instance has. The one-pass
+//     [Verify] asks once its scan has begun, and finishes each instance
+//     as soon as its last message is read, so that its memory holds only
+//     the instances whose messages are still coming (plus the counts: an
+//     id and a number per instance), not the whole log.
+//   - AllInstances: every instance after the cursor after, in one pass in
+//     an order of its own, more cheaply than page by page in id order
+//     (jetstream.Log: the order of the stream's subjects). [Export] and
+//     [Verify] go through every instance with it.
+//
+// Both jetstream.Log and memlog.Log are Scanners.
 type Scanner interface {
 	Source
 	Scan(ctx context.Context, after uint64) iter.Seq2[events.Scanned, error]
-}
-
-// An AllLister is a [Source] that can list all its instances in one pass,
-// in an order of its own, more cheaply than page by page in id order
-// (jetstream.Log: page by page, each page reads the stream's whole
-// subject list). [Export] and [Verify] go through every instance with it
-// when the source has it.
-type AllLister interface {
-	AllInstances(ctx context.Context, after string) iter.Seq2[string, error]
-}
-
-// A Counter is a [Scanner] that can say how many messages each instance
-// has. A one-pass [Verify] asks once its scan has begun, and finishes
-// each instance as soon as its last message is read, so that its memory
-// holds only the instances whose messages are still coming (plus the
-// counts: an id and a number per instance), not the whole log. Both
-// jetstream.Log and memlog.Log are Counters.
-type Counter interface {
 	InstanceCounts(ctx context.Context) (map[string]uint64, error)
+	AllInstances(ctx context.Context, after string) iter.Seq2[string, error]
 }
 
 // A StreamChecker is a [Source] that can say which of its log's settings
@@ -210,9 +204,8 @@ const progressEvery = 4096
 const defaultPageSize = 1000
 
 // instanceIDs calls fn with every instance id: ids (de-duplicated, in
-// order) when given, else every instance of src, in one pass if src is an
-// AllLister, else paged. It stops at the
-// first error fn returns.
+// order) when given, else every instance of src, in one pass if src is a
+// [Scanner], else paged. It stops at the first error fn returns.
 func instanceIDs(ctx context.Context, src Source, ids []string, pageSize int, fn func(id string) error) error {
 	if len(ids) > 0 {
 		seen := make(map[string]struct{}, len(ids))
@@ -227,7 +220,7 @@ func instanceIDs(ctx context.Context, src Source, ids []string, pageSize int, fn
 		}
 		return nil
 	}
-	if all, ok := src.(AllLister); ok {
+	if all, ok := src.(Scanner); ok {
 		for id, err := range all.AllInstances(ctx, "") {
 			if err != nil {
 				return fmt.Errorf("list instances: %w", err)

@@ -111,8 +111,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 && !r.Incomplete }
 // ([workflow.ErrInvalidInstanceID]).
 //
 // Every instance of a [Scanner] is verified in one pass over the log
-// (with a [Counter], each instance finished when its last message is
-// read); named instances, and every instance of other sources, one read
+// (each instance finished when its last message is read); named instances, and every instance of other sources, one read
 // per instance. Both give the same report, except
 // [Report.ReadThrough]. Memory: see the package documentation; problems
 // found and heads asked for are kept too.
@@ -273,17 +272,17 @@ var errRescan = errors.New("audit: verify again instance by instance")
 const finishedCount = ^uint64(0)
 
 // verifyScan verifies every instance of sc in one pass over the log: each
-// message goes to its instance's verifier as it arrives. If sc is also a
-// [Counter], the messages each instance has are asked for once the scan
-// has begun, and an instance is finished as soon as its last message is
-// read: memory then holds only the instances whose histories are still
-// being read. Otherwise every instance is finished at the end. Problems
+// message goes to its instance's verifier as it arrives. The messages
+// each instance has are asked for once the scan has begun, and an
+// instance is finished as soon as its last message is read: memory then
+// holds only the instances whose histories are still being read. An
+// instance the counts do not name (created after them) is finished at the
+// end. Problems
 // and heads are put in the order of the instance ids, as the instance by
 // instance path lists them. Messages that belong to no instance are
 // counted in Report.Skipped.
 func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map[string][]Head, anchorSeen map[string]bool, rep *Report, errFull error, dc *digestChecker) error {
-	counter, _ := sc.(Counter)
-	var counts map[string]uint64 // nil until asked, or without a Counter
+	var counts map[string]uint64 // nil until asked
 	vs := make(map[string]*instVerifier)
 	var messages, bytes, problems int
 	progress := func(current string) {
@@ -306,10 +305,10 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 		if err != nil {
 			return fmt.Errorf("scan: %w", err)
 		}
-		if counter != nil && counts == nil {
+		if counts == nil {
 			// Asked once the scan has begun, the counts include every
 			// message the scan will read (and perhaps later ones).
-			if counts, err = counter.InstanceCounts(ctx); err != nil {
+			if counts, err = sc.InstanceCounts(ctx); err != nil {
 				return fmt.Errorf("count the messages of each instance: %w", err)
 			}
 		}

@@ -205,6 +205,27 @@ func (l *Log) Instances(ctx context.Context, after string, limit int) ([]string,
 	return ids, nil
 }
 
+// AllInstances yields the instance ids greater than after, in increasing
+// order, as they were when it starts (audit.Scanner's one-pass listing).
+func (l *Log) AllInstances(ctx context.Context, after string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		ids, err := l.Instances(ctx, after, 0)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		for _, id := range ids {
+			if err := ctx.Err(); err != nil {
+				yield("", err)
+				return
+			}
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}
+}
+
 // InstanceCounts returns the number of messages of every instance.
 func (l *Log) InstanceCounts(ctx context.Context) (map[string]uint64, error) {
 	if err := ctx.Err(); err != nil {
