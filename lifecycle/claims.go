@@ -179,10 +179,27 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 	if err := s.validateClaim(worker, ttl); err != nil {
 		return TaskClaim{}, wrap("claim task", id, err)
 	}
-	// What the task's claim is now, and whether its lease is live.
+	// First on the cached projection, if there is one: when it is current,
+	// the claim costs the lease's create and the commit's append, and the
+	// append's sequence check proves it was. Anything else it leads to (a
+	// refusal, a live lease, a claim or a run that changed) is decided
+	// again on a projection read from the log.
+	c, stale, err := s.claimTask(ctx, id, task, worker, ttl, false)
+	if stale {
+		c, _, err = s.claimTask(ctx, id, task, worker, ttl, true)
+	}
+	return c, err
+}
+
+// claimTask is one attempt of ClaimTask, on a projection read from the
+// log (fresh) or on the cached one. stale reports that an attempt on the
+// cached projection did not succeed and nothing of it is left (its lease
+// was released): the caller must decide again on a fresh one.
+func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, worker string, ttl time.Duration, fresh bool) (_ TaskClaim, stale bool, _ error) {
+	// What the task's claim is, and the run.
 	var prior *projection.Claim
 	var run ulid.ULID
-	err := s.read(ctx, id, func(st *projection.State) error {
+	see := func(st *projection.State) error {
 		if err := claimable(st, task); err != nil {
 			return err
 		}
@@ -191,23 +208,34 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		}
 		run = st.Run
 		return nil
-	})
+	}
+	var err error
+	if fresh {
+		err = s.read(ctx, id, see)
+	} else {
+		var cached bool
+		cached, err = s.peek(ctx, id, see)
+		fresh = !cached
+	}
 	if err != nil {
-		return TaskClaim{}, wrap("claim task", id, err)
+		return TaskClaim{}, !fresh && isDomain(err), wrap("claim task", id, err)
 	}
 	claimID, at, err := s.ids.New()
 	if err != nil {
-		return TaskClaim{}, err
+		return TaskClaim{}, false, err
 	}
 	holder := leaseHolder(claimID, worker)
 	key := LeaseKey{Instance: id, Run: run, Task: task}
 	sent := time.Now()
 	acquired, current, err := s.leases.AcquireLease(ctx, key, holder, ttl)
 	if err != nil {
-		return TaskClaim{}, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
+		return TaskClaim{}, false, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
 	}
 	if !acquired {
-		return TaskClaim{}, s.claimedBy(ctx, key, current)
+		if !fresh {
+			return TaskClaim{}, true, nil // perhaps the lease of a run that ended
+		}
+		return TaskClaim{}, false, s.claimedBy(ctx, key, current)
 	}
 	var over, tookOver *events.ClaimRef
 	if prior != nil {
@@ -245,9 +273,9 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 	if err != nil {
 		s.forgetLease(key)
 		if rerr := s.leases.ReleaseLease(context.WithoutCancel(ctx), key, holder); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("release the lease again: %w", rerr))
+			return TaskClaim{}, false, wrap("claim task", id, errors.Join(err, fmt.Errorf("release the lease again: %w", rerr)))
 		}
-		return TaskClaim{}, wrap("claim task", id, err)
+		return TaskClaim{}, !fresh && isDomain(err), wrap("claim task", id, err)
 	}
 	s.noteLease(key, holder, sent, ttl)
 	c := TaskClaim{InstanceID: id, TaskID: task, Worker: worker, ID: claimID, Run: run, TTL: ttl, TookOver: tookOver}
@@ -255,7 +283,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 		exp := at.Add(ttl).UTC()
 		c.ExpiresAt = &exp
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // claimedBy builds the answer to a claim refused by a live lease of
@@ -338,12 +366,29 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 	}
 	var c projection.Claim
 	var run ulid.ULID
-	err := s.read(ctx, id, func(st *projection.State) error {
+	see := func(st *projection.State) error {
 		var err error
 		c, err = ownClaim(st, "extend task claim", task, worker)
 		run = st.Run
 		return err
-	})
+	}
+	// A heartbeat on the cached projection costs the renewal alone: the
+	// lease's holder is the claim's id and worker, so the renewal succeeds
+	// only while the lease is live and this very claim's. Anything else is
+	// decided on a projection read from the log.
+	if cached, err := s.peek(ctx, id, see); cached && err == nil && c.TTL > 0 && ttl > 0 {
+		key := LeaseKey{Instance: id, Run: run, Task: task}
+		sent := time.Now()
+		ok, err := s.leases.RenewLease(ctx, key, leaseHolder(c.ID, worker), ttl)
+		if err != nil {
+			return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
+		}
+		if ok {
+			s.noteLease(key, leaseHolder(c.ID, worker), sent, ttl)
+			return nil
+		}
+	}
+	err := s.read(ctx, id, see)
 	if err != nil {
 		return wrap("extend task claim", id, s.inFlight(ctx, id, task, err))
 	}

@@ -100,3 +100,93 @@ func TestFencedWriteTrustsItsOwnFreshLease(t *testing.T) {
 		t.Errorf("a save after a heartbeat read the lease %d times, want 0", n)
 	}
 }
+
+// TestClaimOnStaleCache: a claim and a heartbeat are first decided on the
+// store's cached projection, without reading the log. Whatever another
+// store wrote since — a claim taken over after its lease ended, a new run,
+// the task completed, a take-over of this worker's claim — the answer is
+// the one a read would give, and no lease is left behind.
+func TestClaimOnStaleCache(t *testing.T) {
+	ctx := t.Context()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	advance := func(d time.Duration) { now.Add(int64(d)) }
+	log := memlog.New(clock)
+	leases := log.Leases()
+	newStore := func() *lifecycle.Store {
+		st, err := lifecycle.New(log, lifecycle.Config{Leases: leases})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	stale, other := newStore(), newStore()
+	task := workflow.NewTaskID("t")
+	if _, err := stale.PrepareRun(ctx, prepare("s")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.Load(ctx, "s"); err != nil { // cached from here on
+		t.Fatal(err)
+	}
+
+	// Another store's claim, whose lease then ended: the stale store's
+	// claim takes it over, naming it.
+	theirs, err := other.ClaimTask(ctx, "s", task, "w-other", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(2 * time.Second)
+	mine, err := stale.ClaimTask(ctx, "s", task, "w-stale", time.Minute)
+	if err != nil {
+		t.Fatalf("claim on a stale cache after the other's lease ended: %v", err)
+	}
+	if mine.TookOver == nil || mine.TookOver.Claim != theirs.ID {
+		t.Errorf("the claim took over %+v, want the other's claim %s", mine.TookOver, theirs.ID)
+	}
+
+	// The other store takes it over in turn once it ended: the stale
+	// store's heartbeat is refused, and so is its claim while the
+	// other's lease is live.
+	advance(2 * time.Minute)
+	if _, err := other.ClaimTask(ctx, "s", task, "w-other", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.ExtendTaskClaim(ctx, "s", task, "w-stale", time.Minute); !errors.Is(err, lifecycle.ErrClaimLost) {
+		t.Errorf("heartbeat of a claim taken over, on a stale cache: %v, want ErrClaimLost", err)
+	}
+	if _, err := stale.ClaimTask(ctx, "s", task, "w-stale", time.Minute); !errors.Is(err, lifecycle.ErrAlreadyClaimed) {
+		t.Errorf("claim of a live claim, on a stale cache: %v, want ErrAlreadyClaimed", err)
+	}
+
+	// A new run by the other store: the old run's lease is still live,
+	// yet the new run's task is free.
+	p, err := other.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "s", DefinitionHash: workflow.DefinitionHashOf("d"), FirstTask: workflow.TaskHint{ID: task}, Policy: workflow.TerminateExisting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stale.ClaimTask(ctx, "s", task, "w-stale", time.Minute)
+	if err != nil || c.Run != p.Revision.Run {
+		t.Fatalf("claim on a stale cache after a new run: %+v, %v; want a claim on run %s", c, err, p.Revision.Run)
+	}
+	if err := stale.ReleaseTaskClaim(ctx, "s", task, "w-stale"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The task completed by the other store: refused as a read would.
+	snap, rev, err := other.LoadSnapshot(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.MarkTaskCompleted(task, []byte("done"), clock())
+	if _, err := other.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.ClaimTask(ctx, "s", task, "w-stale", time.Minute); !errors.Is(err, lifecycle.ErrInvalidRequest) {
+		t.Errorf("claim of a completed task, on a stale cache: %v, want ErrInvalidRequest", err)
+	}
+	key := lifecycle.LeaseKey{Instance: "s", Run: p.Revision.Run, Task: task}
+	if h, ok, err := leases.LeaseHolder(ctx, key); err != nil || ok {
+		t.Errorf("a refused claim left a lease behind: %q %v %v", h, ok, err)
+	}
+}

@@ -209,6 +209,24 @@ func (s *Store) read(ctx context.Context, id string, fn func(st *projection.Stat
 	return fn(&e.st)
 }
 
+// peek calls fn with the instance's cached projection as it is, without
+// reading the log, and reports cached true; on a cache miss it reads the
+// instance first, as read does, and reports cached false. fn must not
+// keep st. What is decided on a peeked projection must be proved by the
+// log before it is acted on: an append's sequence check, or the lease
+// store's answer.
+func (s *Store) peek(ctx context.Context, id string, fn func(st *projection.State) error) (cached bool, err error) {
+	e := s.cache.acquire(id)
+	defer s.cache.release(e)
+	if e.st.LastSeq != 0 || e.st.Commits != 0 {
+		return true, fn(&e.st)
+	}
+	if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
+		return false, err
+	}
+	return false, fn(&e.st)
+}
+
 // catchUp folds the messages after e.st.LastSeq into e.st and reports
 // whether a commit with id pending was among them. An empty projection
 // starts from the instance's checkpoint when there is a valid one.
