@@ -377,15 +377,9 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 	// only while the lease is live and this very claim's. Anything else is
 	// decided on a projection read from the log.
 	if cached, err := s.peek(ctx, id, see); cached && err == nil && c.TTL > 0 && ttl > 0 {
-		key := LeaseKey{Instance: id, Run: run, Task: task}
-		sent := time.Now()
-		ok, err := s.leases.RenewLease(ctx, key, leaseHolder(c.ID, worker), ttl)
-		if err != nil {
-			return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
-		}
-		if ok {
-			s.noteLease(key, leaseHolder(c.ID, worker), sent, ttl)
-			return nil
+		ok, err := s.renewLease(ctx, LeaseKey{Instance: id, Run: run, Task: task}, leaseHolder(c.ID, worker), ttl)
+		if err != nil || ok {
+			return wrap("extend task claim", id, err)
 		}
 	}
 	err := s.read(ctx, id, see)
@@ -399,20 +393,29 @@ func (s *Store) ExtendTaskClaim(ctx context.Context, id string, task workflow.Ta
 		return wrap("extend task claim", id, fmt.Errorf("%w: ttl 0 on a claim with a lease: give the new time to live", ErrInvalidRequest))
 	}
 	key := LeaseKey{Instance: id, Run: run, Task: task}
-	sent := time.Now()
-	ok, err := s.leases.RenewLease(ctx, key, leaseHolder(c.ID, worker), ttl)
+	ok, err := s.renewLease(ctx, key, leaseHolder(c.ID, worker), ttl)
 	if err != nil {
-		return wrap("extend task claim", id, fmt.Errorf("renew the lease: %w", err))
-	}
-	if ok {
-		s.noteLease(key, leaseHolder(c.ID, worker), sent, ttl)
-	} else {
-		s.forgetLease(key)
+		return wrap("extend task claim", id, err)
 	}
 	if !ok {
+		s.forgetLease(key)
 		return wrap("extend task claim", id, fmt.Errorf("%w: the lease of claim %s on task %s ended before it was renewed: stop working on the task", ErrClaimLost, c.ID, short(task)))
 	}
 	return nil
+}
+
+// renewLease renews holder's lease on key for ttl from now and, when it
+// did, notes it as live for this store.
+func (s *Store) renewLease(ctx context.Context, key LeaseKey, holder string, ttl time.Duration) (bool, error) {
+	sent := time.Now()
+	ok, err := s.leases.RenewLease(ctx, key, holder, ttl)
+	if err != nil {
+		return false, fmt.Errorf("renew the lease: %w", err)
+	}
+	if ok {
+		s.noteLease(key, holder, sent, ttl)
+	}
+	return ok, nil
 }
 
 // inFlight turns an answer of "no claim" (ErrNotFound from the history)

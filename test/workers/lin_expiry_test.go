@@ -120,19 +120,8 @@ func expiryModel(round func(time.Duration) time.Duration, slack time.Duration) p
 		return next
 	}
 	nm := porcupine.NondeterministicModel{
-		Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-			by := map[int][]porcupine.Operation{}
-			for _, op := range h {
-				t := op.Input.(expIn).Task
-				by[t] = append(by[t], op)
-			}
-			var out [][]porcupine.Operation
-			for _, ops := range by {
-				out = append(out, ops)
-			}
-			return out
-		},
-		Init: func() []any { return []any{expState{}} },
+		Partition: byTask(func(in any) int { return in.(expIn).Task }),
+		Init:      func() []any { return []any{expState{}} },
 		Step: func(s, in, out any) []any {
 			var r []any
 			for _, st := range step(s.(expState), in.(expIn), out.(claimOut).Result) {
@@ -260,6 +249,16 @@ func (r expiryRun) check(t *testing.T, history []porcupine.Operation) porcupine.
 	return res
 }
 
+// linearizable runs the workload and requires its history to be
+// linearizable and to exercise the answers that prove something.
+func (r expiryRun) linearizable(t *testing.T) {
+	h := r.run(t)
+	if res := r.check(t, h); res != porcupine.Ok {
+		t.Fatalf("claims with expiring leases are not linearizable (%v) over %d operations: %v", res, len(h), answers(h))
+	}
+	mustExercise(t, r, h)
+}
+
 // answers counts the history's answers, by operation and result.
 func answers(history []porcupine.Operation) map[string]int {
 	n := map[string]int{}
@@ -288,11 +287,7 @@ func TestClaimsExpiryLinearizable(t *testing.T) {
 	t.Run("memlog", func(t *testing.T) {
 		t.Parallel()
 		r := mem(func(l *memlog.Log) lifecycle.Leases { return l.Leases() })
-		h := r.run(t)
-		if res := r.check(t, h); res != porcupine.Ok {
-			t.Fatalf("claims with expiring leases are not linearizable (%v) over %d operations: %v", res, len(h), answers(h))
-		}
-		mustExercise(t, r, h)
+		r.linearizable(t)
 	})
 	t.Run("jetstream", func(t *testing.T) {
 		t.Parallel()
@@ -305,11 +300,7 @@ func TestClaimsExpiryLinearizable(t *testing.T) {
 		r := expiryRun{log: js, leases: js.Leases(), workers: 6, ops: 14,
 			ttls: []time.Duration{time.Second, 2 * time.Second}, maxPause: 4 * time.Second,
 			round: seconds, slack: 2 * time.Second, minOK: 10, minLost: 3}
-		h := r.run(t)
-		if res := r.check(t, h); res != porcupine.Ok {
-			t.Fatalf("claims with expiring leases are not linearizable (%v) over %d operations: %v", res, len(h), answers(h))
-		}
-		mustExercise(t, r, h)
+		r.linearizable(t)
 	})
 	t.Run("a lease store that grants live leases fails it", func(t *testing.T) {
 		t.Parallel()

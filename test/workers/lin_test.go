@@ -47,19 +47,8 @@ type claimOut struct {
 }
 
 var claimModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		by := map[int][]porcupine.Operation{}
-		for _, op := range h {
-			t := op.Input.(claimIn).Task
-			by[t] = append(by[t], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range by {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return "" },
+	Partition: byTask(func(in any) int { return in.(claimIn).Task }),
+	Init:      func() any { return "" },
 	Step: func(s, in, out any) (bool, any) {
 		holder, i, o := s.(string), in.(claimIn), out.(claimOut)
 		switch i.Op {
@@ -88,6 +77,23 @@ var claimModel = porcupine.Model{
 		i := in.(claimIn)
 		return fmt.Sprintf("%s %v task %d → %s", i.Worker, [...]string{"", "claim", "release", "save"}[i.Op], i.Task, out.(claimOut).Result)
 	},
+}
+
+// byTask partitions a history by task (each task's claim is an object of
+// its own): task returns an operation input's task.
+func byTask(task func(in any) int) func([]porcupine.Operation) [][]porcupine.Operation {
+	return func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[int][]porcupine.Operation{}
+		for _, op := range h {
+			t := task(op.Input)
+			by[t] = append(by[t], op)
+		}
+		var out [][]porcupine.Operation
+		for _, ops := range by {
+			out = append(out, ops)
+		}
+		return out
+	}
 }
 
 // TestClaimsLinearizable: 16 workers (4 stores) claim, release and save
