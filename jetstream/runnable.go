@@ -176,10 +176,7 @@ func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) err
 	for range rebuildWorkers {
 		wg.Go(func() {
 			for id := range ids {
-				st, err := store.Load(ctx, id)
-				if err == nil {
-					err = x.Put(ctx, &st)
-				}
+				st, err := x.index(ctx, store, id)
 				if err != nil {
 					fail(err)
 					continue
@@ -229,12 +226,59 @@ func (x *RunnableIndex) Rebuild(ctx context.Context, store *lifecycle.Store) err
 		}
 	}
 	for _, k := range stray {
+		// An indexer may have put the key after this rebuild read its
+		// instance: index the instance again rather than remove blindly.
+		if id, err := DecodeID(k); err == nil {
+			if _, err := x.index(ctx, store, id); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := kv.Purge(ctx, k, natsjs.PurgeTTL(runnableMarkerTTL)); err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
 			return fmt.Errorf("jetstream: runnable index: remove stray key %q: %w", k, err)
 		}
 	}
 	return nil
 }
+
+// index puts the entry and the timer of instance id as the log has them
+// now: it loads the instance, puts what the state derives, then reads the
+// instance's last sequence and does it again if the log moved on
+// meanwhile. Puts are unconditional, so a writer that loaded an older
+// state (a second indexer during a take-over, a rebuild) may put it after
+// a newer one; that writer then finds the log past what it put and puts
+// the newer state itself, so the index ends as the log is. After
+// indexAttempts states that the log left behind at once, it fails (the
+// indexer takes the commit again later).
+func (x *RunnableIndex) index(ctx context.Context, store *lifecycle.Store, id string) (projection.State, error) {
+	return x.indexFrom(ctx, id, func() (projection.State, error) { return store.Load(ctx, id) })
+}
+
+// indexFrom is index with the instance's state read by load.
+func (x *RunnableIndex) indexFrom(ctx context.Context, id string, load func() (projection.State, error)) (projection.State, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := load()
+		if err != nil {
+			return st, err
+		}
+		if err := x.Put(ctx, &st); err != nil {
+			return st, err
+		}
+		m, ok, err := x.s.LastMessage(ctx, id)
+		if err != nil {
+			return st, fmt.Errorf("jetstream: runnable index: check %q after the put: %w", id, err)
+		}
+		if !ok && st.LastSeq == 0 || ok && m.Seq == st.LastSeq {
+			return st, nil
+		}
+		if attempt == indexAttempts {
+			return st, fmt.Errorf("jetstream: runnable index: %q moved on %d times while being indexed", id, attempt)
+		}
+	}
+}
+
+// indexAttempts bounds [RunnableIndex.index]'s loop.
+const indexAttempts = 4
 
 // rebuildWorkers is how many instances [RunnableIndex.Rebuild] reads and
 // puts at a time.
@@ -333,11 +377,7 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 			_ = m.Ack() // not an instance's message
 			return
 		}
-		st, err := store.Load(ctx, id)
-		if err == nil {
-			err = x.Put(ctx, &st)
-		}
-		if err != nil {
+		if _, err := x.index(ctx, store, id); err != nil {
 			x.s.log.Warn("jetstream: runnable indexer: update failed, delivered again", slog.String("instance", id), slog.Any(logKeyErr, err))
 			_ = m.NakWithDelay(time.Second)
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/runlog/runlog/dispatch"
 	"github.com/runlog/runlog/lifecycle"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -558,4 +559,111 @@ func TestControlTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCancelled("held")
+}
+
+// TestIndexEndsAsTheLogIs: puts are unconditional, so a writer that
+// loaded an older state (a second indexer during a take-over, a rebuild)
+// may put it after a newer one: a finished run's entry comes back, or a
+// new run's entry is removed and its task never found. The indexer's and
+// the rebuild's step (index) checks the log after its put and puts the
+// state the log has: here the slow writer is the one whose first load is
+// the older state.
+func TestIndexEndsAsTheLogIs(t *testing.T) {
+	s, _, _ := newStore(t, Config{})
+	ctx := t.Context()
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := s.RunnableIndex()
+	task := workflow.NewTaskID("a")
+	entry := func(id string) bool {
+		t.Helper()
+		for e, err := range x.Entries(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Instance == id {
+				return true
+			}
+		}
+		return false
+	}
+	load := func(id string) projection.State {
+		t.Helper()
+		st, err := store.Load(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	create := func(id string) {
+		t.Helper()
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: task}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A run that finished, its older runnable state put last.
+	create("done")
+	older := load("done")
+	snap, rev, err := store.LoadSnapshot(ctx, "done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.MarkTaskCompleted(task, []byte("out"), time.Now())
+	snap.MarkCompleted([]byte("out"), time.Now())
+	if _, err := store.SaveSnapshot(ctx, snap, rev); err != nil {
+		t.Fatal(err)
+	}
+	newer := load("done")
+	for _, st := range []*projection.State{&newer, &older} {
+		if err := x.Put(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !entry("done") {
+		t.Fatal("the older state put last did not bring the finished run's entry back: the race this test is about did not happen")
+	}
+	slow(t, x, store, "done", older)
+	if entry("done") {
+		t.Error("after index, the finished run still has an entry")
+	}
+
+	// A new run, the older state (no history) put last: its entry is gone.
+	before := load("new")
+	create("new")
+	after := load("new")
+	for _, st := range []*projection.State{&after, &before} {
+		if err := x.Put(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entry("new") {
+		t.Fatal("the older state put last left the new run's entry: the race this test is about did not happen")
+	}
+	slow(t, x, store, "new", before)
+	if !entry("new") {
+		t.Error("after index, the new run's task has no entry: it would never be found")
+	}
+}
+
+// slow indexes id as a writer whose first load returned first (an older
+// state), its later loads reading the log.
+func slow(t *testing.T, x *RunnableIndex, store *lifecycle.Store, id string, first projection.State) {
+	t.Helper()
+	loads := 0
+	_, err := x.indexFrom(t.Context(), id, func() (projection.State, error) {
+		loads++
+		if loads == 1 {
+			return first, nil
+		}
+		return store.Load(t.Context(), id)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loads != 2 {
+		t.Errorf("%d loads, want 2: the older state, then the log's after the check", loads)
+	}
 }
