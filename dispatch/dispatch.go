@@ -99,6 +99,11 @@ type Options struct {
 	// Now is the time of the search; zero means time.Now. It judges
 	// retry backoff and aging, from the history's times.
 	Now time.Time
+	// Skip, when set, leaves out an entry the caller knows not to try now
+	// (a worker pool: one the log said was stale, or another of its
+	// workers is trying). [RankSeq] with a limit asks it only of an entry
+	// that would be kept, so it may cost a lock or a map lookup.
+	Skip func(Entry) bool
 }
 
 // eligible reports whether a worker of tags may run a task of taskTags.
@@ -126,8 +131,8 @@ func Rank(entries []Entry, worker string, limit int, opts Options, taken func(En
 }
 
 // RankSeq is [Rank] over entries as they come: with a limit it keeps
-// only the best limit (copying those alone), and asks taken only of a
-// claimed entry that would be kept.
+// only the best limit (copying those alone), and asks Options.Skip, and
+// taken of a claimed entry, only of an entry that would be kept.
 func RankSeq(entries iter.Seq[Entry], worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
 	now := opts.Now
 	if now.IsZero() {
@@ -160,6 +165,9 @@ func RankSeq(entries iter.Seq[Entry], worker string, limit int, opts Options, ta
 			r.bias = 1
 		}
 		if limit > 0 && len(rs) == limit && less(r, rs[limit-1]) >= 0 {
+			continue
+		}
+		if opts.Skip != nil && opts.Skip(e) {
 			continue
 		}
 		if e.Claim != nil && (taken == nil || taken(e)) {

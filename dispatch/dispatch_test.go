@@ -402,3 +402,34 @@ func TestFindResumable(t *testing.T) {
 		}
 	})
 }
+
+// TestRankSkip: Options.Skip leaves entries out as if they were not in
+// the index (with a limit, the best of the others fill the places), and
+// with a limit it is asked only of entries that would be kept: a pool's
+// checks cost a few calls, not one per entry.
+func TestRankSkip(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var entries []dispatch.Entry
+	for i := range 1000 {
+		entries = append(entries, dispatch.Entry{Instance: fmt.Sprintf("i%04d", i), Priority: uint8(i % 4), Since: now.Add(-time.Duration(i%7) * time.Minute)})
+	}
+	skipped := func(e dispatch.Entry) bool { return e.Instance[len(e.Instance)-1] == '0' } // one in ten
+	var without []dispatch.Entry
+	for _, e := range entries {
+		if !skipped(e) {
+			without = append(without, e)
+		}
+	}
+	for _, limit := range []int{1, 16, 0} {
+		asked := 0
+		skip := func(e dispatch.Entry) bool { asked++; return skipped(e) }
+		got := dispatch.Rank(entries, "w", limit, dispatch.Options{Now: now, Skip: skip}, nil)
+		want := dispatch.Rank(without, "w", limit, dispatch.Options{Now: now}, nil)
+		if !slices.EqualFunc(got, want, func(a, b dispatch.Entry) bool { return a.Instance == b.Instance }) {
+			t.Errorf("limit %d: ranked %d entries with Skip, not the ranking of the others (%d)", limit, len(got), len(want))
+		}
+		if limit > 0 && asked > len(entries)/4 {
+			t.Errorf("limit %d: Skip asked of %d of %d entries, want only of those that would be kept", limit, asked, len(entries))
+		}
+	}
+}

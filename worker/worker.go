@@ -144,6 +144,11 @@ func (p *Pool) work(ctx context.Context, name string) {
 					continue // another worker of this pool is on it: no race within the pool
 				}
 				ran = p.try(ctx, name, e)
+				if ran {
+					// The entry is behind the log now (this worker
+					// committed past it) until the indexer puts the next.
+					p.markStale(e)
+				}
 				p.trying.Delete(e.Instance)
 				if ran {
 					break
@@ -191,18 +196,21 @@ func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) 
 				ierr = err
 				return
 			}
-			if p.isStale(e, now) {
-				continue
-			}
-			if _, busy := p.trying.Load(e.Instance); busy {
-				continue // another worker of this pool is on it
-			}
 			if !yield(e) {
 				return
 			}
 		}
 	}
-	ranked := dispatch.RankSeq(entries, name, 2*p.Workers, dispatch.Options{}, dispatch.Taken(ctx, p.Leases))
+	// The pool's own checks are asked only of the entries the ranking
+	// would keep, not of the whole index.
+	skip := func(e dispatch.Entry) bool {
+		if p.isStale(e, now) {
+			return true
+		}
+		_, busy := p.trying.Load(e.Instance) // another worker of this pool is on it
+		return busy
+	}
+	ranked := dispatch.RankSeq(entries, name, 2*p.Workers, dispatch.Options{Now: now, Skip: skip}, dispatch.Taken(ctx, p.Leases))
 	if ierr != nil {
 		return nil, ierr
 	}
