@@ -233,7 +233,12 @@ func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, 
 	}
 	if !acquired {
 		if !fresh {
-			return TaskClaim{}, true, nil // perhaps the lease of a run that ended
+			// Held by a claim of this run, unless the cached run ended:
+			// a read tells (a contended claim costs no second acquire).
+			var now ulid.ULID
+			if err := s.read(ctx, id, func(st *projection.State) error { now = st.Run; return nil }); err != nil || now != run {
+				return TaskClaim{}, true, nil
+			}
 		}
 		return TaskClaim{}, false, s.claimedBy(ctx, key, current)
 	}
