@@ -269,13 +269,8 @@ func indexAndFire(t *testing.T, x *RunnableIndex, store *lifecycle.Store, opts T
 // passed while no timer process ran fires when one starts; a retried task
 // is announced to waiting workers when its backoff ends.
 func TestDurableTimers(t *testing.T) {
-	s, _, _ := newStore(t, Config{})
+	_, store, x, _ := indexEnv(t)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	a, b := workflow.NewTaskID("a"), workflow.NewTaskID("b")
 	park := func(id string, wake time.Time) {
 		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
@@ -355,13 +350,8 @@ func TestDurableTimers(t *testing.T) {
 // resume subject, again after ResumeAgain while it has not moved, and no
 // more once it has.
 func TestForkTimers(t *testing.T) {
-	s, _, nc := newStore(t, Config{})
+	_, store, x, nc := indexEnv(t)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	a := workflow.NewTaskID("a")
 	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "forked", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
 		t.Fatal(err)
@@ -422,13 +412,8 @@ func TestForkTimers(t *testing.T) {
 
 // TestLiveIndex: a live copy of the index follows puts and removals.
 func TestLiveIndex(t *testing.T) {
-	s, _, _ := newStore(t, Config{})
+	_, store, x, _ := indexEnv(t)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	for i := range 3 {
 		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("l-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
 			t.Fatal(err)
@@ -569,13 +554,8 @@ func TestControlTimers(t *testing.T) {
 // state the log has: here the slow writer is the one whose first load is
 // the older state.
 func TestIndexEndsAsTheLogIs(t *testing.T) {
-	s, _, _ := newStore(t, Config{})
+	_, store, x, _ := indexEnv(t)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	task := workflow.NewTaskID("a")
 	entry := func(id string) bool {
 		t.Helper()
@@ -666,4 +646,16 @@ func slow(t *testing.T, x *RunnableIndex, store *lifecycle.Store, id string, fir
 	if loads != 2 {
 		t.Errorf("%d loads, want 2: the older state, then the log's after the check", loads)
 	}
+}
+
+// indexEnv is a log on a fresh server, a store on it and its runnable
+// index.
+func indexEnv(t *testing.T) (*Log, *lifecycle.Store, *RunnableIndex, *nats.Conn) {
+	t.Helper()
+	s, _, nc := newStore(t, Config{})
+	store, err := lifecycle.New(s, lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, store, s.RunnableIndex(), nc
 }
