@@ -8,6 +8,7 @@ package subscribe
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +20,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/runlog/runlog/internal/natstest"
 	"github.com/runlog/runlog/jetstream"
@@ -305,14 +309,16 @@ func TestKilledSubscribers(t *testing.T) {
 	runs = append(runs, cur.kill())
 
 	s := seen(runs)
-	missing := 0
+	var missing []commit
 	for c := range want {
 		if !s[c] {
-			missing++
+			missing = append(missing, c)
 		}
 	}
-	if missing > 0 {
-		t.Fatalf("%d of %d commits never handled", missing, len(want))
+	if len(missing) > 0 {
+		consumerState(t, url, js)
+		slices.SortFunc(missing, func(a, b commit) int { return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.seq, b.seq)) })
+		t.Fatalf("%d of %d commits never handled: %v (partition, seq; the last process ran %d lines)", len(missing), len(want), missing[:min(len(missing), 10)], len(runs[len(runs)-1]))
 	}
 	acked := map[commit]bool{}
 	firstSeen := map[commit]bool{}
@@ -404,5 +410,33 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// consumerState logs the subscription's consumer on each partition stream
+// (what the server says it delivered, has pending and is waiting on): what
+// a stall needs to be understood.
+func consumerState(t *testing.T, url string, js *jetstream.Log) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Logf("consumer state: connect: %v", err)
+		return
+	}
+	defer nc.Close()
+	jsc, err := natsjs.New(nc)
+	if err != nil {
+		t.Logf("consumer state: %v", err)
+		return
+	}
+	for _, name := range js.Streams() {
+		c, err := jsc.Consumer(t.Context(), name, subName)
+		if err != nil {
+			t.Logf("consumer state of %s: %v", name, err)
+			continue
+		}
+		ci := c.CachedInfo()
+		t.Logf("consumer %s/%s: delivered stream seq %d, ack floor %d, ack pending %d, redelivered %d, pending %d, waiting %d, groups %+v",
+			name, subName, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumAckPending, ci.NumRedelivered, ci.NumPending, ci.NumWaiting, ci.PriorityGroups)
 	}
 }
