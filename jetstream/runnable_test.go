@@ -216,13 +216,8 @@ func TestRunnableIndexRebuild(t *testing.T) {
 // as soon as it is indexed, FindHinted confirms it, and the same hint is
 // refused once the task is claimed.
 func TestRunnableWakeups(t *testing.T) {
-	s, _, _ := newStore(t, Config{})
+	s, store, x, _ := indexEnv(t, true)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{Leases: s.Leases()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	ictx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
@@ -269,7 +264,7 @@ func indexAndFire(t *testing.T, x *RunnableIndex, store *lifecycle.Store, opts T
 // passed while no timer process ran fires when one starts; a retried task
 // is announced to waiting workers when its backoff ends.
 func TestDurableTimers(t *testing.T) {
-	_, store, x, _ := indexEnv(t)
+	_, store, x, _ := indexEnv(t, false)
 	ctx := t.Context()
 	a, b := workflow.NewTaskID("a"), workflow.NewTaskID("b")
 	park := func(id string, wake time.Time) {
@@ -350,7 +345,7 @@ func TestDurableTimers(t *testing.T) {
 // resume subject, again after ResumeAgain while it has not moved, and no
 // more once it has.
 func TestForkTimers(t *testing.T) {
-	_, store, x, nc := indexEnv(t)
+	_, store, x, nc := indexEnv(t, false)
 	ctx := t.Context()
 	a := workflow.NewTaskID("a")
 	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "forked", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
@@ -412,7 +407,7 @@ func TestForkTimers(t *testing.T) {
 
 // TestLiveIndex: a live copy of the index follows puts and removals.
 func TestLiveIndex(t *testing.T) {
-	_, store, x, _ := indexEnv(t)
+	_, store, x, _ := indexEnv(t, false)
 	ctx := t.Context()
 	for i := range 3 {
 		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("l-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
@@ -497,13 +492,8 @@ func TestWriterHints(t *testing.T) {
 // by the timers at once, but not while the task is held by a live claim:
 // then once the claim is released.
 func TestControlTimers(t *testing.T) {
-	s, _, _ := newStore(t, Config{})
+	_, store, x, _ := indexEnv(t, true)
 	ctx := t.Context()
-	store, err := lifecycle.New(s, lifecycle.Config{Leases: s.Leases()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := s.RunnableIndex()
 	a := workflow.NewTaskID("a")
 	for _, id := range []string{"idle", "held"} {
 		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: a}}); err != nil {
@@ -554,7 +544,7 @@ func TestControlTimers(t *testing.T) {
 // state the log has: here the slow writer is the one whose first load is
 // the older state.
 func TestIndexEndsAsTheLogIs(t *testing.T) {
-	_, store, x, _ := indexEnv(t)
+	_, store, x, _ := indexEnv(t, false)
 	ctx := t.Context()
 	task := workflow.NewTaskID("a")
 	entry := func(id string) bool {
@@ -648,12 +638,16 @@ func slow(t *testing.T, x *RunnableIndex, store *lifecycle.Store, id string, fir
 	}
 }
 
-// indexEnv is a log on a fresh server, a store on it and its runnable
-// index.
-func indexEnv(t *testing.T) (*Log, *lifecycle.Store, *RunnableIndex, *nats.Conn) {
+// indexEnv is a log on a fresh server, a store on it (with the log's
+// leases, for claims, when leases is set) and its runnable index.
+func indexEnv(t *testing.T, leases bool) (*Log, *lifecycle.Store, *RunnableIndex, *nats.Conn) {
 	t.Helper()
 	s, _, nc := newStore(t, Config{})
-	store, err := lifecycle.New(s, lifecycle.Config{})
+	var cfg lifecycle.Config
+	if leases {
+		cfg.Leases = s.Leases()
+	}
+	store, err := lifecycle.New(s, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
