@@ -59,6 +59,23 @@ type env struct {
 	stream natsjs.Stream
 	name   string // stream name
 	dir    string // the store directory (newEnv)
+	emb    *jetstream.Embedded
+}
+
+// otherLog opens e's log again on a connection of its own, closed when tb
+// ends: what another process (a worker) would have.
+func (e *env) otherLog(tb testing.TB) *jetstream.Log {
+	tb.Helper()
+	nc, err := e.emb.Conn()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	s, err := jetstream.Open(context.Background(), nc, jetstream.Config{Logger: discard, Stream: e.name, NoCreate: true})
+	if err != nil {
+		tb.Fatalf("open: %v", err)
+	}
+	return s
 }
 
 // newEnv starts a fresh embedded server in its own directory, stopped
@@ -104,7 +121,7 @@ func openEnv(tb testing.TB, dir string, sync time.Duration, cfg jetstream.Config
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &env{log: s, js: js, nc: nc, name: s.Stream()}
+	return &env{log: s, js: js, nc: nc, name: s.Stream(), emb: emb}
 }
 
 // store returns a lifecycle store on e's log.
