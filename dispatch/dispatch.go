@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"time"
 
@@ -94,7 +95,8 @@ type Options struct {
 	Tags []string
 	// AgingInterval: a task's effective priority is its priority minus
 	// its wait divided by the interval, so a waiting task rises; clamped
-	// to at least 1 s. Zero means [DefaultAgingInterval].
+	// to at least 1 s and at most [MaxAgingInterval]. Zero means
+	// [DefaultAgingInterval].
 	AgingInterval time.Duration
 	// Now is the time of the search; zero means time.Now. It judges
 	// retry backoff and aging, from the history's times.
@@ -125,31 +127,90 @@ func eligible(taskTags, tags []string) bool {
 // an entry's claim is live; nil: an entry with a claim is taken). The
 // order is Sayiir's: a task that last failed on this worker comes after
 // every other (soft bias); then lower effective priority first (priority
-// − wait / aging interval); then the longest waiting; then by instance id.
+// − wait / aging interval, the wait counted from the entry's Since, so
+// negative when a writer's clock put it ahead of this one); then the
+// longest waiting; then by instance id.
 func Rank(entries []Entry, worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
-	return RankSeq(slices.Values(entries), worker, limit, opts, taken)
+	return rank(slices.Values(entries), false, worker, limit, opts, taken)
 }
 
 // RankSeq is [Rank] over entries as they come: with a limit it keeps
 // only the best limit (copying those alone), and asks Options.Skip, and
 // taken of a claimed entry, only of an entry that would be kept.
 func RankSeq(entries iter.Seq[Entry], worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
+	return rank(entries, false, worker, limit, opts, taken)
+}
+
+// RankOrdered is [RankSeq] over entries that come in rank order for
+// opts' aging interval ([CompareRank], as an [OrderedIndex] yields them):
+// with a limit it stops at the first entry that cannot beat the worst
+// it keeps, so a search costs the entries ahead of its answer, not the
+// index. Its answer is RankSeq's.
+func RankOrdered(entries iter.Seq[Entry], worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
+	return rank(entries, true, worker, limit, opts, taken)
+}
+
+// MaxAgingInterval is the longest aging interval a search uses: a longer
+// one (in effect, no aging) is clamped to it, so that a rank key fits in
+// 64 bits.
+const MaxAgingInterval = 365 * 24 * time.Hour
+
+// Aging returns the aging interval a search with opts uses: opts'
+// AgingInterval, [DefaultAgingInterval] when zero, clamped to
+// [time.Second, MaxAgingInterval].
+func (opts Options) Aging() time.Duration {
 	aging := opts.AgingInterval
 	if aging == 0 {
 		aging = DefaultAgingInterval
 	}
-	aging = max(aging, time.Second)
+	return min(max(aging, time.Second), MaxAgingInterval)
+}
+
+// rankEpoch is the origin of rank keys' times.
+var rankEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// RankKey is e's effective priority for the aging interval aging (as
+// [Options.Aging] clamps it), scaled by the interval and shifted by a
+// search's time: priority × aging + Since. A lower key ranks first at any
+// time, which is what lets an index keep its entries in rank order.
+func RankKey(e Entry, aging time.Duration) int64 {
+	since := int64(e.Since.Sub(rankEpoch)) // saturates
+	p := int64(e.Priority) * int64(aging)
+	if since > math.MaxInt64-p {
+		return math.MaxInt64
+	}
+	return p + since
+}
+
+// CompareRank is the rank order of two entries for a worker with no soft
+// bias between them: by [RankKey], then the longest waiting, then by
+// instance id.
+func CompareRank(a, b Entry, aging time.Duration) int {
+	return cmp.Or(cmp.Compare(RankKey(a, aging), RankKey(b, aging)), a.Since.Compare(b.Since), cmp.Compare(a.Instance, b.Instance))
+}
+
+// OrderedIndex is an [Index] that can also yield its entries in rank
+// order (jetstream's LiveIndex does), for [RankOrdered].
+type OrderedIndex interface {
+	Index
+	// InRankOrder yields the entries by [CompareRank] for aging; ok is
+	// false when the index keeps no such order for that interval.
+	InRankOrder(ctx context.Context, aging time.Duration) (entries iter.Seq2[Entry, error], ok bool)
+}
+
+func rank(entries iter.Seq[Entry], ordered bool, worker string, limit int, opts Options, taken func(Entry) bool) []Entry {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	aging := opts.Aging()
 	type ranked struct {
-		e      Entry
-		bias   int
-		effect float64
+		e    Entry
+		bias int
+		key  int64
 	}
 	less := func(a, b ranked) int {
-		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.effect, b.effect), a.e.Since.Compare(b.e.Since), cmp.Compare(a.e.Instance, b.e.Instance))
+		return cmp.Or(cmp.Compare(a.bias, b.bias), cmp.Compare(a.key, b.key), a.e.Since.Compare(b.e.Since), cmp.Compare(a.e.Instance, b.e.Instance))
 	}
 	// With a limit, only the best limit are kept, in order, as they come
 	// (a worker asks for a few of thousands of entries): each entry costs
@@ -157,14 +218,21 @@ func RankSeq(entries iter.Seq[Entry], worker string, limit int, opts Options, ta
 	// its share of a sort of all.
 	var rs []ranked
 	for e := range entries {
-		if !eligible(e.Tags, opts.Tags) || now.Before(e.RetryAt) {
-			continue
-		}
-		r := ranked{e: e, effect: float64(e.Priority) - float64(max(now.Sub(e.Since), 0))/float64(aging)}
+		r := ranked{e: e, key: RankKey(e, aging)}
 		if worker != "" && e.LastFailedWorker == worker {
 			r.bias = 1
 		}
-		if limit > 0 && len(rs) == limit && less(r, rs[limit-1]) >= 0 {
+		if limit > 0 && len(rs) == limit {
+			if ordered && rs[limit-1].bias == 0 {
+				// In rank order, this entry and every one after it come
+				// after the worst kept, which has no soft bias to lose.
+				break
+			}
+			if less(r, rs[limit-1]) >= 0 {
+				continue
+			}
+		}
+		if !eligible(e.Tags, opts.Tags) || now.Before(e.RetryAt) {
 			continue
 		}
 		if opts.Skip != nil && opts.Skip(e) {

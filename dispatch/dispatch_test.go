@@ -15,6 +15,7 @@ import (
 	"github.com/runlog/runlog/jetstream"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/memlog"
+	"github.com/runlog/runlog/projection"
 	"github.com/runlog/runlog/workflow"
 )
 
@@ -432,4 +433,74 @@ func TestRankSkip(t *testing.T) {
 			t.Errorf("limit %d: Skip asked of %d of %d entries, want only of those that would be kept", limit, asked, len(entries))
 		}
 	}
+}
+
+// TestRankOrdered: over entries in rank order (CompareRank), RankOrdered
+// answers what RankSeq answers over the same entries in any order, for
+// random entries (priorities, waits before and after the search's time,
+// tags, backoff, soft bias, claims, skips) and every limit; and with a
+// limit it stops early: it looks at the entries ahead of its answer, not
+// at all of them.
+func TestRankOrdered(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(7, 22))
+	for round := range 200 {
+		n := 1 + rng.IntN(300)
+		entries := make([]dispatch.Entry, n)
+		for i := range entries {
+			e := dispatch.Entry{Instance: fmt.Sprintf("r%d-i%04d", round, i), Priority: uint8(rng.IntN(6)),
+				Since: now.Add(time.Duration(rng.IntN(int(11*time.Minute))) - 10*time.Minute)}
+			if rng.IntN(8) == 0 {
+				e.Since = e.Since.Truncate(time.Minute) // ties
+			}
+			if round%2 == 0 && rng.IntN(3) == 0 {
+				e.LastFailedWorker = "w" // many a soft bias
+			}
+			switch rng.IntN(10) {
+			case 0:
+				e.Tags = []string{"gpu"}
+			case 1:
+				e.RetryAt = now.Add(time.Minute)
+			case 2:
+				e.RetryAt = now.Add(-time.Minute)
+			case 3:
+				e.LastFailedWorker = "w"
+			case 4:
+				e.Claim = &projection.Claim{Worker: "other"}
+			}
+			entries[i] = e
+		}
+		aging := []time.Duration{0, time.Second, 10 * time.Minute}[rng.IntN(3)]
+		opts := dispatch.Options{Now: now, AgingInterval: aging, Skip: func(e dispatch.Entry) bool { return e.Instance[len(e.Instance)-1] == '7' }}
+		taken := func(e dispatch.Entry) bool { return e.Instance[len(e.Instance)-2] < '5' }
+		ordered := slices.Clone(entries)
+		slices.SortFunc(ordered, func(a, b dispatch.Entry) int { return dispatch.CompareRank(a, b, opts.Aging()) })
+		for _, limit := range []int{0, 1, 2, 5, 16, n} {
+			want := dispatch.RankSeq(slices.Values(entries), "w", limit, opts, taken)
+			seen := 0
+			counted := func(yield func(dispatch.Entry) bool) {
+				for _, e := range ordered {
+					seen++
+					if !yield(e) {
+						return
+					}
+				}
+			}
+			got := dispatch.RankOrdered(counted, "w", limit, opts, taken)
+			if !slices.EqualFunc(got, want, func(a, b dispatch.Entry) bool { return a.Instance == b.Instance }) {
+				t.Fatalf("round %d, %d entries, aging %v, limit %d: RankOrdered gave %d entries, RankSeq %d:\n%v\n%v", round, n, aging, limit, len(got), len(want), names(got), names(want))
+			}
+			if limit == 1 && n >= 200 && seen == n && len(got) == 1 && got[0].LastFailedWorker == "" {
+				t.Errorf("round %d: RankOrdered with limit 1 looked at all %d entries", round, n)
+			}
+		}
+	}
+}
+
+func names(es []dispatch.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Instance
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/btree"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -57,7 +58,10 @@ type RunnableIndex struct {
 	timers *kvBucket // the timers (dispatch.TimerOf)
 }
 
-var _ dispatch.Index = (*RunnableIndex)(nil)
+var (
+	_ dispatch.Index        = (*RunnableIndex)(nil)
+	_ dispatch.OrderedIndex = (*LiveIndex)(nil)
+)
 
 // Put records the entry st derives (dispatch.Of), or deletes the
 // instance's key when it has nothing to run.
@@ -628,20 +632,25 @@ func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t disp
 }
 
 // LiveIndex is a copy of the runnable index kept in this process by a
-// watch of the bucket: a [dispatch.Index] whose Entries reads memory, for
-// workers that search often. It may lag the bucket by the watch's
-// delivery; dispatch.Find checks every candidate against the log anyway.
+// watch of the bucket: a [dispatch.OrderedIndex] whose Entries read
+// memory, for workers that search often. It keeps the entries in rank
+// order for [dispatch.DefaultAgingInterval], so that a ranked search
+// ([dispatch.RankOrdered]) reads the entries ahead of its answer rather
+// than all of them. It may lag the bucket by the watch's delivery;
+// dispatch.Find checks every candidate against the log anyway.
 type LiveIndex struct {
 	mu      sync.Mutex
-	entries map[string]dispatch.Entry
-	// snap is the entries as a slice, made by Entries when the map
-	// changed since the last one and shared by the readers until it
-	// changes again (never modified once made).
-	snap  []dispatch.Entry
-	dirty bool
+	entries map[string]*dispatch.Entry
+	// order holds the entries by dispatch.CompareRank for the default
+	// aging interval. Readers iterate a clone (copy-on-write, made in
+	// constant time), never modified once made.
+	order *btree.BTreeG[*dispatch.Entry]
 	ready chan struct{}
 	w     natsjs.KeyWatcher
 }
+
+// liveAging is the aging interval a LiveIndex keeps its order for.
+var liveAging = dispatch.Options{}.Aging()
 
 // Live starts a [LiveIndex]; it is ready (holds the bucket's entries)
 // when Live returns. Stop it with [LiveIndex.Stop].
@@ -654,7 +663,8 @@ func (x *RunnableIndex) Live(ctx context.Context) (*LiveIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: live runnable index: %w", err)
 	}
-	l := &LiveIndex{entries: make(map[string]dispatch.Entry), ready: make(chan struct{}), w: w}
+	l := &LiveIndex{entries: make(map[string]*dispatch.Entry), ready: make(chan struct{}), w: w,
+		order: btree.NewG(32, func(a, b *dispatch.Entry) bool { return dispatch.CompareRank(*a, *b, liveAging) < 0 })}
 	go l.follow()
 	select {
 	case <-l.ready:
@@ -673,38 +683,51 @@ func (l *LiveIndex) follow() {
 			readyOnce()
 			continue
 		}
-		l.mu.Lock()
-		if u.Operation() != natsjs.KeyValuePut {
-			delete(l.entries, u.Key())
-		} else {
-			if e, ok := decodeEntry(u.Key(), u.Value()); ok {
-				l.entries[u.Key()] = e
+		var e dispatch.Entry
+		put := u.Operation() == natsjs.KeyValuePut
+		if put {
+			if e, put = decodeEntry(u.Key(), u.Value()); !put {
+				continue // not an entry: left as it was
 			}
 		}
-		l.dirty = true
+		l.mu.Lock()
+		if old, ok := l.entries[u.Key()]; ok {
+			l.order.Delete(old)
+			delete(l.entries, u.Key())
+		}
+		if put {
+			l.entries[u.Key()] = &e
+			l.order.ReplaceOrInsert(&e)
+		}
 		l.mu.Unlock()
 	}
 }
 
-// Entries yields the entries the watch has seen, in no particular order.
-func (l *LiveIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
+// snapshot returns the entries as of now, in rank order.
+func (l *LiveIndex) snapshot() *btree.BTreeG[*dispatch.Entry] {
 	l.mu.Lock()
-	if l.dirty || l.snap == nil {
-		es := make([]dispatch.Entry, 0, len(l.entries))
-		for _, e := range l.entries {
-			es = append(es, e)
-		}
-		l.snap, l.dirty = es, false
+	defer l.mu.Unlock()
+	return l.order.Clone()
+}
+
+// Entries yields the entries the watch has seen (in rank order for the
+// default aging interval, which no caller should rely on).
+func (l *LiveIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
+	seq, _ := l.InRankOrder(ctx, liveAging)
+	return seq
+}
+
+// InRankOrder yields the entries the watch has seen by
+// [dispatch.CompareRank], ok false (and nothing) unless aging is
+// [dispatch.DefaultAgingInterval]: the one order the index keeps.
+func (l *LiveIndex) InRankOrder(_ context.Context, aging time.Duration) (iter.Seq2[dispatch.Entry, error], bool) {
+	if aging != liveAging {
+		return func(func(dispatch.Entry, error) bool) {}, false
 	}
-	es := l.snap
-	l.mu.Unlock()
+	t := l.snapshot()
 	return func(yield func(dispatch.Entry, error) bool) {
-		for _, e := range es {
-			if !yield(e, nil) {
-				return
-			}
-		}
-	}
+		t.Ascend(func(e *dispatch.Entry) bool { return yield(*e, nil) })
+	}, true
 }
 
 // Len returns the number of entries.

@@ -444,6 +444,85 @@ func TestLiveIndex(t *testing.T) {
 	}
 }
 
+// TestLiveIndexOrder: a live index yields its entries in rank order
+// (dispatch.CompareRank for the default aging interval), the bucket's
+// entries and no others, while entries come, change and go; it keeps no
+// order for another aging interval.
+func TestLiveIndexOrder(t *testing.T) {
+	_, store, x, _ := indexEnv(t, false)
+	ctx := t.Context()
+	create := func(id string, priority uint8) {
+		t.Helper()
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"),
+			FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a"), Priority: &priority}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 40 {
+		create(fmt.Sprintf("o-%02d", i), uint8(i*7%5))
+	}
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	live, err := x.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Stop()
+	go func() { _ = x.Run(ctx, store, IndexerOptions{}) }()
+	check := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			bucket := indexEntries(t, x)
+			seq, ok := live.InRankOrder(ctx, dispatch.DefaultAgingInterval)
+			if !ok {
+				t.Fatal("no rank order for the default aging interval")
+			}
+			var got []dispatch.Entry
+			for e, err := range seq {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, e)
+			}
+			slices.SortFunc(bucket, func(a, b dispatch.Entry) int { return dispatch.CompareRank(a, b, dispatch.DefaultAgingInterval) })
+			same := slices.EqualFunc(got, bucket, func(a, b dispatch.Entry) bool { return a.Instance == b.Instance && a.Seq == b.Seq })
+			if same && len(got) == want {
+				if !slices.IsSortedFunc(got, func(a, b dispatch.Entry) int { return dispatch.CompareRank(a, b, dispatch.DefaultAgingInterval) }) {
+					t.Fatal("the live index's order is not the rank order")
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("live index in rank order: %d entries %v, the bucket sorted: %d entries %v, want %d", len(got), names(got), len(bucket), names(bucket), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	check(40)
+	for i := range 10 { // removed
+		if err := store.StoreSignal(ctx, fmt.Sprintf("o-%02d", i*3), workflow.Pause, workflow.SignalRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 { // new, ahead of every other
+		create(fmt.Sprintf("n-%d", i), 0)
+	}
+	check(35)
+	if _, ok := live.InRankOrder(ctx, 10*time.Minute); ok {
+		t.Error("a rank order for an aging interval the index does not keep")
+	}
+}
+
+func names(es []dispatch.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Instance
+	}
+	return out
+}
+
 func TestRunnableIndexerBadOptions(t *testing.T) {
 	s, _, _ := newStore(t, Config{})
 	store, err := lifecycle.New(s, lifecycle.Config{})

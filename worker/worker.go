@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -189,9 +190,18 @@ func (p *Pool) try(ctx context.Context, name string, e dispatch.Entry) bool {
 // the index changes it.
 func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) {
 	now := time.Now()
+	opts := dispatch.Options{Now: now}
+	var all iter.Seq2[dispatch.Entry, error]
+	ordered := false
+	if oi, ok := p.Index.(dispatch.OrderedIndex); ok {
+		all, ordered = oi.InRankOrder(ctx, opts.Aging())
+	}
+	if !ordered {
+		all = p.Index.Entries(ctx)
+	}
 	var ierr error
 	entries := func(yield func(dispatch.Entry) bool) {
-		for e, err := range p.Index.Entries(ctx) {
+		for e, err := range all {
 			if err != nil {
 				ierr = err
 				return
@@ -210,7 +220,12 @@ func (p *Pool) rank(ctx context.Context, name string) ([]dispatch.Entry, error) 
 		_, busy := p.trying.Load(e.Instance) // another worker of this pool is on it
 		return busy
 	}
-	ranked := dispatch.RankSeq(entries, name, 2*p.Workers, dispatch.Options{Now: now, Skip: skip}, dispatch.Taken(ctx, p.Leases))
+	opts.Skip = skip
+	rank := dispatch.RankSeq
+	if ordered {
+		rank = dispatch.RankOrdered // reads the entries ahead of the answer
+	}
+	ranked := rank(entries, name, 2*p.Workers, opts, dispatch.Taken(ctx, p.Leases))
 	if ierr != nil {
 		return nil, ierr
 	}
