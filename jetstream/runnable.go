@@ -64,13 +64,21 @@ var (
 )
 
 // Put records the entry st derives (dispatch.Of), or deletes the
-// instance's key when it has nothing to run.
+// instance's key when it has nothing to run, and then its timer
+// (dispatch.TimerOf): the entry first, so that the wake-ups it makes wait
+// for no other write. The timer of an instance whose only commit is st's
+// first has never been written (a timer is put only from a state that
+// folded that commit, and a later one is indexed later): nothing is
+// removed then.
 func (x *RunnableIndex) Put(ctx context.Context, st *projection.State) error {
-	if err := x.putTimer(ctx, st); err != nil {
+	e, ok := dispatch.Of(st)
+	if err := putOrRemove(ctx, x.b, st.Instance, e, ok); err != nil {
 		return err
 	}
-	e, ok := dispatch.Of(st)
-	return putOrRemove(ctx, x.b, st.Instance, e, ok)
+	if _, timed := dispatch.TimerOf(st, time.Now()); !timed && st.Commits == 1 {
+		return nil
+	}
+	return x.putTimer(ctx, st)
 }
 
 // putOrRemove stores v at instance's key of b when ok, else removes the
@@ -258,6 +266,32 @@ func (x *RunnableIndex) index(ctx context.Context, store *lifecycle.Store, id st
 	return x.indexFrom(ctx, id, func() (projection.State, error) { return store.Load(ctx, id) })
 }
 
+// indexDelivered is index for a commit of the instance delivered by the
+// indexer's consumer: the first state put is the store's projection with
+// the delivered commit folded in (lifecycle.Store.LoadWith), without a
+// read of the log when the store's cache ends where the commit begins.
+func (x *RunnableIndex) indexDelivered(ctx context.Context, store *lifecycle.Store, id string, m natsjs.Msg) (projection.State, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return x.index(ctx, store, id)
+	}
+	msg := storedMessage(md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+	first := true
+	return x.indexFrom(ctx, id, func() (projection.State, error) {
+		if !first {
+			return store.Load(ctx, id)
+		}
+		first = false
+		st, err := store.LoadWith(ctx, id, msg)
+		if err == nil {
+			// The hint goes out before the entry's put: a waiting worker
+			// validates it against the log, not the index.
+			x.announce(&st)
+		}
+		return st, err
+	})
+}
+
 // indexFrom is index with the instance's state read by load.
 func (x *RunnableIndex) indexFrom(ctx context.Context, id string, load func() (projection.State, error)) (projection.State, error) {
 	for attempt := 1; ; attempt++ {
@@ -381,7 +415,7 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 			_ = m.Ack() // not an instance's message
 			return
 		}
-		if _, err := x.index(ctx, store, id); err != nil {
+		if _, err := x.indexDelivered(ctx, store, id, m); err != nil {
 			x.s.log.Warn("jetstream: runnable indexer: update failed, delivered again", slog.String("instance", id), slog.Any(logKeyErr, err))
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -398,15 +432,25 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 
 // Wakeups delivers a hint each time a task becomes runnable (or its entry
 // changes): the index's updates, watched from now on, as they are put by
-// the indexers ([RunnableIndex.Run]). It is how an idle worker waits for
-// work instead of polling (Sayiir's wait_for_wakeup); a hint is only a
-// hint: validate it with dispatch.FindHinted before claiming. Stop it with
-// [Wakeups.Stop].
+// the indexers ([RunnableIndex.Run]), and the hints published on
+// [RunnableIndex.HintSubject] by the indexers (as soon as they have read a
+// commit, before its entry's put) and by writers ([RunnableIndex.Hints]).
+// A hint already delivered for the same commit is not delivered again.
+// It is how an idle worker waits for work instead of polling (Sayiir's
+// wait_for_wakeup); a hint is only a hint: validate it with
+// dispatch.FindHinted before claiming. Stop it with [Wakeups.Stop].
 type Wakeups struct {
 	w     natsjs.KeyWatcher
-	hints chan *nats.Msg // RunnableIndex.Hints, published by writers
+	hints chan *nats.Msg // published hints
 	sub   *nats.Subscription
+	// seen is the sequence of the last hint delivered per instance: the
+	// same commit's other hints are left out; cleared when it holds
+	// wakeSeen.
+	seen map[string]uint64
 }
+
+// wakeSeen bounds Wakeups.seen.
+const wakeSeen = 4096
 
 // Wakeups starts watching the index for new runnable tasks.
 func (x *RunnableIndex) Wakeups(ctx context.Context) (*Wakeups, error) {
@@ -424,7 +468,7 @@ func (x *RunnableIndex) Wakeups(ctx context.Context) (*Wakeups, error) {
 		_ = w.Stop()
 		return nil, fmt.Errorf("jetstream: runnable wake-ups: hints: %w", err)
 	}
-	return &Wakeups{w: w, hints: hints, sub: sub}, nil
+	return &Wakeups{w: w, hints: hints, sub: sub, seen: map[string]uint64{}}, nil
 }
 
 // HintSubject is the core NATS subject on which [RunnableIndex.Hints]
@@ -439,18 +483,22 @@ func (x *RunnableIndex) HintSubject() string { return "runlog.hints." + x.s.cfg.
 // without the permission only logs the server's refusal): a worker that
 // misses one still finds the task through the index.
 func (x *RunnableIndex) Hints() func(context.Context, *projection.State) {
-	subject := x.HintSubject()
-	return func(_ context.Context, st *projection.State) {
-		e, ok := dispatch.Of(st)
-		if !ok {
-			return
-		}
-		data, err := json.Marshal(e)
-		if err != nil {
-			return
-		}
-		_ = x.s.nc.Publish(subject, data)
+	return func(_ context.Context, st *projection.State) { x.announce(st) }
+}
+
+// announce publishes on [RunnableIndex.HintSubject] the entry of the task
+// st leaves runnable and unclaimed, if any (at most once: a publish
+// nobody waits for).
+func (x *RunnableIndex) announce(st *projection.State) {
+	e, ok := dispatch.Of(st)
+	if !ok || e.Claim != nil {
+		return
 	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	_ = x.s.nc.Publish(x.HintSubject(), data)
 }
 
 // Wait returns the next hint, ok false when none came within timeout (or
@@ -466,7 +514,7 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 			return dispatch.Entry{}, false, nil
 		case m := <-u.hints:
 			var e dispatch.Entry
-			if json.Unmarshal(m.Data, &e) == nil && e.Instance != "" {
+			if json.Unmarshal(m.Data, &e) == nil && e.Instance != "" && u.first(e) {
 				return e, true, nil
 			}
 		case up, open := <-u.w.Updates():
@@ -476,11 +524,31 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 			if up == nil {
 				continue
 			}
-			if e, ok := decodeEntry(up.Key(), up.Value()); ok {
+			if e, ok := decodeEntry(up.Key(), up.Value()); ok && u.first(e) {
 				return e, true, nil
 			}
 		}
 	}
+}
+
+// first reports whether e is the first hint of its commit this Wakeups
+// delivers, and notes it: a commit's hints (the writer's, the indexer's,
+// the index's update, in whatever order they come) are delivered once.
+// An entry still backing off is not noted, so that its announcement when
+// the backoff ends (the timers put the same entry again) is delivered.
+func (u *Wakeups) first(e dispatch.Entry) bool {
+	if e.Seq != 0 && u.seen[e.Instance] == e.Seq {
+		return false
+	}
+	if time.Now().Before(e.RetryAt) {
+		delete(u.seen, e.Instance)
+		return true
+	}
+	if len(u.seen) >= wakeSeen {
+		clear(u.seen)
+	}
+	u.seen[e.Instance] = e.Seq
+	return true
 }
 
 // Stop ends the watch and the hint subscription.

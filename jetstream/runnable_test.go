@@ -250,6 +250,60 @@ func TestRunnableWakeups(t *testing.T) {
 	}
 }
 
+// TestWakeupsOncePerCommit: with the writer's hints, the indexer's hints
+// and the index's updates all announcing each new task, a waiting worker
+// hears of each commit once; the indexer's hint comes without the
+// writer's.
+func TestWakeupsOncePerCommit(t *testing.T) {
+	for _, writerHints := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writer-hints=%v", writerHints), func(t *testing.T) {
+			s, _, _ := newStore(t, Config{})
+			x := s.RunnableIndex()
+			cfg := lifecycle.Config{}
+			if writerHints {
+				cfg.AfterCommit = x.Hints()
+			}
+			store, err := lifecycle.New(s, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			ictx, cancel := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
+			defer func() { cancel(); wg.Wait() }()
+			w, err := x.Wakeups(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			const n = 5
+			for i := range n {
+				if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("once-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitIndex(t, x, store, "after the creates")
+			heard := map[string]int{}
+			for {
+				h, ok, err := w.Wait(ctx, time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				heard[h.Instance]++
+			}
+			for i := range n {
+				if id := fmt.Sprintf("once-%d", i); heard[id] != 1 {
+					t.Errorf("%s: heard %d times, want once (all: %v)", id, heard[id], heard)
+				}
+			}
+		})
+	}
+}
+
 // indexAndFire runs an indexer and the timers of x until the test ends.
 func indexAndFire(t *testing.T, x *RunnableIndex, store *lifecycle.Store, opts TimerOptions) {
 	ctx, cancel := context.WithCancel(t.Context())

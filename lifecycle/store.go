@@ -198,6 +198,42 @@ func (s *Store) Load(ctx context.Context, id string) (projection.State, error) {
 	return out, nil
 }
 
+// LoadWith is [Store.Load] for a caller that has just received m, a
+// message of instance id, from the log itself (a consumer's delivery: the
+// server's copy, never a client's): it returns a projection at least as
+// new as m, without reading the log when the cached projection holds m
+// already or ends where m begins (m's expected previous sequence is its
+// last: m is folded in). Otherwise it reads the log, as Load does. A
+// message that does not fold there gives Load's answer instead, read
+// afresh.
+func (s *Store) LoadWith(ctx context.Context, id string, m events.Message) (projection.State, error) {
+	if err := validateID(id); err != nil {
+		return projection.State{}, err
+	}
+	var out projection.State
+	e := s.cache.acquire(id)
+	defer s.cache.release(e)
+	st := &e.st
+	switch {
+	case st.Commits > 0 && st.LastSeq >= m.Seq:
+	case st.Commits > 0 && m.AfterKnown && m.AfterSeq == st.LastSeq:
+		if _, err := st.ApplyMessage(m); err != nil {
+			*st = projection.New(id) // read afresh
+			if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
+				return projection.State{}, fmt.Errorf("lifecycle: load %q: %w", id, err)
+			}
+		} else {
+			s.maybeCheckpoint(ctx, e)
+		}
+	default:
+		if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
+			return projection.State{}, fmt.Errorf("lifecycle: load %q: %w", id, err)
+		}
+	}
+	out = st.Clone()
+	return out, nil
+}
+
 // read brings the instance's projection up to date and calls fn with it.
 // fn must not keep st.
 func (s *Store) read(ctx context.Context, id string, fn func(st *projection.State) error) error {
