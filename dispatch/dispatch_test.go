@@ -504,3 +504,66 @@ func names(es []dispatch.Entry) []string {
 	}
 	return out
 }
+
+// TestMemIndexInRankOrder: the in-memory index yields its entries in rank
+// order, the same ones Entries yields, as they come, change and go; it
+// keeps no order for another aging interval.
+func TestMemIndexInRankOrder(t *testing.T) {
+	ctx := t.Context()
+	x := dispatch.NewMemIndex()
+	store, err := lifecycle.New(memlog.New(nil), lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		p := uint8(i * 7 % 5)
+		id := fmt.Sprintf("m-%02d", i)
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA, Priority: &p}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Update(ctx, store, id); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 { // removed again
+			if err := store.StoreSignal(ctx, id, workflow.Pause, workflow.SignalRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Update(ctx, store, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		var all, ordered []dispatch.Entry
+		for e, err := range x.Entries(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, e)
+		}
+		seq, ok := x.InRankOrder(ctx, dispatch.DefaultAgingInterval)
+		if !ok {
+			t.Fatalf("%s: no rank order", what)
+		}
+		for e, err := range seq {
+			if err != nil {
+				t.Fatal(err)
+			}
+			ordered = append(ordered, e)
+		}
+		cmpRank := func(a, b dispatch.Entry) int { return dispatch.CompareRank(a, b, dispatch.DefaultAgingInterval) }
+		slices.SortFunc(all, cmpRank)
+		if len(all) != 22 || !slices.EqualFunc(all, ordered, func(a, b dispatch.Entry) bool { return a.Instance == b.Instance && a.Seq == b.Seq }) {
+			t.Fatalf("%s: in rank order %v, Entries sorted %v (want 22)", what, names(ordered), names(all))
+		}
+	}
+	check("kept per instance")
+	if err := x.Rebuild(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt")
+	if _, ok := x.InRankOrder(ctx, time.Hour); ok {
+		t.Error("a rank order for an aging interval the index does not keep")
+	}
+}

@@ -12,13 +12,14 @@ import (
 	"github.com/runlog/runlog/projection"
 )
 
-// MemIndex is an [Index] in memory: one entry per instance with something
+// MemIndex is an [OrderedIndex] in memory: one entry per instance with something
 // to run. It is derived data: [MemIndex.Rebuild] makes it again from the
 // log at any time, and [MemIndex.Update] keeps one instance in step. Safe
 // for concurrent use.
 type MemIndex struct {
 	mu     sync.Mutex
 	m      map[string]Entry
+	ranked *RankedSet // m in rank order for the default aging interval
 	timers map[string]Timer
 	// seen is the last sequence put for each instance, runnable or not,
 	// so that a late, older projection never undoes a newer one.
@@ -27,7 +28,7 @@ type MemIndex struct {
 
 // NewMemIndex returns an empty index.
 func NewMemIndex() *MemIndex {
-	return &MemIndex{m: make(map[string]Entry), timers: make(map[string]Timer), seen: make(map[string]uint64)}
+	return &MemIndex{m: make(map[string]Entry), ranked: NewRankedSet(DefaultAgingInterval), timers: make(map[string]Timer), seen: make(map[string]uint64)}
 }
 
 // Put records the entry st derives, or removes the instance when it has
@@ -43,8 +44,10 @@ func (x *MemIndex) Put(st *projection.State) {
 	x.seen[st.Instance] = st.LastSeq
 	if e, ok := Of(st); ok {
 		x.m[st.Instance] = e
+		x.ranked.Put(e)
 	} else {
 		delete(x.m, st.Instance)
+		x.ranked.Delete(st.Instance)
 	}
 	if t, ok := TimerOf(st, time.Now()); ok {
 		x.timers[st.Instance] = t
@@ -91,8 +94,12 @@ func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
 		}
 		after = ids[len(ids)-1]
 	}
+	ranked := NewRankedSet(DefaultAgingInterval)
+	for _, e := range fresh {
+		ranked.Put(e)
+	}
 	x.mu.Lock()
-	x.m, x.timers, x.seen = fresh, timers, seen
+	x.m, x.ranked, x.timers, x.seen = fresh, ranked, timers, seen
 	x.mu.Unlock()
 	return nil
 }
@@ -103,6 +110,18 @@ func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 	es := sortedValues(x.m)
 	x.mu.Unlock()
 	return each(ctx, es)
+}
+
+// InRankOrder yields the entries by [CompareRank]; ok is false (and
+// nothing is yielded) unless aging is [DefaultAgingInterval], the one
+// order the index keeps.
+func (x *MemIndex) InRankOrder(ctx context.Context, aging time.Duration) (iter.Seq2[Entry, error], bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if aging != x.ranked.Aging() {
+		return func(func(Entry, error) bool) {}, false
+	}
+	return x.ranked.Snapshot(), true
 }
 
 // Timers yields the timers ([TimerOf]) in instance order.

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/btree"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -708,17 +707,10 @@ func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t disp
 // dispatch.Find checks every candidate against the log anyway.
 type LiveIndex struct {
 	mu      sync.Mutex
-	entries map[string]*dispatch.Entry
-	// order holds the entries by dispatch.CompareRank for the default
-	// aging interval. Readers iterate a clone (copy-on-write, made in
-	// constant time), never modified once made.
-	order *btree.BTreeG[*dispatch.Entry]
-	ready chan struct{}
-	w     natsjs.KeyWatcher
+	entries *dispatch.RankedSet // for the default aging interval
+	ready   chan struct{}
+	w       natsjs.KeyWatcher
 }
-
-// liveAging is the aging interval a LiveIndex keeps its order for.
-var liveAging = dispatch.Options{}.Aging()
 
 // Live starts a [LiveIndex]; it is ready (holds the bucket's entries)
 // when Live returns. Stop it with [LiveIndex.Stop].
@@ -731,8 +723,7 @@ func (x *RunnableIndex) Live(ctx context.Context) (*LiveIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: live runnable index: %w", err)
 	}
-	l := &LiveIndex{entries: make(map[string]*dispatch.Entry), ready: make(chan struct{}), w: w,
-		order: btree.NewG(32, func(a, b *dispatch.Entry) bool { return dispatch.CompareRank(*a, *b, liveAging) < 0 })}
+	l := &LiveIndex{entries: dispatch.NewRankedSet(dispatch.DefaultAgingInterval), ready: make(chan struct{}), w: w}
 	go l.follow()
 	select {
 	case <-l.ready:
@@ -758,51 +749,43 @@ func (l *LiveIndex) follow() {
 				continue // not an entry: left as it was
 			}
 		}
-		l.mu.Lock()
-		if old, ok := l.entries[u.Key()]; ok {
-			l.order.Delete(old)
-			delete(l.entries, u.Key())
+		id, err := DecodeID(u.Key())
+		if err != nil {
+			continue // not an instance's key
 		}
+		l.mu.Lock()
 		if put {
-			l.entries[u.Key()] = &e
-			l.order.ReplaceOrInsert(&e)
+			l.entries.Put(e)
+		} else {
+			l.entries.Delete(id)
 		}
 		l.mu.Unlock()
 	}
 }
 
-// snapshot returns the entries as of now, in rank order.
-func (l *LiveIndex) snapshot() *btree.BTreeG[*dispatch.Entry] {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.order.Clone()
-}
-
 // Entries yields the entries the watch has seen (in rank order for the
 // default aging interval, which no caller should rely on).
 func (l *LiveIndex) Entries(ctx context.Context) iter.Seq2[dispatch.Entry, error] {
-	seq, _ := l.InRankOrder(ctx, liveAging)
-	return seq
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.entries.Snapshot()
 }
 
 // InRankOrder yields the entries the watch has seen by
 // [dispatch.CompareRank], ok false (and nothing) unless aging is
 // [dispatch.DefaultAgingInterval]: the one order the index keeps.
-func (l *LiveIndex) InRankOrder(_ context.Context, aging time.Duration) (iter.Seq2[dispatch.Entry, error], bool) {
-	if aging != liveAging {
+func (l *LiveIndex) InRankOrder(ctx context.Context, aging time.Duration) (iter.Seq2[dispatch.Entry, error], bool) {
+	if aging != l.entries.Aging() {
 		return func(func(dispatch.Entry, error) bool) {}, false
 	}
-	t := l.snapshot()
-	return func(yield func(dispatch.Entry, error) bool) {
-		t.Ascend(func(e *dispatch.Entry) bool { return yield(*e, nil) })
-	}, true
+	return l.Entries(ctx), true
 }
 
 // Len returns the number of entries.
 func (l *LiveIndex) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.entries)
+	return l.entries.Len()
 }
 
 // Stop ends the watch.
