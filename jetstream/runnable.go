@@ -437,11 +437,14 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 // A hint already delivered for the same commit is not delivered again.
 // It is how an idle worker waits for work instead of polling (Sayiir's
 // wait_for_wakeup); a hint is only a hint: validate it with
-// dispatch.FindHinted before claiming. Stop it with [Wakeups.Stop].
+// dispatch.FindHinted before claiming. Stop it with [Wakeups.Stop]. It is
+// safe for concurrent use: the workers of a pool may share one, each hint
+// going to one of them.
 type Wakeups struct {
 	w     natsjs.KeyWatcher
 	hints chan *nats.Msg // published hints
 	sub   *nats.Subscription
+	mu    sync.Mutex
 	// seen is the sequence of the last hint delivered per instance: the
 	// same commit's other hints are left out; cleared when it holds
 	// wakeSeen.
@@ -536,6 +539,8 @@ func (u *Wakeups) Wait(ctx context.Context, timeout time.Duration) (dispatch.Ent
 // An entry still backing off is not noted, so that its announcement when
 // the backoff ends (the timers put the same entry again) is delivered.
 func (u *Wakeups) first(e dispatch.Entry) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if e.Seq != 0 && u.seen[e.Instance] == e.Seq {
 		return false
 	}
