@@ -83,7 +83,12 @@ func (d *demo) runPool(ctx context.Context, st *jetstream.Log, workers int) erro
 		return err
 	}
 	defer wake.Stop()
-	pool := &worker.Pool{Store: ls, Leases: st.Leases(), Index: x, Name: "demo-worker", Workers: workers, TTL: 10 * time.Second,
+	live, err := x.Live(ctx) // the index in memory, in rank order
+	if err != nil {
+		return err
+	}
+	defer live.Stop()
+	pool := &worker.Pool{Store: ls, Leases: st.Leases(), Index: live, Name: "demo-worker", Workers: workers, TTL: 10 * time.Second,
 		Chains: []*worker.Chain{chain}, Logger: quiet, Wait: func(ctx context.Context, t time.Duration) { _, _, _ = wake.Wait(ctx, t) }}
 	wg.Go(func() { _ = pool.Run(ctx) })
 

@@ -156,8 +156,11 @@ func startChild(t *testing.T, url string) *child {
 // kill stops the process with SIGKILL and waits for all it printed.
 func (c *child) kill() []line {
 	_ = c.cmd.Process.Kill()
-	_ = c.cmd.Wait()
+	// Read what it wrote to the end before Wait, which closes the pipe:
+	// lines still in the pipe would be lost, and a commit it handled
+	// would look never handled.
 	<-c.done
+	_ = c.cmd.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.lines)
