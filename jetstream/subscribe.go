@@ -550,23 +550,14 @@ func (sub *subscription) setPin(p *partition, id string) {
 // balance runs while the subscription does: every PinnedTTL it looks at
 // the partitions' consumers, and when this process is pinned on more of
 // them than its share (the partitions over the processes waiting on
-// them, rounded up) two looks in a row, it gives one up, so that
-// processes sharing a name split the partitions between them.
-//
-// Every process of the name asks every partition for commits, so the
-// processes are counted as the fewest pull requests waiting on any
-// partition: a request of a killed process, or one of this process's
-// that the server has not yet expired while its next waits, can make one
-// partition count two for a moment, never all of them two looks in a
-// row. (Counting the most waiting on any partition, a lone process gave
-// a partition up to its own dead predecessor's requests: a stall.)
+// them, rounded up) it gives one up, so that processes sharing a name
+// split the partitions between them.
 func (sub *subscription) balance(ctx context.Context, parts []*partition) {
 	if len(parts) < 2 {
 		return
 	}
 	t := time.NewTicker(sub.opts.PinnedTTL)
 	defer t.Stop()
-	over := 0 // looks in a row that found this process over its share
 	for {
 		select {
 		case <-ctx.Done():
@@ -574,17 +565,14 @@ func (sub *subscription) balance(ctx context.Context, parts []*partition) {
 		case <-t.C:
 		}
 		var held []*partition
-		waiting, looked := 0, 0
+		waiting := 0
 		for _, p := range parts {
 			info, err := p.stream.Consumer(ctx, sub.name)
 			if err != nil {
 				break
 			}
 			ci := info.CachedInfo()
-			if looked == 0 || ci.NumWaiting < waiting {
-				waiting = ci.NumWaiting
-			}
-			looked++
+			waiting = max(waiting, ci.NumWaiting)
 			sub.mu.Lock()
 			mine := sub.pins[p.index]
 			sub.mu.Unlock()
@@ -594,14 +582,9 @@ func (sub *subscription) balance(ctx context.Context, parts []*partition) {
 				}
 			}
 		}
-		if looked < len(parts) || waiting < 2 || len(held) <= (len(parts)+waiting-1)/waiting {
-			over = 0
+		if waiting < 2 || len(held) <= (len(parts)+waiting-1)/waiting {
 			continue
 		}
-		if over++; over < 2 {
-			continue
-		}
-		over = 0
 		p := held[len(held)-1]
 		sub.mu.Lock()
 		if ch := sub.yields[p.index]; ch != nil {
