@@ -494,6 +494,19 @@ func TestVerifyCheckpoints(t *testing.T) {
 			t.Errorf("%s: problems of b: %v", name, problemsOf(rep, "b"))
 		}
 	}
+	// A checkpoint of another format version (written by another runlog)
+	// is not a problem: stores ignore it and write their own.
+	other := bytes.Replace(good, fmt.Appendf(nil, `{"v":%d,`, projection.CheckpointVersion), fmt.Appendf(nil, `{"v":%d,`, projection.CheckpointVersion-1), 1)
+	if bytes.Equal(other, good) {
+		t.Fatalf("the checkpoint does not start with its version: %.40s", good)
+	}
+	if _, err := projection.UnmarshalCheckpoint("a", other); !errors.Is(err, projection.ErrCheckpointVersion) || !errors.Is(err, projection.ErrBadCheckpoint) {
+		t.Fatalf("a checkpoint of another version: %v, want ErrCheckpointVersion and ErrBadCheckpoint", err)
+	}
+	must(t, cps.SaveCheckpoint(t.Context(), "a", other))
+	if rep := verify(t, log, VerifyOptions{Checkpoints: cps}); !rep.OK() {
+		t.Errorf("a checkpoint of another version: %v, want no problem", rep.Problems)
+	}
 }
 
 // A digest of an empty log round-trips and still holds once the log grew.

@@ -510,6 +510,9 @@ func (v *instVerifier) loadCheckpoint(ctx context.Context, cps lifecycle.Checkpo
 		return nil
 	}
 	cp, err := projection.UnmarshalCheckpoint(v.id, data)
+	if errors.Is(err, projection.ErrCheckpointVersion) {
+		return nil // written by another runlog: stores ignore it and write their own
+	}
 	if err != nil {
 		v.ps.add(v.problem(0, KindCheckpoint, fmt.Sprintf("the projection checkpoint does not decode: %v (stores ignore it and fold the history)", err)))
 		return nil

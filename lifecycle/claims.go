@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -196,9 +197,10 @@ func (s *Store) ClaimTask(ctx context.Context, id string, task workflow.TaskID, 
 // cached projection did not succeed and nothing of it is left (its lease
 // was released): the caller must decide again on a fresh one.
 func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, worker string, ttl time.Duration, fresh bool) (_ TaskClaim, stale bool, _ error) {
-	// What the task's claim is, and the run.
+	// What the task's claim is, the run, and the task's last released
+	// claim.
 	var prior *projection.Claim
-	var run ulid.ULID
+	var run, released ulid.ULID
 	see := func(st *projection.State) error {
 		if err := claimable(st, task); err != nil {
 			return err
@@ -206,7 +208,7 @@ func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, 
 		if c, ok := st.Claims[task]; ok {
 			prior = &c
 		}
-		run = st.Run
+		run, released = st.Run, st.Released[task]
 		return nil
 	}
 	var err error
@@ -231,15 +233,21 @@ func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, 
 	if err != nil {
 		return TaskClaim{}, false, wrap("claim task", id, fmt.Errorf("acquire the lease: %w", err))
 	}
-	if !acquired {
-		if !fresh {
-			// Held by a claim of this run, unless the cached run ended:
-			// a read tells (a contended claim costs no second acquire).
-			var now ulid.ULID
-			if err := s.read(ctx, id, func(st *projection.State) error { now = st.Run; return nil }); err != nil || now != run {
-				return TaskClaim{}, true, nil
-			}
+	if !acquired && !fresh {
+		// Held by a claim of this run, unless the cached run ended: a
+		// read tells (a contended claim costs no second acquire), and
+		// brings the task's last release up to date.
+		var now ulid.ULID
+		if err := s.read(ctx, id, func(st *projection.State) error { now, released = st.Run, st.Released[task]; return nil }); err != nil || now != run {
+			return TaskClaim{}, true, nil
 		}
+	}
+	if !acquired {
+		if acquired, current, err = s.endLeftover(ctx, key, current, released, holder, ttl); err != nil {
+			return TaskClaim{}, false, wrap("claim task", id, err)
+		}
+	}
+	if !acquired {
 		return TaskClaim{}, false, s.claimedBy(ctx, key, current)
 	}
 	var over, tookOver *events.ClaimRef
@@ -289,6 +297,28 @@ func (s *Store) claimTask(ctx context.Context, id string, task workflow.TaskID, 
 		c.ExpiresAt = &exp
 	}
 	return c, false, nil
+}
+
+// endLeftover ends the lease held under current when the history says
+// its claim was released (released is the task's last released claim):
+// its worker failed, or has yet, to remove it, and it would refuse every
+// claim until its ttl ends (never, for a claim without one). Then it
+// acquires the lease for holder, once. A lease held by any other claim —
+// a live one, or one being committed right now, which the history does
+// not know yet — is left alone.
+func (s *Store) endLeftover(ctx context.Context, key LeaseKey, current string, released ulid.ULID, holder string, ttl time.Duration) (acquired bool, now string, err error) {
+	if claim, _ := parseHolder(current); released.IsZero() || claim != released {
+		return false, current, nil
+	}
+	if err := s.leases.ReleaseLease(ctx, key, current); err != nil {
+		return false, current, fmt.Errorf("end the lease a released claim left: %w", err)
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "runlog: claim ended the lease a released claim left", slog.String("instance", key.Instance), slog.String("lease_holder", current))
+	acquired, now, err = s.leases.AcquireLease(ctx, key, holder, ttl)
+	if err != nil {
+		return false, now, fmt.Errorf("acquire the lease: %w", err)
+	}
+	return acquired, now, nil
 }
 
 // claimedBy builds the answer to a claim refused by a live lease of

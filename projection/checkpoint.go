@@ -14,10 +14,15 @@ import (
 
 // CheckpointVersion is the version of the checkpoint format
 // [State.MarshalCheckpoint] writes.
-const CheckpointVersion = 1
+const CheckpointVersion = 2
 
 // ErrBadCheckpoint is matched by the errors of [UnmarshalCheckpoint].
 var ErrBadCheckpoint = errors.New("projection: bad checkpoint")
+
+// ErrCheckpointVersion is matched, besides [ErrBadCheckpoint], by
+// [UnmarshalCheckpoint]'s error for a checkpoint of another format
+// version: one written by another runlog, not a damaged one.
+var ErrCheckpointVersion = errors.New("projection: checkpoint of another version")
 
 // checkpointWire is a State as a checkpoint: every field, the past runs
 // included.
@@ -33,6 +38,7 @@ type checkpointWire struct {
 	Buffered map[string][]Buffered                            `json:"buffered"`
 	Results  map[workflow.TaskID][]byte                       `json:"results"`
 	Claims   map[workflow.TaskID]Claim                        `json:"claims,omitempty"`
+	Released map[workflow.TaskID]ulid.ULID                    `json:"released,omitempty"`
 	Defs     map[workflow.DefinitionHash]*workflow.Definition `json:"definitions,omitempty"`
 	LastSeq  uint64                                           `json:"last_seq"`
 	Head     workflow.Hash32                                  `json:"head"`
@@ -52,7 +58,7 @@ type checkpointWire struct {
 // the same encode to the same bytes.
 func (s *State) MarshalCheckpoint() ([]byte, error) {
 	w := checkpointWire{V: CheckpointVersion, Instance: s.Instance, Exists: s.Exists, Snapshot: s.Snapshot, Run: s.Run, Runs: s.Runs,
-		Revision: s.RevisionSeq, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, Defs: s.Definitions, LastSeq: s.LastSeq, Head: s.Head,
+		Revision: s.RevisionSeq, Signals: s.Signals, Buffered: s.Buffered, Results: s.Results, Claims: s.Claims, Released: s.Released, Defs: s.Definitions, LastSeq: s.LastSeq, Head: s.Head,
 		LastTime: s.LastTime, Commits: s.Commits, Events: s.Events, Bytes: s.Bytes}
 	for r := range s.pastRuns {
 		w.PastRuns = append(w.PastRuns, r)
@@ -63,8 +69,8 @@ func (s *State) MarshalCheckpoint() ([]byte, error) {
 
 // UnmarshalCheckpoint decodes a checkpoint of instance written by
 // [State.MarshalCheckpoint]. A checkpoint of another instance, of another
-// version, of no commit, or that does not decode gives an error matching
-// [ErrBadCheckpoint].
+// version (also [ErrCheckpointVersion]), of no commit, or that does not
+// decode gives an error matching [ErrBadCheckpoint].
 func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 	var w checkpointWire
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -72,7 +78,7 @@ func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 	}
 	switch {
 	case w.V != CheckpointVersion:
-		return State{}, fmt.Errorf("%w: version %d, want %d", ErrBadCheckpoint, w.V, CheckpointVersion)
+		return State{}, fmt.Errorf("%w: %w: version %d, want %d", ErrBadCheckpoint, ErrCheckpointVersion, w.V, CheckpointVersion)
 	case w.Instance != instance:
 		return State{}, fmt.Errorf("%w: of instance %q, not %q", ErrBadCheckpoint, w.Instance, instance)
 	case w.LastSeq == 0 || w.Commits <= 0 || w.Head.IsZero():
@@ -81,7 +87,7 @@ func UnmarshalCheckpoint(instance string, b []byte) (State, error) {
 		return State{}, fmt.Errorf("%w: exists is %v with snapshot %v", ErrBadCheckpoint, w.Exists, w.Snapshot != nil)
 	}
 	s := State{Instance: w.Instance, Exists: w.Exists, Snapshot: w.Snapshot, Run: w.Run, Runs: w.Runs, RevisionSeq: w.Revision,
-		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, Definitions: w.Defs, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
+		Signals: w.Signals, Buffered: w.Buffered, Results: w.Results, Claims: w.Claims, Released: w.Released, Definitions: w.Defs, LastSeq: w.LastSeq, Head: w.Head, LastTime: w.LastTime,
 		Commits: w.Commits, Events: w.Events, Bytes: w.Bytes}
 	if len(w.PastRuns) > 0 {
 		s.pastRuns = make(map[ulid.ULID]struct{}, len(w.PastRuns))

@@ -41,6 +41,12 @@ type State struct {
 	// a claim's lease is still live is the lease store's to say; a new
 	// run, a delete and a terminal state end every claim.
 	Claims map[workflow.TaskID]Claim
+	// Released holds, per task of the current run, the last claim that
+	// was released: a lease still held under that claim is one its
+	// worker failed (or has yet) to remove, which the next claim may end
+	// (lifecycle.Store.ClaimTask). A new run, a delete and a terminal
+	// state clear it.
+	Released map[workflow.TaskID]ulid.ULID
 	// Definitions holds the definitions whose names the history records
 	// (snapshot.created's workflow), by hash: what reads the history by
 	// name ([State.TaskName], [State.Workflow]).
@@ -149,6 +155,7 @@ func (s *State) structural() State {
 	c.Signals = maps.Clone(s.Signals)
 	c.Results = maps.Clone(s.Results)
 	c.Claims = maps.Clone(s.Claims)
+	c.Released = maps.Clone(s.Released)
 	c.Definitions = maps.Clone(s.Definitions) // the definitions themselves are never changed once folded
 	c.pastRuns = maps.Clone(s.pastRuns)
 	if s.Buffered != nil {
@@ -313,7 +320,7 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 			s.pastRuns = make(map[ulid.ULID]struct{}, 1)
 		}
 		s.pastRuns[e.Run] = struct{}{}
-		s.Snapshot, s.Exists, s.Run, s.Results, s.Claims = snap, true, e.Run, nil, nil
+		s.Snapshot, s.Exists, s.Run, s.Results, s.Claims, s.Released = snap, true, e.Run, nil, nil, nil
 		s.Runs++
 		if d.Workflow != nil {
 			if s.Definitions == nil {
@@ -328,7 +335,7 @@ func (s *State) applyEvent(e *events.Event, at time.Time) error {
 		// Buffered external events go with the snapshot. Pending signals
 		// must be cleared by their own events in the same commit (checked
 		// once the commit is folded).
-		s.Snapshot, s.Exists, s.Buffered, s.Claims = nil, false, nil, nil
+		s.Snapshot, s.Exists, s.Buffered, s.Claims, s.Released = nil, false, nil, nil, nil
 	case *events.SignalStoredData:
 		if !s.Exists {
 			return errors.New("signal stored while no snapshot exists")
@@ -398,13 +405,13 @@ func (s *State) applyRunEvent(e *events.Event, at time.Time) error {
 		applyCheckpoint(s, d, at)
 	case *events.WorkflowCompletedData:
 		snap.MarkCompleted(d.Output, at)
-		s.Claims = nil
+		s.Claims, s.Released = nil, nil
 	case *events.WorkflowFailedData:
 		snap.MarkFailed(d.Error, at)
-		s.Claims = nil
+		s.Claims, s.Released = nil, nil
 	case *events.WorkflowCancelledData:
 		snap.MarkCancelled(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, d.InterruptedAtTask, at)
-		s.Claims = nil
+		s.Claims, s.Released = nil, nil
 	case *events.TaskClaimedData:
 		return s.applyClaim(e, d, at)
 	case *events.TaskClaimReleasedData:
@@ -413,6 +420,10 @@ func (s *State) applyRunEvent(e *events.Event, at time.Time) error {
 			return fmt.Errorf("claim %s of %q on task %s released, but it is not the task's claim", d.Claim, d.Worker, d.TaskID)
 		}
 		delete(s.Claims, d.TaskID)
+		if s.Released == nil {
+			s.Released = make(map[workflow.TaskID]ulid.ULID, 1)
+		}
+		s.Released[d.TaskID] = d.Claim
 	case *events.WorkflowPausedData:
 		if !snap.MarkPaused(workflow.SignalRequest{Reason: d.Reason, RequestedBy: d.By, RequestedAt: d.At}, at) {
 			return fmt.Errorf("paused in state %s", kind)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/runlog/runlog/events"
 	"github.com/runlog/runlog/lifecycle"
 	"github.com/runlog/runlog/workflow"
@@ -110,6 +112,67 @@ var claimCases = []storeCase{
 		evs := h.claimEvents("r")
 		if len(evs) != 3 || evs[1].Type != events.TaskClaimReleased || evs[1].Data.(*events.TaskClaimReleasedData).Claim != c.ID {
 			t.Fatalf("claim events %v", evs)
+		}
+	}},
+
+	{"LeaseLeftByAReleasedClaim", func(t *testing.T, h *storeHarness) {
+		// A release whose lease deletion failed (or is late) leaves the
+		// lease held under a claim the history says ended: the next claim
+		// ends it, rather than being refused until its ttl (never, here).
+		// A lease held under a claim the history does not know (one being
+		// committed) is left alone.
+		needLeases(t, h)
+		leases := leasesOf(h.log)
+		h.start("left")
+		task := stTasks[0]
+		c, err := h.store.ClaimTask(h.ctx, "left", task, "w-1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := lifecycle.LeaseKey{Instance: "left", Run: c.Run, Task: task}
+		holder, ok, err := leases.LeaseHolder(h.ctx, key)
+		if err != nil || !ok {
+			t.Fatalf("the claim's lease: %q %v %v", holder, ok, err)
+		}
+		if err := h.store.ReleaseTaskClaim(h.ctx, "left", task, "w-1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := leases.AcquireLease(h.ctx, key, holder, 0); !got {
+			t.Fatal("could not put the released claim's lease back")
+		}
+		for i, st := range []*lifecycle.Store{h.store, h.other()} { // on the cached projection, then on a cold one
+			w := []string{"w-2", "w-3"}[i]
+			c2, err := st.ClaimTask(h.ctx, "left", task, w, time.Minute)
+			if err != nil || c2.TookOver != nil {
+				t.Fatalf("claim by %s over the lease a released claim left: %+v, %v", w, c2, err)
+			}
+			now, ok, err := leases.LeaseHolder(h.ctx, key)
+			if err != nil || !ok || now == holder {
+				t.Fatalf("the lease after the claim: %q %v %v", now, ok, err)
+			}
+			if err := st.ReleaseTaskClaim(h.ctx, "left", task, w); err != nil {
+				t.Fatal(err)
+			}
+			holder = now
+			if got, _, _ := leases.AcquireLease(h.ctx, key, holder, 0); !got {
+				t.Fatal("could not put the released claim's lease back")
+			}
+		}
+		if err := leases.ReleaseLease(h.ctx, key, holder); err != nil {
+			t.Fatal(err)
+		}
+		// The lease's holder value is the claim's id and the worker
+		// (docs/WORKERS.md): a claim this history has never seen.
+		inFlight := ulid.Make().String() + " w-9"
+		if got, _, _ := leases.AcquireLease(h.ctx, key, inFlight, time.Minute); !got {
+			t.Fatal("could not take the lease for a claim in flight")
+		}
+		before := h.lastSeq("left")
+		if _, err := h.other().ClaimTask(h.ctx, "left", task, "w-4", time.Minute); !errors.Is(err, lifecycle.ErrAlreadyClaimed) {
+			t.Fatalf("claim while another claim is being committed: %v, want ErrAlreadyClaimed", err)
+		}
+		if now, _, _ := leases.LeaseHolder(h.ctx, key); now != inFlight || h.lastSeq("left") != before {
+			t.Fatalf("a refused claim changed the lease (%q) or wrote (seq %d → %d)", now, before, h.lastSeq("left"))
 		}
 	}},
 
