@@ -218,15 +218,7 @@ func TestRunnableIndexRebuild(t *testing.T) {
 func TestRunnableWakeups(t *testing.T) {
 	s, store, x, _ := indexEnv(t, true)
 	ctx := t.Context()
-	ictx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
-	defer func() { cancel(); wg.Wait() }()
-	w, err := x.Wakeups(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w := indexingWakeups(t, x, store)
 	if _, ok, err := w.Wait(ctx, 50*time.Millisecond); err != nil || ok {
 		t.Fatalf("a hint before any work: %v %v", ok, err)
 	}
@@ -268,15 +260,7 @@ func TestWakeupsOncePerCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := t.Context()
-			ictx, cancel := context.WithCancel(ctx)
-			var wg sync.WaitGroup
-			wg.Go(func() { _ = x.Run(ictx, store, IndexerOptions{}) })
-			defer func() { cancel(); wg.Wait() }()
-			w, err := x.Wakeups(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Stop()
+			w := indexingWakeups(t, x, store)
 			const n = 5
 			for i := range n {
 				if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: fmt.Sprintf("once-%d", i), DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
@@ -302,6 +286,22 @@ func TestWakeupsOncePerCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// indexingWakeups runs an indexer of x until the test ends and returns
+// wake-ups of x, stopped then.
+func indexingWakeups(t *testing.T, x *RunnableIndex, store *lifecycle.Store) *Wakeups {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = x.Run(ctx, store, IndexerOptions{}) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	w, err := x.Wakeups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop() })
+	return w
 }
 
 // indexAndFire runs an indexer and the timers of x until the test ends.
