@@ -288,6 +288,21 @@ func TestWakeupsOncePerCommit(t *testing.T) {
 	}
 }
 
+// rebuiltLive rebuilds x from the log and returns a live copy of it,
+// stopped when the test ends.
+func rebuiltLive(t *testing.T, x *RunnableIndex, store *lifecycle.Store) *LiveIndex {
+	t.Helper()
+	if err := x.Rebuild(t.Context(), store); err != nil {
+		t.Fatal(err)
+	}
+	live, err := x.Live(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = live.Stop() })
+	return live
+}
+
 // indexingWakeups runs an indexer of x until the test ends and returns
 // wake-ups of x, stopped then.
 func indexingWakeups(t *testing.T, x *RunnableIndex, store *lifecycle.Store) *Wakeups {
@@ -468,14 +483,7 @@ func TestLiveIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := x.Rebuild(ctx, store); err != nil {
-		t.Fatal(err)
-	}
-	live, err := x.Live(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Stop()
+	live := rebuiltLive(t, x, store)
 	if live.Len() != 3 {
 		t.Fatalf("live index holds %d entries, want 3", live.Len())
 	}
@@ -515,14 +523,7 @@ func TestLiveIndexOrder(t *testing.T) {
 	for i := range 40 {
 		create(fmt.Sprintf("o-%02d", i), uint8(i*7%5))
 	}
-	if err := x.Rebuild(ctx, store); err != nil {
-		t.Fatal(err)
-	}
-	live, err := x.Live(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Stop()
+	live := rebuiltLive(t, x, store)
 	go func() { _ = x.Run(ctx, store, IndexerOptions{}) }()
 	check := func(want int) {
 		t.Helper()
