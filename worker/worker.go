@@ -307,11 +307,10 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 	defer cancel()
 	go p.heartbeat(tctx, cancel, name, claim)
 
-	snap, rev, err := p.Store.LoadSnapshot(ctx, t.Instance)
-	if err != nil || snap.State.Position.TaskID != t.Task {
-		_ = p.Store.ReleaseTaskClaim(ctx, t.Instance, t.Task, name)
-		return false
-	}
+	// The task's snapshot and revision are the ones found: a claim does
+	// not change the revision, and one the log moved past since is
+	// refused by the save (ErrStale), which releases the claim.
+	snap, rev := t.Snapshot, t.Revision
 	s := c.Steps[i]
 	out, runErr := s.Run(tctx, t.Input)
 	if tctx.Err() != nil && ctx.Err() == nil {
