@@ -293,10 +293,10 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 	if c == nil {
 		return false // not a task of this pool's chains
 	}
-	// Cancel and pause first: a pending one is applied, not run.
-	if sig, err := p.Store.CheckControlSignals(ctx, t.Instance, &t.Task); err != nil || sig != lifecycle.ControlNone {
-		return err == nil
-	}
+	// A pending cancel or pause is not run: the task was found on a
+	// projection read just now with none (dispatch.Of leaves such runs
+	// out), and the durable timers apply one (CheckControlSignals) once
+	// no live claim holds the task.
 	claim, err := p.Store.ClaimTask(lifecycle.WithActor(ctx, name), t.Instance, t.Task, name, p.TTL)
 	if err != nil {
 		return false
