@@ -268,8 +268,9 @@ func (x *RunnableIndex) index(ctx context.Context, store *lifecycle.Store, id st
 // indexDelivered is index for a commit of the instance delivered by the
 // indexer's consumer: the first state put is the store's projection with
 // the delivered commit folded in (lifecycle.Store.LoadWith), without a
-// read of the log when the store's cache ends where the commit begins.
-func (x *RunnableIndex) indexDelivered(ctx context.Context, store *lifecycle.Store, id string, m natsjs.Msg) (projection.State, error) {
+// read of the log when the store's cache ends where the commit begins;
+// with hint, its runnable task is announced first.
+func (x *RunnableIndex) indexDelivered(ctx context.Context, store *lifecycle.Store, id string, m natsjs.Msg, hint bool) (projection.State, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return x.index(ctx, store, id)
@@ -282,7 +283,7 @@ func (x *RunnableIndex) indexDelivered(ctx context.Context, store *lifecycle.Sto
 		}
 		first = false
 		st, err := store.LoadWith(ctx, id, msg)
-		if err == nil {
+		if err == nil && hint {
 			// The hint goes out before the entry's put: a waiting worker
 			// validates it against the log, not the index.
 			x.announce(&st)
@@ -336,6 +337,11 @@ type IndexerOptions struct {
 	// had been delivered and not acknowledged (at most
 	// [IndexerMaxAckPending]) are indexed AckWait after their delivery.
 	AckWait time.Duration
+	// NoHints: do not publish each runnable task on
+	// [RunnableIndex.HintSubject] before its entry's put (for an indexer
+	// whose user may not publish there: the server would refuse, and log,
+	// every hint); wake-ups then come from the index's updates.
+	NoHints bool
 }
 
 // IndexerMaxAckPending bounds the commits an indexer may hold delivered
@@ -414,7 +420,7 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 			_ = m.Ack() // not an instance's message
 			return
 		}
-		if _, err := x.indexDelivered(ctx, store, id, m); err != nil {
+		if _, err := x.indexDelivered(ctx, store, id, m, !opts.NoHints); err != nil {
 			x.s.log.Warn("jetstream: runnable indexer: update failed, delivered again", slog.String("instance", id), slog.Any(logKeyErr, err))
 			_ = m.NakWithDelay(time.Second)
 			return

@@ -319,6 +319,42 @@ func indexingWakeups(t *testing.T, x *RunnableIndex, store *lifecycle.Store) *Wa
 	return w
 }
 
+// TestIndexerHints: the indexer announces a new task on the hint subject
+// before the entry's put; with IndexerOptions.NoHints it publishes
+// nothing there and the index is kept all the same.
+func TestIndexerHints(t *testing.T) {
+	for _, noHints := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-hints=%v", noHints), func(t *testing.T) {
+			_, store, x, nc := indexEnv(t, false)
+			ctx, cancel := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			defer func() { cancel(); wg.Wait() }()
+			sub, err := nc.SubscribeSync(x.HintSubject())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			wg.Go(func() { _ = x.Run(ctx, store, IndexerOptions{NoHints: noHints}) })
+			if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "h-1", DefinitionHash: workflow.DefinitionHashOf("x"), FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+				t.Fatal(err)
+			}
+			waitIndex(t, x, store, "after the create")
+			m, err := sub.NextMsg(500 * time.Millisecond)
+			switch {
+			case noHints && err == nil:
+				t.Fatalf("an indexer with NoHints published %s", m.Data)
+			case !noHints && err != nil:
+				t.Fatalf("no hint from the indexer: %v", err)
+			case !noHints:
+				var e dispatch.Entry
+				if err := json.Unmarshal(m.Data, &e); err != nil || e.Instance != "h-1" {
+					t.Fatalf("hint %s (%v)", m.Data, err)
+				}
+			}
+		})
+	}
+}
+
 // indexAndFire runs an indexer and the timers of x until the test ends.
 func indexAndFire(t *testing.T, x *RunnableIndex, store *lifecycle.Store, opts TimerOptions) {
 	ctx, cancel := context.WithCancel(t.Context())
