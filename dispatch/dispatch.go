@@ -289,31 +289,26 @@ type AvailableTask struct {
 // entry that is no longer runnable, or has moved on, is skipped). A task
 // whose history has a claim is taken while the claim's lease is live
 // (leases nil: it is taken). The cost is one read per index entry, then
-// one projection read per returned task.
+// one projection read per returned task; over an [OrderedIndex] that
+// keeps opts' order, with a limit, the entries are read in rank order and
+// only until limit tasks are found (the tasks that last failed on worker,
+// which come last, are read after the others).
 func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecycle.Leases, worker string, limit int, opts Options) ([]AvailableTask, error) {
-	var entries []Entry
-	for e, err := range idx.Entries(ctx) {
-		if err != nil {
-			return nil, fmt.Errorf("dispatch: find: %w", err)
-		}
-		entries = append(entries, e)
-	}
 	taken := Taken(ctx, leases)
 	var out []AvailableTask
-	for _, e := range Rank(entries, worker, 0, opts, taken) {
-		if limit > 0 && len(out) >= limit {
-			break
-		}
+	// add checks e against the log and adds its task if it is still to
+	// run; full reports that limit tasks are found.
+	add := func(e Entry) (full bool, err error) {
 		st, err := store.Load(ctx, e.Instance)
 		if err != nil {
 			if errors.Is(err, lifecycle.ErrNotFound) || errors.Is(err, lifecycle.ErrInvalidInstanceID) {
-				continue // not an instance the log has: a stale or stray entry
+				return false, nil // not an instance the log has: a stale or stray entry
 			}
-			return out, fmt.Errorf("dispatch: find: load %q: %w", e.Instance, err)
+			return false, fmt.Errorf("dispatch: find: load %q: %w", e.Instance, err)
 		}
 		cur, ok := Of(&st)
 		if !ok || cur.Run != e.Run || cur.Task != e.Task || len(Rank([]Entry{cur}, worker, 1, opts, taken)) == 0 {
-			continue // the entry is stale: the log says otherwise (moved on, backing off, claimed)
+			return false, nil // the entry is stale: the log says otherwise (moved on, backing off, claimed)
 		}
 		snap := st.Snapshot.Clone()
 		in := snap.InitialInput
@@ -324,8 +319,55 @@ func Find(ctx context.Context, idx Index, store *lifecycle.Store, leases lifecyc
 		}
 		out = append(out, AvailableTask{Instance: e.Instance, Task: e.Task, Input: slices.Clone(in), Definition: snap.DefinitionHash,
 			TraceParent: snap.TraceParent, Snapshot: snap, Revision: st.Revision()})
+		return limit > 0 && len(out) >= limit, nil
+	}
+	if oi, ok := idx.(OrderedIndex); ok && limit > 0 {
+		if seq, ok := oi.InRankOrder(ctx, opts.Aging()); ok {
+			err := findOrdered(seq, worker, opts, taken, add)
+			return out, err
+		}
+	}
+	var entries []Entry
+	for e, err := range idx.Entries(ctx) {
+		if err != nil {
+			return nil, fmt.Errorf("dispatch: find: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	for _, e := range Rank(entries, worker, 0, opts, taken) {
+		if full, err := add(e); err != nil || full {
+			return out, err
+		}
 	}
 	return out, nil
+}
+
+// findOrdered is Find's walk of entries in rank order: each entry Rank
+// would keep is checked as it comes (add), the soft-biased ones (the last
+// attempt failed on worker) once every other has been.
+func findOrdered(seq iter.Seq2[Entry, error], worker string, opts Options, taken func(Entry) bool, add func(Entry) (bool, error)) error {
+	var biased []Entry
+	for e, err := range seq {
+		if err != nil {
+			return fmt.Errorf("dispatch: find: %w", err)
+		}
+		if len(Rank([]Entry{e}, "", 1, opts, taken)) == 0 {
+			continue // not for this worker now: tags, backoff, skipped, taken
+		}
+		if worker != "" && e.LastFailedWorker == worker {
+			biased = append(biased, e)
+			continue
+		}
+		if full, err := add(e); err != nil || full {
+			return err
+		}
+	}
+	for _, e := range biased {
+		if full, err := add(e); err != nil || full {
+			return err
+		}
+	}
+	return nil
 }
 
 // Taken is [Rank]'s taken for the lease store leases: an entry's claim

@@ -95,6 +95,42 @@ func (e *env) find(worker string, limit int, opts dispatch.Options) []string {
 	for _, a := range got {
 		ids = append(ids, a.Instance)
 	}
+	// The index keeps its entries in rank order, which Find walks with
+	// a limit: over the same index without the order, it finds the same.
+	plain, err := dispatch.Find(e.ctx, unordered{e.idx}, e.store, e.leases, worker, limit, opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	same := func(a, b dispatch.AvailableTask) bool { return a.Instance == b.Instance && a.Task == b.Task }
+	if !slices.EqualFunc(got, plain, same) {
+		e.t.Fatalf("Find over the index in rank order found %v, over the same entries unordered %v", ids, instances(plain))
+	}
+	// And with every limit, the walk in rank order finds the first tasks
+	// of the whole answer.
+	all, err := dispatch.Find(e.ctx, unordered{e.idx}, e.store, e.leases, worker, 0, opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k := 1; k <= len(all); k++ {
+		first, err := dispatch.Find(e.ctx, e.idx, e.store, e.leases, worker, k, opts)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !slices.EqualFunc(first, all[:k], same) {
+			e.t.Fatalf("Find in rank order with limit %d found %v, want the first of %v", k, instances(first), instances(all))
+		}
+	}
+	return ids
+}
+
+// unordered is an index without its rank order.
+type unordered struct{ dispatch.Index }
+
+func instances(ts []dispatch.AvailableTask) []string {
+	var ids []string
+	for _, a := range ts {
+		ids = append(ids, a.Instance)
+	}
 	return ids
 }
 
