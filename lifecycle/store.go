@@ -210,28 +210,24 @@ func (s *Store) LoadWith(ctx context.Context, id string, m events.Message) (proj
 	if err := validateID(id); err != nil {
 		return projection.State{}, err
 	}
-	var out projection.State
 	e := s.cache.acquire(id)
 	defer s.cache.release(e)
 	st := &e.st
-	switch {
-	case st.Commits > 0 && st.LastSeq >= m.Seq:
-	case st.Commits > 0 && m.AfterKnown && m.AfterSeq == st.LastSeq:
+	current := st.Commits > 0 && st.LastSeq >= m.Seq
+	if !current && st.Commits > 0 && m.AfterKnown && m.AfterSeq == st.LastSeq {
 		if _, err := st.ApplyMessage(m); err != nil {
-			*st = projection.New(id) // read afresh
-			if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
-				return projection.State{}, fmt.Errorf("lifecycle: load %q: %w", id, err)
-			}
+			*st = projection.New(id) // read afresh below
 		} else {
 			s.maybeCheckpoint(ctx, e)
+			current = true
 		}
-	default:
+	}
+	if !current {
 		if _, err := s.catchUp(ctx, e, ulid.ULID{}); err != nil {
 			return projection.State{}, fmt.Errorf("lifecycle: load %q: %w", id, err)
 		}
 	}
-	out = st.Clone()
-	return out, nil
+	return st.Clone(), nil
 }
 
 // read brings the instance's projection up to date and calls fn with it.
