@@ -181,17 +181,13 @@ func (s *Log) directBatch(ctx context.Context, p *partition, filter string, seq 
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
+	next, end, err := s.replies.request(s.apiSubject("DIRECT.GET."+p.name), body)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(s.apiSubject("DIRECT.GET."+p.name), inbox, body); err != nil {
-		return 0, 0, 0, err
-	}
+	defer end()
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := next(ctx)
 		if err != nil {
 			return n, pending, last, err
 		}

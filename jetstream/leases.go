@@ -27,7 +27,30 @@ func (s *Log) LeaseBucket() string { return s.cfg.Stream + "_LEASES" }
 // rounded up to 1 s, a longer one up to the next second. The audit stream
 // is never touched (its settings stay as [Open] requires; per-message
 // TTLs live in the bucket's own stream).
+//
+// Every call returns the same lease store (the log's partition views
+// share it too), so that what it knows of the leases it wrote, and the
+// releases it has in flight, are one.
+//
+// A release of a lease this store acquired or renewed last is sent
+// without waiting for the server's answer: ReleaseLease returns at once,
+// and any later call of this lease store on that lease waits for the
+// answer first, so the store reads its own releases. A release that is
+// lost (the server died meanwhile) leaves the lease to end at its ttl,
+// and a claim of the task ends it sooner when the history says its claim
+// was released ([lifecycle.Store.ClaimTask]). [Log.Close] waits for the
+// releases in flight, 5 s at most.
 func (s *Log) Leases() lifecycle.Leases {
+	s.leasesOnce.Do(func() {
+		if s.leases == nil { // a log not made by Open (tests)
+			s.background = new(sync.WaitGroup)
+			s.leases = newLeases(s)
+		}
+	})
+	return s.leases
+}
+
+func newLeases(s *Log) *kvLeases {
 	return &kvLeases{s: s, b: &kvBucket{s: s, cfg: natsjs.KeyValueConfig{Bucket: s.LeaseBucket(),
 		Description: "runlog task claim leases of stream " + s.cfg.Stream + " (liveness only: the claims are in the log)",
 		History:     1, Storage: s.cfg.Storage, Replicas: s.cfg.Replicas, LimitMarkerTTL: leaseMarkerTTL}}}
@@ -36,6 +59,9 @@ func (s *Log) Leases() lifecycle.Leases {
 type kvLeases struct {
 	s *Log
 	b *kvBucket
+	// inflight holds the releases sent and not answered yet: key → a
+	// channel closed when the answer came (or the release gave up).
+	inflight sync.Map
 	// revs holds the revision of each lease this lease store wrote last
 	// (key → leaseRev), so that a renewal or a release expects it instead
 	// of reading the lease first: one round trip instead of two. A
@@ -102,6 +128,9 @@ func (l *kvLeases) AcquireLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		return false, "", err
 	}
 	key := leaseKey(lk)
+	if err := l.settle(ctx, key); err != nil {
+		return false, "", err
+	}
 	var opts []natsjs.KVCreateOpt
 	if ttl > 0 {
 		opts = append(opts, natsjs.KeyTTL(ttlSeconds(ttl)))
@@ -132,6 +161,9 @@ func (l *kvLeases) RenewLease(ctx context.Context, lk lifecycle.LeaseKey, holder
 		return false, err
 	}
 	key := leaseKey(lk)
+	if err := l.settle(ctx, key); err != nil {
+		return false, err
+	}
 	if rev, ok := l.knownRev(key, holder); ok {
 		renewed, err := l.renewAt(ctx, key, holder, ttl, rev)
 		if renewed || err != nil {
@@ -181,6 +213,9 @@ func (l *kvLeases) LeaseHolder(ctx context.Context, lk lifecycle.LeaseKey) (stri
 		return "", false, err
 	}
 	key := leaseKey(lk)
+	if err := l.settle(ctx, key); err != nil {
+		return "", false, err
+	}
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return "", false, nil
@@ -197,16 +232,16 @@ func (l *kvLeases) ReleaseLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		return err
 	}
 	key := leaseKey(lk)
+	if err := l.settle(ctx, key); err != nil {
+		return err
+	}
 	if rev, ok := l.knownRev(key, holder); ok {
-		err := kv.Delete(ctx, key, natsjs.LastRevision(rev))
-		if err == nil {
-			l.forgetRev(key)
-			return nil
-		}
-		if _, wrong := wrongSequence(err); !wrong {
-			return fmt.Errorf("jetstream: release lease %s: %w", key, err)
-		}
-		// Not the revision this store wrote last: read it.
+		// The revision this store wrote last: a delete that expects it
+		// ends the lease if nobody changed it since, and does nothing
+		// otherwise, so its answer is not waited for (see Log.Leases).
+		l.forgetRev(key)
+		l.releaseInBackground(kv, key, rev)
+		return nil
 	}
 	l.forgetRev(key)
 	e, err := kv.Get(ctx, key)
@@ -226,4 +261,54 @@ func (l *kvLeases) ReleaseLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		return fmt.Errorf("jetstream: release lease %s: %w", key, err)
 	}
 	return nil
+}
+
+// releaseTimeout bounds the wait for the answer to a release sent in the
+// background.
+const releaseTimeout = 5 * time.Second
+
+// releaseInBackground deletes key's lease if its revision is still rev,
+// without waiting: the delete is sent at once on the store's connection
+// (so that it reaches the server before any later request of this
+// store), and its answer is waited for in a goroutine. The lease's later
+// operations in this store wait for it (settle). Its outcome is not
+// reported: a revision that moved on means the lease is not ours to end
+// any more, and a delete that failed leaves a lease that ends at its ttl.
+func (l *kvLeases) releaseInBackground(kv natsjs.KeyValue, key string, rev uint64) {
+	done := make(chan struct{})
+	l.inflight.Store(key, done)
+	m := nats.NewMsg("$KV." + l.s.LeaseBucket() + "." + key)
+	m.Header.Set("KV-Operation", "DEL")
+	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ack, err := l.s.js.PublishMsgAsync(m)
+	if err != nil {
+		l.inflight.CompareAndDelete(key, done)
+		close(done)
+		return
+	}
+	// The log's JetStream context ends an answer's wait after
+	// releaseTimeout (WithPublishAsyncTimeout in Open).
+	l.s.background.Go(func() {
+		defer close(done)
+		defer l.inflight.CompareAndDelete(key, done)
+		select {
+		case <-ack.Ok():
+		case <-ack.Err():
+		}
+	})
+}
+
+// settle waits until the release of key this store has in flight, if
+// any, was answered.
+func (l *kvLeases) settle(ctx context.Context, key string) error {
+	v, ok := l.inflight.Load(key)
+	if !ok {
+		return nil
+	}
+	select {
+	case <-v.(chan struct{}):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

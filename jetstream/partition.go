@@ -173,7 +173,8 @@ func (s *Log) Partition(p int) (*Log, error) {
 		return nil, fmt.Errorf("jetstream: partition %d does not exist: the store has %d (0 to %d)", p, len(s.all), len(s.all)-1)
 	}
 	v := &Log{cfg: s.cfg, log: s.log.With(slog.String("partition_stream", s.all[p].name)), nc: s.nc, js: s.js,
-		all: s.all, parts: []*partition{s.all[p]}, request: s.request, scanWait: s.scanWait}
+		all: s.all, parts: []*partition{s.all[p]}, request: s.request, replies: s.replies, scanWait: s.scanWait,
+		leases: s.leases, background: s.background}
 	return v, nil
 }
 

@@ -51,6 +51,9 @@ type Log struct {
 	// request sends an append's publish and waits for the answer:
 	// nc.RequestMsgWithContext (a seam for the tests' lost acks).
 	request func(context.Context, *nats.Msg) (*nats.Msg, error)
+	// replies receives the replies of batched direct gets, shared by
+	// the partition views of one store.
+	replies *replies
 	// scanWait is how often Scan, while no message arrives, asks whether
 	// any are left (the last ones may have been deleted since the scan
 	// began): defaultScanWait (a seam for the tests).
@@ -62,6 +65,13 @@ type Log struct {
 
 	catalogMu sync.Mutex
 	catalog   *Log // the definition catalog, once opened (CatalogLog)
+
+	// leases is the log's lease store (Log.Leases), shared by its
+	// partition views; background counts its releases in flight, which
+	// Close waits for.
+	leasesOnce sync.Once
+	leases     *kvLeases
+	background *sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,7 +104,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
 	}
-	js, err := natsjs.New(nc)
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncTimeout(releaseTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: open: %w", err)
 	}
@@ -118,8 +128,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		all:      parts,
 		parts:    parts,
 		request:  nc.RequestMsgWithContext,
+		replies:  newReplies(nc),
 		scanWait: defaultScanWait,
 	}
+	s.background = new(sync.WaitGroup)
+	s.leases = newLeases(s)
 	if cfg.GroupCommit > 0 && !cfg.ReadOnly {
 		for _, p := range parts {
 			if !p.stream.CachedInfo().Config.AllowAtomicPublish {
@@ -444,6 +457,9 @@ func (s *Log) Conn() *nats.Conn { return s.nc }
 // The only errors come from shutting down an embedded server.
 func (s *Log) Close() error {
 	s.closeOnce.Do(func() {
+		if s.background != nil {
+			s.background.Wait() // the lease releases in flight: releaseTimeout at most
+		}
 		if s.ownConn && s.nc != nil {
 			s.nc.Close()
 		}

@@ -476,10 +476,15 @@ func TestReadPagingAndEarlyStop(t *testing.T) {
 		want = append(want, last)
 	}
 	subs := nc.NumSubscriptions()
-
 	if got := collect(t, s.Read(ctx, "p", 0)); !slices.Equal(seqs(got), want) {
 		t.Fatalf("Read = %v, want %v", seqs(got), want)
 	}
+	// The first batched read made the one subscription every batched
+	// read shares (replies), and no other.
+	if got := nc.NumSubscriptions(); got != subs+1 {
+		t.Fatalf("subscriptions: %d before the first read, %d after, want one more (the shared reply subscription)", subs, got)
+	}
+	subs++
 	if got := collect(t, s.Read(ctx, "p", want[2])); !slices.Equal(seqs(got), want[3:]) {
 		t.Fatalf("Read(after %d) = %v, want %v", want[2], seqs(got), want[3:])
 	}
@@ -504,6 +509,12 @@ func TestReadPagingAndEarlyStop(t *testing.T) {
 	}
 	if got := nc.NumSubscriptions(); got != subs {
 		t.Fatalf("subscriptions: %d before, %d after: an iterator leaked one", subs, got)
+	}
+	s.replies.mu.Lock()
+	waiting := len(s.replies.waiting)
+	s.replies.mu.Unlock()
+	if waiting != 0 {
+		t.Fatalf("%d batched reads still wait for replies after every iterator stopped: an iterator leaked its request", waiting)
 	}
 }
 
@@ -598,7 +609,7 @@ func TestScanEndsWhenItsTailIsDeleted(t *testing.T) {
 	}
 	s.scanWait = 50 * time.Millisecond
 	// The same stream, written as another program would.
-	w := &Log{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, all: s.all, parts: s.parts, request: s.request}
+	w := &Log{cfg: s.cfg, log: s.log, nc: s.nc, js: s.js, all: s.all, parts: s.parts, request: s.request, replies: s.replies}
 	w.cfg.ReadOnly = false
 	first := mustAppend(t, w, "a", testMsg("m1", "one"), 0)
 	second := mustAppend(t, w, "a", testMsg("m2", "two"), first)

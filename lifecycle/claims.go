@@ -35,7 +35,12 @@ type Leases interface {
 	// is none (never taken, released, or expired).
 	LeaseHolder(ctx context.Context, key LeaseKey) (holder string, ok bool, err error)
 	// ReleaseLease ends the lease if holder holds it; otherwise it does
-	// nothing.
+	// nothing. It may return before the release is applied, if every
+	// later call of the same Leases on that lease waits for it (the
+	// store reads its own releases; jetstream.Log.Leases does this): the
+	// claim's release is already in the history, a release that is lost
+	// leaves a lease that ends at its ttl, and a claim of the task ends
+	// such a lease sooner ([Store.ClaimTask]).
 	ReleaseLease(ctx context.Context, key LeaseKey, holder string) error
 }
 
