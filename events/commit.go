@@ -109,7 +109,6 @@ func (c *Commit) Encode() (Message, error) {
 	if c.Time.IsZero() {
 		return Message{}, fmt.Errorf("%w: zero commit time", ErrInvalidCommit)
 	}
-	types := make([]string, len(c.Events))
 	for i, e := range c.Events {
 		if e.Data == nil || e.Data.EventType() != e.Type || !Known(e.Type) {
 			return Message{}, fmt.Errorf("%w: event %d has type %q and a payload that does not match", ErrInvalidCommit, i, e.Type)
@@ -117,24 +116,46 @@ func (c *Commit) Encode() (Message, error) {
 		if e.ID.IsZero() {
 			return Message{}, fmt.Errorf("%w: event %d has a zero id", ErrInvalidCommit, i)
 		}
-		types[i] = string(e.Type)
 	}
 	data, err := encodeCommit(c)
 	if err != nil {
 		return Message{}, fmt.Errorf("%w: %w", ErrInvalidCommit, err)
 	}
-	h := map[string][]string{
-		HeaderMsgID:  {c.ID.String()},
-		HeaderSchema: {strconv.Itoa(SchemaVersion)},
-		HeaderEvents: {strings.Join(types, ",")},
-	}
+	// The header values share one backing array: every commit pays
+	// these allocations.
+	id := c.ID.String()
+	vals := make([]string, 5)
+	vals[0], vals[1], vals[2] = id, schemaText, eventTypes(c.Events)
+	h := make(map[string][]string, 5)
+	h[HeaderMsgID], h[HeaderSchema], h[HeaderEvents] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 	if r := c.Run(); !r.IsZero() {
-		h[HeaderRun] = []string{r.String()}
+		vals[3] = r.String()
+		h[HeaderRun] = vals[3:4:4]
 	}
 	if c.Command != "" {
-		h[HeaderCommand] = []string{c.Command}
+		vals[4] = c.Command
+		h[HeaderCommand] = vals[4:5:5]
 	}
-	return Message{MsgID: c.ID.String(), Header: h, Data: data}, nil
+	return Message{MsgID: id, Header: h, Data: data}, nil
+}
+
+// schemaText is [SchemaVersion] as the Runlog-Schema header writes it.
+var schemaText = strconv.Itoa(SchemaVersion)
+
+// eventTypes is the Runlog-Events header of a commit of evs: their types
+// in order, comma separated.
+func eventTypes(evs []Event) string {
+	if len(evs) == 1 {
+		return string(evs[0].Type)
+	}
+	var b strings.Builder
+	for i, e := range evs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(string(e.Type))
+	}
+	return b.String()
 }
 
 // Record is a decoded, stored commit.
