@@ -188,7 +188,7 @@ func TestSummarize(t *testing.T) {
 		{&events.SignalStoredData{Kind: workflow.Pause, RequestedAt: t0.Add(-time.Minute)}, "pause requested (at 2026-11-26T06:19:00Z)"},
 		{&events.SignalClearedData{Kind: workflow.Cancel, Reason: "terminate_existing"}, "signal cancel cleared (terminate_existing)"},
 		{&events.TaskCompletedData{TaskID: taskB, Output: []byte("ok")}, "task " + short(taskB) + " completed, output ok"},
-		{&events.CheckpointSavedData{Completed: map[workflow.TaskID][]byte{taskA: nil, taskB: nil}, Position: &workflow.Position{Kind: workflow.AtTask, TaskID: taskC}},
+		{&events.CheckpointSavedData{Completed: events.TaskOutputs{{Task: taskA}, {Task: taskB}}, Position: &workflow.Position{Kind: workflow.AtTask, TaskID: taskC}},
 			"checkpoint: +2 results, position AtTask(" + short(taskC) + ")"},
 		{&events.CheckpointSavedData{Removed: []workflow.TaskID{taskA}, LastCompletedTask: &taskB, Hint: &events.HintChange{Priority: &p1},
 			ClearDeadline: true, RemovedRetries: []workflow.TaskID{taskA}, Loops: map[workflow.TaskID]uint32{taskA: 2}, TraceParent: new("")},

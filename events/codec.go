@@ -42,11 +42,12 @@ const (
 	kHash  // workflow.Hash32: hex
 	kULID
 	kTime
-	kText   // another encoding.TextMarshaler (kinds)
-	kPtr    // elem
-	kStruct // fields
-	kSlice  // elem
-	kMap    // keys strings or hashes, values elem
+	kText    // another encoding.TextMarshaler (kinds)
+	kPtr     // elem
+	kStruct  // fields
+	kSlice   // elem
+	kMap     // keys strings or hashes, values elem
+	kOutputs // TaskOutputs: a map of task outputs on the wire
 )
 
 // plan is how values of one type are written and read.
@@ -110,11 +111,11 @@ var (
 	typeTextUn  = reflect.TypeFor[encoding.TextUnmarshaler]()
 	typeZeroer  = reflect.TypeFor[interface{ IsZero() bool }]()
 
-	// typeOutputs is the map type of task outputs (CheckpointSavedData's
-	// Completed): on the path of nearly every checkpoint, so written and
-	// read without reflection. The general map code holds it to the
-	// same bytes (TestMapFastPathAgrees).
-	typeOutputs = reflect.TypeFor[map[workflow.Hash32][]byte]()
+	// typeOutputs is CheckpointSavedData's Completed: on the wire a map
+	// of task outputs, in memory a slice (TaskOutputs), written and read
+	// without reflection. TestOutputsAreAMap holds it to the bytes
+	// encoding/json writes and reads for a map[workflow.TaskID][]byte.
+	typeOutputs = reflect.TypeFor[TaskOutputs]()
 )
 
 // planFor derives the plan of t; it panics on a type it cannot write
@@ -144,6 +145,9 @@ func buildPlan(t reflect.Type, seen map[reflect.Type]*plan) (*plan, error) {
 		return p, nil
 	case t == typeHash:
 		p.kind = kHash
+		return p, nil
+	case t == typeOutputs: // its MarshalJSON is this codec's
+		p.kind = kOutputs
 		return p, nil
 	case t.Kind() == reflect.Pointer:
 		// A pointer is written as what it points to (or null): its
@@ -319,7 +323,7 @@ func (p *plan) empty(v unsafe.Pointer) bool {
 		return loadUint(v, p.size) == 0
 	case kFloat:
 		return *(*float64)(v) == 0
-	case kBytes, kSlice:
+	case kBytes, kSlice, kOutputs:
 		return len(*(*[]byte)(v)) == 0 // every slice header holds its length there
 	case kPtr:
 		return *(*unsafe.Pointer)(v) == nil
@@ -453,16 +457,14 @@ func (e *encoder) value(p *plan, v unsafe.Pointer) {
 		e.raw("]")
 	case kMap:
 		e.mapValue(p, v)
+	case kOutputs:
+		e.outputs(*(*TaskOutputs)(v))
 	}
 }
 
 // mapValue writes a map as encoding/json does: keys sorted by their text
 // (for hashes, hex: the byte order).
 func (e *encoder) mapValue(p *plan, v unsafe.Pointer) {
-	if p.typ == typeOutputs && !slowMaps {
-		e.outputs(*(*map[workflow.Hash32][]byte)(v))
-		return
-	}
 	m := p.at(v)
 	if m.IsNil() {
 		e.raw("null")
@@ -505,30 +507,31 @@ func (e *encoder) mapValue(p *plan, v unsafe.Pointer) {
 	e.raw("}")
 }
 
-// slowMaps turns the typed path of typeOutputs off (for a test that holds
-// it to the general one).
-var slowMaps = false
-
-// outputs writes a map of task outputs, as mapValue does.
-func (e *encoder) outputs(m map[workflow.Hash32][]byte) {
-	if m == nil {
+// outputs writes task outputs as encoding/json writes a
+// map[workflow.TaskID][]byte: an object, keys in order.
+func (e *encoder) outputs(t TaskOutputs) {
+	if t == nil {
 		e.raw("null")
 		return
 	}
-	var buf [4]workflow.Hash32
-	ids := buf[:0]
-	for id := range m {
-		ids = append(ids, id)
+	if !t.ordered() {
+		t = slices.Clone(t)
+		t.Sort()
+		for i := 1; i < len(t); i++ {
+			if t[i].Task == t[i-1].Task {
+				e.fail(fmt.Errorf("task outputs name task %s twice", t[i].Task))
+				return
+			}
+		}
 	}
-	slices.SortFunc(ids, func(a, b workflow.Hash32) int { return strings.Compare(string(a[:]), string(b[:])) })
 	e.raw("{")
-	for i, id := range ids {
+	for i := range t {
 		if i > 0 {
 			e.raw(",")
 		}
-		e.hash(id)
+		e.hash(t[i].Task)
 		e.raw(":")
-		e.bytesVal(m[id])
+		e.bytesVal(t[i].Output)
 	}
 	e.raw("}")
 }
@@ -621,10 +624,9 @@ func (l *lexer) value(p *plan, v unsafe.Pointer) error {
 			s.SetLen(n + 1)
 			return l.value(p.elem, s.Index(n).Addr().UnsafePointer())
 		})
+	case kOutputs:
+		return l.outputs((*TaskOutputs)(v))
 	case kMap:
-		if p.typ == typeOutputs && !slowMaps {
-			return l.outputs((*map[workflow.Hash32][]byte)(v))
-		}
 		m := p.at(v)
 		if l.null() {
 			m.SetZero()
@@ -654,27 +656,29 @@ func (l *lexer) value(p *plan, v unsafe.Pointer) error {
 	return fmt.Errorf("no plan for %s", p.typ)
 }
 
-// outputs reads a map of task outputs, as the general map code does.
-func (l *lexer) outputs(m *map[workflow.Hash32][]byte) error {
+// outputs reads task outputs as encoding/json reads a
+// map[workflow.TaskID][]byte: null is nil, {} an empty set, and of a key
+// given twice the last wins; the result is in task order.
+func (l *lexer) outputs(t *TaskOutputs) error {
 	if l.null() {
-		*m = nil
+		*t = nil
 		return nil
 	}
-	if *m == nil {
-		*m = map[workflow.Hash32][]byte{}
-	}
-	return l.object(func(k []byte) error {
+	out := TaskOutputs{}
+	err := l.object(func(k []byte) error {
 		var id workflow.Hash32
 		if err := id.UnmarshalText(k); err != nil {
 			return err
 		}
-		out, err := l.bytes()
+		b, err := l.bytes()
 		if err != nil {
 			return err
 		}
-		(*m)[id] = out
+		out = append(out, TaskOutput{Task: id, Output: b})
 		return nil
 	})
+	*t = out.canonical()
+	return err
 }
 
 // ---- The payload registry -----------------------------------------------

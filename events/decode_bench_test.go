@@ -15,7 +15,7 @@ func BenchmarkDecodeCheckpoint(b *testing.B) {
 	pos := workflow.AtTaskPosition(taskB)
 	c := events.Commit{ID: uid(1), Instance: "order-42", Time: fixedTime, Command: "save_snapshot", Prev: prevHash,
 		Events: []events.Event{{ID: uid(2), Type: events.CheckpointSaved, Run: run1, Time: fixedTime, Instance: "order-42", Schema: events.SchemaVersion,
-			Data: &events.CheckpointSavedData{Position: &pos, Completed: map[workflow.TaskID][]byte{taskA: bytes.Repeat([]byte("o"), 256)}}}}}
+			Data: &events.CheckpointSavedData{Position: &pos, Completed: events.TaskOutputs{{Task: taskA, Output: bytes.Repeat([]byte("o"), 256)}}}}}}
 	m, err := c.Encode()
 	if err != nil {
 		b.Fatal(err)

@@ -158,8 +158,8 @@ func sizeHint(c *Commit) int {
 		case *SnapshotCreatedData:
 			n += b64(d.Input)
 		case *CheckpointSavedData:
-			for _, out := range d.Completed {
-				n += 80 + b64(out)
+			for _, o := range d.Completed {
+				n += 80 + b64(o.Output)
 			}
 		case *TaskCompletedData:
 			n += b64(d.Output)

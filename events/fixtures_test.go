@@ -49,7 +49,7 @@ func samples() map[events.Type]events.Payload {
 		events.TaskCompleted: &events.TaskCompletedData{TaskID: taskA, Output: []byte(`"charged"`)},
 		events.CheckpointSaved: &events.CheckpointSavedData{
 			Position:          &workflow.Position{Kind: workflow.AtDelay, NodeID: taskB, EnteredAt: fixedTime, WakeAt: &wake, NextTaskID: ptr(taskB)},
-			Completed:         map[workflow.TaskID][]byte{taskA: []byte("out")},
+			Completed:         events.TaskOutputs{{Task: taskA, Output: []byte("out")}},
 			Removed:           []workflow.TaskID{taskB},
 			LastCompletedTask: ptr(taskA),
 			Hint:              &events.HintChange{Priority: ptr[uint8](1), Tags: []string{"cpu"}},

@@ -169,7 +169,7 @@ func referenceSeeds(tb testing.TB) []Message {
 		&SignalStoredData{Kind: workflow.Pause, Reason: "r\u2028", RequestedBy: "b", RequestedAt: at},
 		&SignalClearedData{Kind: workflow.Cancel, Reason: "applied"},
 		&TaskCompletedData{TaskID: tid, Output: []byte{0, 1, 2, 255}},
-		&CheckpointSavedData{Position: &pos, Completed: map[workflow.TaskID][]byte{tid: []byte("o"), next: {}}, Removed: []workflow.TaskID{next},
+		&CheckpointSavedData{Position: &pos, Completed: TaskOutputs{{Task: tid, Output: []byte("o")}, {Task: next, Output: []byte{}}}, Removed: []workflow.TaskID{next},
 			LastCompletedTask: &tid, Hint: &HintChange{Priority: &p3, Tags: []string{"x"}}, Deadline: &workflow.TaskDeadline{TaskID: tid, Deadline: at, TimeoutMS: 5000},
 			ClearDeadline: true, Retries: map[workflow.TaskID]workflow.TaskRetryState{tid: {Attempts: 2, Policy: workflow.RetryPolicy{MaxRetries: 5, InitialDelay: time.Second, BackoffMultiplier: 1.5, MaxDelay: time.Minute}, LastError: "e", LastFailedWorker: "w", NextRetryAt: at}},
 			RemovedRetries: []workflow.TaskID{next}, Loops: map[workflow.TaskID]uint32{tid: 7}, RemovedLoops: []workflow.TaskID{next}, TraceParent: &tp},

@@ -126,7 +126,7 @@ type HintChange struct {
 // writes O(N) bytes of history.
 type CheckpointSavedData struct {
 	Position          *workflow.Position                          `json:"position,omitempty"`
-	Completed         map[workflow.TaskID][]byte                  `json:"completed,omitempty"`           // results added or changed
+	Completed         TaskOutputs                                 `json:"completed,omitempty"`           // results added or changed (a map on the wire)
 	Removed           []workflow.TaskID                           `json:"removed,omitempty"`             // results removed
 	LastCompletedTask *workflow.TaskID                            `json:"last_completed_task,omitempty"` // absent with one result in Completed: that task
 	Hint              *HintChange                                 `json:"hint,omitempty"`

@@ -399,12 +399,10 @@ func diffFields(old, new *workflow.Snapshot) *events.CheckpointSavedData {
 func diffResults(cp *events.CheckpointSavedData, old, new workflow.State) {
 	for id, out := range new.CompletedTasks {
 		if o, ok := old.CompletedTasks[id]; !ok || !bytes.Equal(o, out) {
-			if cp.Completed == nil {
-				cp.Completed = make(map[workflow.TaskID][]byte)
-			}
-			cp.Completed[id] = bytes.Clone(out)
+			cp.Completed = append(cp.Completed, events.TaskOutput{Task: id, Output: bytes.Clone(out)})
 		}
 	}
+	cp.Completed.Sort()
 	for id := range old.CompletedTasks {
 		if _, ok := new.CompletedTasks[id]; !ok {
 			cp.Removed = append(cp.Removed, id)
@@ -415,9 +413,7 @@ func diffResults(cp *events.CheckpointSavedData, old, new workflow.State) {
 	if len(cp.Completed) == 1 && new.LastCompletedTask != nil {
 		// One result added: it is implicitly the last completed task
 		// (the common checkpoint), so say so only when it is not.
-		for id := range cp.Completed {
-			changed = id != *new.LastCompletedTask
-		}
+		changed = cp.Completed[0].Task != *new.LastCompletedTask
 	}
 	if changed {
 		t := *new.LastCompletedTask

@@ -473,10 +473,8 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 	if d.Position != nil {
 		snap.State.Position = d.Position.Clone()
 	}
-	var only workflow.TaskID
-	for id, out := range d.Completed {
-		s.setResult(id, out)
-		only = id
+	for _, o := range d.Completed {
+		s.setResult(o.Task, o.Output)
 	}
 	for _, id := range d.Removed {
 		delete(snap.State.CompletedTasks, id)
@@ -486,7 +484,7 @@ func applyCheckpoint(s *State, d *events.CheckpointSavedData, at time.Time) {
 	if last == nil && len(d.Completed) == 1 {
 		// A single result added is the last completed task unless the
 		// checkpoint names another.
-		last = &only
+		last = &d.Completed[0].Task
 	}
 	if last != nil && (snap.State.LastCompletedTask == nil || *snap.State.LastCompletedTask != *last) {
 		t := *last

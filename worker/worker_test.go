@@ -109,7 +109,7 @@ func TestPool(t *testing.T) {
 			for _, e := range rec.Commit.Events {
 				if d, ok := e.Data.(*events.CheckpointSavedData); ok {
 					for _, s := range chain.Steps {
-						if _, ok := d.Completed[workflow.NewTaskID(s.Name)]; ok {
+						if _, ok := d.Completed.Get(workflow.NewTaskID(s.Name)); ok {
 							results[s.Name]++
 							if rec.Commit.Actor == "" {
 								t.Errorf("%s: %s's result written by no named worker", id, s.Name)

@@ -143,7 +143,7 @@ func whoRan(ctx context.Context, st *jetstream.Log, id string) (string, error) {
 		for _, ev := range rec.Commit.Events {
 			if d, ok := ev.Data.(*events.CheckpointSavedData); ok {
 				for _, name := range fulfilment.Tasks {
-					if _, done := d.Completed[task(name)]; done {
+					if _, done := d.Completed.Get(task(name)); done {
 						parts = append(parts, name+" by "+rec.Commit.Actor)
 					}
 				}

@@ -72,7 +72,7 @@ func genHistoryEnding(tb testing.TB, gen *events.IDSource, id string, n int, fai
 			copy(out, strconv.Itoa(i))
 			pos := workflow.AtTaskPosition(taskID(i % 100))
 			c.Command = "save_snapshot"
-			p = &events.CheckpointSavedData{Position: &pos, Completed: map[workflow.TaskID][]byte{taskID((i - 1) % 100): bytes.Clone(out)}}
+			p = &events.CheckpointSavedData{Position: &pos, Completed: events.TaskOutputs{{Task: taskID((i - 1) % 100), Output: bytes.Clone(out)}}}
 		}
 		eid, err := gen.Next(t)
 		if err != nil {

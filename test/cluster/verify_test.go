@@ -111,8 +111,8 @@ func verifyNode(ctx context.Context, errorf func(format string, args ...any), js
 				case *events.SignalStoredData:
 					h.tokens[d.Reason] = rec.Seq
 				case *events.CheckpointSavedData:
-					for _, out := range d.Completed {
-						h.tokens[string(out)] = rec.Seq
+					for _, o := range d.Completed {
+						h.tokens[string(o.Output)] = rec.Seq
 					}
 				}
 			}

@@ -340,8 +340,8 @@ func tokenOf(c *events.Commit, cancels map[workflow.TaskID]string) string {
 		case *events.SignalStoredData:
 			return d.Reason
 		case *events.CheckpointSavedData:
-			for _, out := range d.Completed {
-				return string(out)
+			for _, o := range d.Completed {
+				return string(o.Output)
 			}
 		case *events.WorkflowCancelledData:
 			if d.InterruptedAtTask != nil {

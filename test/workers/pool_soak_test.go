@@ -411,7 +411,8 @@ func poolSoak(t *testing.T, workflows int, killEvery time.Duration, maxKills int
 					}
 				case *events.CheckpointSavedData:
 					moved = true
-					for task := range d.Completed {
+					for _, o := range d.Completed {
+						task := o.Task
 						results[task]++
 						if h, ok := holder[task]; ok && h != rec.Commit.Actor {
 							t.Errorf("%s: %s's result written by %q while %q held its claim", id, task, rec.Commit.Actor, h)
