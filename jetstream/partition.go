@@ -174,7 +174,7 @@ func (s *Log) Partition(p int) (*Log, error) {
 	}
 	v := &Log{cfg: s.cfg, log: s.log.With(slog.String("partition_stream", s.all[p].name)), nc: s.nc, js: s.js,
 		all: s.all, parts: []*partition{s.all[p]}, request: s.request, replies: s.replies, scanWait: s.scanWait,
-		leases: s.leases, background: s.background}
+		leases: s.leases, background: s.background, view: true}
 	return v, nil
 }
 

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type replies struct {
 	prefix string
 
 	mu      sync.Mutex
+	sub     *nats.Subscription
 	next    uint64
 	waiting map[string]*replyQueue
 }
@@ -44,6 +46,22 @@ func newReplies(nc *nats.Conn) *replies {
 	return &replies{nc: nc, waiting: make(map[string]*replyQueue)}
 }
 
+// stop removes the subscription, if one was made: on a connection the
+// store does not own, it would outlive the store. A request made after
+// fails.
+func (r *replies) stop() {
+	r.once.Do(func() { r.err = errRepliesStopped }) // none made: make none
+	r.mu.Lock()
+	sub := r.sub
+	r.sub = nil
+	r.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+}
+
+var errRepliesStopped = errors.New("jetstream: the store is closed")
+
 func (r *replies) start() error {
 	r.once.Do(func() {
 		r.prefix = r.nc.NewInbox() + "."
@@ -54,6 +72,9 @@ func (r *replies) start() error {
 			// deadline: take whatever comes.
 			err = sub.SetPendingLimits(-1, -1)
 		}
+		r.mu.Lock()
+		r.sub = sub
+		r.mu.Unlock()
 		r.err = err
 	})
 	return r.err

@@ -60,6 +60,7 @@ type Log struct {
 	scanWait time.Duration
 
 	ownConn  bool       // Close closes nc
+	view     bool       // made by Log.Partition: Close leaves what it shares alone
 	servedBy ServerFile // the server file OpenEmbedded connected through, if it did
 	emb      *Embedded  // Close closes it, if not nil
 
@@ -451,15 +452,29 @@ func (s *Log) Stream() string { return s.cfg.Stream }
 func (s *Log) Conn() *nats.Conn { return s.nc }
 
 // Close releases what the store owns: the connection made by [Connect] or
-// [OpenEmbedded] and the server started by [OpenEmbedded]. A store made by
-// [Open] does not own its connection, so Close leaves it open. Close may
+// [OpenEmbedded], the server started by [OpenEmbedded], and the one
+// subscription its batched reads share. It first waits for the lease
+// releases in flight ([Log.Leases]), 5 s at most. A store made by [Open]
+// does not own its connection, so Close leaves it open; a store made by
+// [Log.Partition] shares its parent's, and its Close does nothing. Close may
 // be called more than once; later calls return the first call's result.
 // The only errors come from shutting down an embedded server.
 func (s *Log) Close() error {
 	s.closeOnce.Do(func() {
+		if s.view {
+			return // what it has is its parent's
+		}
 		if s.background != nil {
 			s.background.Wait() // the lease releases in flight: releaseTimeout at most
 		}
+		if s.replies != nil {
+			s.replies.stop()
+		}
+		s.catalogMu.Lock()
+		if s.catalog != nil {
+			_ = s.catalog.Close() // it owns nothing but its reply subscription
+		}
+		s.catalogMu.Unlock()
 		if s.ownConn && s.nc != nil {
 			s.nc.Close()
 		}

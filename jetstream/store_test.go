@@ -516,6 +516,20 @@ func TestReadPagingAndEarlyStop(t *testing.T) {
 	if waiting != 0 {
 		t.Fatalf("%d batched reads still wait for replies after every iterator stopped: an iterator leaked its request", waiting)
 	}
+	// The connection is not the store's: Close takes the shared
+	// subscription off it, and a read after Close fails.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := nc.NumSubscriptions(); got != subs-1 {
+		t.Fatalf("subscriptions: %d after Close, want %d (the shared reply subscription removed)", got, subs-1)
+	}
+	for _, err := range s.Read(ctx, "p", 0) {
+		if err == nil {
+			t.Fatal("Read after Close yielded a message")
+		}
+		break
+	}
 }
 
 func TestReadCancelled(t *testing.T) {
