@@ -240,7 +240,7 @@ func (l *kvLeases) ReleaseLease(ctx context.Context, lk lifecycle.LeaseKey, hold
 		// ends the lease if nobody changed it since, and does nothing
 		// otherwise, so its answer is not waited for (see Log.Leases).
 		l.forgetRev(key)
-		l.releaseInBackground(kv, key, rev)
+		l.releaseInBackground(key, rev)
 		return nil
 	}
 	l.forgetRev(key)
@@ -274,7 +274,7 @@ const releaseTimeout = 5 * time.Second
 // operations in this store wait for it (settle). Its outcome is not
 // reported: a revision that moved on means the lease is not ours to end
 // any more, and a delete that failed leaves a lease that ends at its ttl.
-func (l *kvLeases) releaseInBackground(kv natsjs.KeyValue, key string, rev uint64) {
+func (l *kvLeases) releaseInBackground(key string, rev uint64) {
 	done := make(chan struct{})
 	l.inflight.Store(key, done)
 	m := nats.NewMsg("$KV." + l.s.LeaseBucket() + "." + key)
