@@ -196,6 +196,14 @@ type OrderedIndex interface {
 	// InRankOrder yields the entries by [CompareRank] for aging; ok is
 	// false when the index keeps no such order for that interval.
 	InRankOrder(ctx context.Context, aging time.Duration) (entries iter.Seq2[Entry, error], ok bool)
+	// Passed tells the index that the log holds a commit of instance at
+	// seq (a worker's own checkpoint, just acknowledged): an entry
+	// derived from an older state is stale, and the index leaves it out
+	// until it is given the instance's state at seq or later. It is what
+	// the process itself knows, and saves its searches the entries it
+	// would otherwise read and find stale against the log while the
+	// index catches up; it never adds an entry.
+	Passed(instance string, seq uint64)
 }
 
 func rank(entries iter.Seq[Entry], ordered bool, worker string, limit int, opts Options, taken func(Entry) bool) []Entry {

@@ -603,3 +603,59 @@ func TestMemIndexInRankOrder(t *testing.T) {
 		t.Error("a rank order for an aging interval the index does not keep")
 	}
 }
+
+// TestMemIndexPassed: MemIndex.Passed drops an entry older than the
+// commit, ignores an older projection put after it, and takes the state
+// at the commit or later; an entry as new as the commit stays.
+func TestMemIndexPassed(t *testing.T) {
+	ctx := t.Context()
+	x := dispatch.NewMemIndex()
+	store, err := lifecycle.New(memlog.New(nil), lifecycle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "p", DefinitionHash: def, FirstTask: workflow.TaskHint{ID: taskA}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := func() int {
+		n := 0
+		for _, err := range x.Entries(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return n
+	}
+	x.Put(&st)
+	x.Passed("p", st.LastSeq) // as new as the entry: kept
+	if listed() != 1 {
+		t.Fatal("Passed dropped an entry as new as the commit")
+	}
+	x.Passed("p", st.LastSeq+2)
+	if listed() != 0 {
+		t.Fatal("an entry older than the commit passed is still listed")
+	}
+	x.Put(&st) // late and older
+	if listed() != 0 {
+		t.Fatal("an older projection put after Passed is listed")
+	}
+	at := st
+	at.LastSeq += 2
+	x.Put(&at)
+	if listed() != 1 {
+		t.Fatal("the state at the commit passed is not listed")
+	}
+	seq, _ := x.InRankOrder(ctx, dispatch.DefaultAgingInterval)
+	n := 0
+	for range seq {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("the rank order lists %d entries, want 1", n)
+	}
+}

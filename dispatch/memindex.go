@@ -104,6 +104,21 @@ func (x *MemIndex) Rebuild(ctx context.Context, store *lifecycle.Store) error {
 	return nil
 }
 
+// Passed implements [OrderedIndex.Passed]: the instance's entry, if it
+// was derived from a state older than seq, is dropped, and seq counts as
+// the last sequence put (a later Put of an older projection changes
+// nothing, a Put of the state at seq or later restores what it derives).
+func (x *MemIndex) Passed(instance string, seq uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.seen[instance] >= seq {
+		return
+	}
+	x.seen[instance] = seq
+	delete(x.m, instance)
+	x.ranked.Delete(instance)
+}
+
 // Entries yields the entries in instance order.
 func (x *MemIndex) Entries(ctx context.Context) iter.Seq2[Entry, error] {
 	x.mu.Lock()

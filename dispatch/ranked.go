@@ -44,6 +44,14 @@ func (r *RankedSet) Delete(instance string) {
 	}
 }
 
+// Get returns the instance's entry, if any.
+func (r *RankedSet) Get(instance string) (Entry, bool) {
+	if e, ok := r.byID[instance]; ok {
+		return *e, true
+	}
+	return Entry{}, false
+}
+
 // Len returns the number of entries.
 func (r *RankedSet) Len() int { return len(r.byID) }
 

@@ -719,9 +719,18 @@ func (x *RunnableIndex) fire(ctx context.Context, store *lifecycle.Store, t disp
 type LiveIndex struct {
 	mu      sync.Mutex
 	entries *dispatch.RankedSet // for the default aging interval
-	ready   chan struct{}
-	w       natsjs.KeyWatcher
+	// passed holds, per instance, the sequence of a commit the process
+	// told of (Passed) that the watch has not delivered the state of
+	// yet: entries older than it are left out.
+	passed map[string]uint64
+	ready  chan struct{}
+	w      natsjs.KeyWatcher
 }
+
+// maxPassed bounds LiveIndex.passed (an indexer that is down delivers
+// nothing that clears it): past it, the marks start afresh (they only
+// save searches work).
+const maxPassed = 1 << 16
 
 // Live starts a [LiveIndex]; it is ready (holds the bucket's entries)
 // when Live returns. Stop it with [LiveIndex.Stop].
@@ -765,9 +774,14 @@ func (l *LiveIndex) follow() {
 			continue // not an instance's key
 		}
 		l.mu.Lock()
-		if put {
+		switch floor, marked := l.passed[id]; {
+		case put && marked && e.Seq < floor:
+			// Older than a commit this process made: stale.
+		case put:
+			delete(l.passed, id)
 			l.entries.Put(e)
-		} else {
+		default:
+			delete(l.passed, id)
 			l.entries.Delete(id)
 		}
 		l.mu.Unlock()
@@ -790,6 +804,25 @@ func (l *LiveIndex) InRankOrder(ctx context.Context, aging time.Duration) (iter.
 		return func(func(dispatch.Entry, error) bool) {}, false
 	}
 	return l.Entries(ctx), true
+}
+
+// Passed implements [dispatch.OrderedIndex.Passed]: the instance's entry,
+// if it was derived from a state older than seq, is dropped, and the
+// watch's older entries of the instance are ignored until it delivers the
+// state at seq or later (or the instance's removal).
+func (l *LiveIndex) Passed(instance string, seq uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.entries.Get(instance); ok && e.Seq >= seq {
+		return
+	}
+	if l.passed == nil || len(l.passed) >= maxPassed {
+		l.passed = make(map[string]uint64)
+	}
+	if l.passed[instance] < seq {
+		l.passed[instance] = seq
+	}
+	l.entries.Delete(instance)
 }
 
 // Len returns the number of entries.

@@ -823,3 +823,92 @@ func indexEnv(t *testing.T, leases bool) (*Log, *lifecycle.Store, *RunnableIndex
 	}
 	return s, store, s.RunnableIndex(), nc
 }
+
+// TestLiveIndexPassed: an entry older than a commit the process told the
+// live index of (Passed) is left out — the one it held, and one the
+// watch delivers late — until the watch delivers the state at that
+// commit or later; a newer entry is never dropped.
+func TestLiveIndexPassed(t *testing.T) {
+	_, store, x, _ := indexEnv(t, false)
+	ctx := t.Context()
+	for _, id := range []string{"p-old", "p-new", "p-late"} {
+		if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: id, DefinitionHash: workflow.DefinitionHashOf("x"),
+			FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := rebuiltLive(t, x, store)
+	entry := func(id string) (dispatch.Entry, bool) {
+		for e, err := range live.Entries(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Instance == id {
+				return e, true
+			}
+		}
+		return dispatch.Entry{}, false
+	}
+	// put stores an entry of id at seq in the bucket, as the indexer
+	// would, and waits until the watch has delivered it (a marker put
+	// after it has come).
+	marks := 0
+	put := func(id string, seq uint64) {
+		t.Helper()
+		e, _ := entry("p-new")
+		e.Instance, e.Seq = id, seq
+		if err := putOrRemove(ctx, x.b, id, e, true); err != nil {
+			t.Fatal(err)
+		}
+		marks++
+		mark := dispatch.Entry{Instance: fmt.Sprintf("mark-%d", marks), Seq: 1}
+		if err := putOrRemove(ctx, x.b, mark.Instance, mark, true); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, ok := entry(mark.Instance); ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the watch did not deliver a put")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	old, ok := entry("p-old")
+	if !ok {
+		t.Fatal("no entry for p-old")
+	}
+	live.Passed("p-old", old.Seq+10)
+	if _, ok := entry("p-old"); ok {
+		t.Error("an entry older than the commit passed is still listed")
+	}
+	put("p-old", old.Seq+5) // late, and older than the commit: left out
+	if e, ok := entry("p-old"); ok {
+		t.Errorf("a late entry at %d, older than the commit passed at %d, is listed", e.Seq, old.Seq+10)
+	}
+	put("p-old", old.Seq+10) // the state at the commit: listed again
+	if e, ok := entry("p-old"); !ok || e.Seq != old.Seq+10 {
+		t.Errorf("the entry at the commit passed: %+v %v", e, ok)
+	}
+	put("p-old", old.Seq+5) // the mark is gone: the index follows the bucket again
+	if e, ok := entry("p-old"); !ok || e.Seq != old.Seq+5 {
+		t.Errorf("after the state at the commit came, a put is listed as is: %+v %v", e, ok)
+	}
+
+	newer, _ := entry("p-new")
+	live.Passed("p-new", newer.Seq) // not older than its own state: kept
+	if _, ok := entry("p-new"); !ok {
+		t.Error("Passed dropped an entry as new as the commit")
+	}
+	late, _ := entry("p-late")
+	live.Passed("p-late", late.Seq+3)
+	if err := putOrRemove(ctx, x.b, "p-late", nil, false); err != nil { // the instance removed: the mark ends
+		t.Fatal(err)
+	}
+	put("p-late", late.Seq+1)
+	if _, ok := entry("p-late"); !ok {
+		t.Error("after the instance's removal, an older put is left out still")
+	}
+}

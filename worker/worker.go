@@ -323,11 +323,18 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 		snap.MarkTaskCompleted(t.Task, out, now)
 		p.advance(snap, c, i, out, now)
 	}
-	if _, err := p.Store.SaveSnapshot(lifecycle.WithActor(ctx, name), snap, rev, lifecycle.WithClaim(claim, true)); err != nil {
+	saved, err := p.Store.SaveSnapshot(lifecycle.WithActor(ctx, name), snap, rev, lifecycle.WithClaim(claim, true))
+	if err != nil {
 		if !errors.Is(err, lifecycle.ErrClaimLost) && !errors.Is(err, lifecycle.ErrStale) {
 			p.Logger.Warn("worker: save", "worker", name, "instance", t.Instance, "err", err)
 		}
 		_ = p.Store.ReleaseTaskClaim(ctx, t.Instance, t.Task, name)
+		return true
+	}
+	// The index's entry of the instance is older than this checkpoint:
+	// the pool's searches leave it out until the index has the new state.
+	if oi, ok := p.Index.(dispatch.OrderedIndex); ok {
+		oi.Passed(t.Instance, saved.Seq)
 	}
 	return true
 }
