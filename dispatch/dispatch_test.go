@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -621,9 +622,9 @@ func TestMemIndexPassed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listed := func() int {
+	count := func(entries iter.Seq2[dispatch.Entry, error]) int {
 		n := 0
-		for _, err := range x.Entries(ctx) {
+		for _, err := range entries {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -631,6 +632,7 @@ func TestMemIndexPassed(t *testing.T) {
 		}
 		return n
 	}
+	listed := func() int { return count(x.Entries(ctx)) }
 	x.Put(&st)
 	x.Passed("p", st.LastSeq) // as new as the entry: kept
 	if listed() != 1 {
@@ -650,12 +652,7 @@ func TestMemIndexPassed(t *testing.T) {
 	if listed() != 1 {
 		t.Fatal("the state at the commit passed is not listed")
 	}
-	seq, _ := x.InRankOrder(ctx, dispatch.DefaultAgingInterval)
-	n := 0
-	for range seq {
-		n++
-	}
-	if n != 1 {
-		t.Fatalf("the rank order lists %d entries, want 1", n)
+	if ranked, _ := x.InRankOrder(ctx, dispatch.DefaultAgingInterval); count(ranked) != 1 {
+		t.Fatal("the rank order does not list the entry the index lists")
 	}
 }
