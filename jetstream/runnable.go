@@ -315,6 +315,10 @@ func (x *RunnableIndex) indexFrom(ctx context.Context, id string, load func() (p
 	}
 }
 
+// maxIndexed bounds what an indexer remembers of the states it put (the
+// commits it may skip).
+const maxIndexed = 1 << 16
+
 // indexAttempts bounds [RunnableIndex.index]'s loop.
 const indexAttempts = 4
 
@@ -414,17 +418,34 @@ func (x *RunnableIndex) runPartition(ctx context.Context, store *lifecycle.Store
 	if err != nil {
 		return fmt.Errorf("jetstream: runnable indexer: consumer on %s: %w", p.name, err)
 	}
+	// indexed holds, per instance, the last sequence this indexer put the
+	// state of, checked current after the put: a commit delivered later
+	// with a sequence at most that (a backlog: the indexer was behind, or
+	// down) is in what was put already, and is acknowledged as it is.
+	// The callback runs one message at a time.
+	indexed := make(map[string]uint64)
 	cc, err := cons.Consume(func(m natsjs.Msg) {
 		id, err := x.s.instanceFromPartition(p, m.Subject())
 		if err != nil {
 			_ = m.Ack() // not an instance's message
 			return
 		}
-		if _, err := x.indexDelivered(ctx, store, id, m, !opts.NoHints); err != nil {
+		if md, err := m.Metadata(); err == nil {
+			if seq, ok := indexed[id]; ok && md.Sequence.Stream <= seq {
+				_ = m.Ack()
+				return
+			}
+		}
+		st, err := x.indexDelivered(ctx, store, id, m, !opts.NoHints)
+		if err != nil {
 			x.s.log.Warn("jetstream: runnable indexer: update failed, delivered again", slog.String("instance", id), slog.Any(logKeyErr, err))
 			_ = m.NakWithDelay(time.Second)
 			return
 		}
+		if len(indexed) >= maxIndexed {
+			clear(indexed) // it only saves work
+		}
+		indexed[id] = st.LastSeq
 		_ = m.Ack()
 	}, natsjs.PullPriorityGroup(indexerGroup))
 	if err != nil {

@@ -912,3 +912,49 @@ func TestLiveIndexPassed(t *testing.T) {
 		t.Error("after the instance's removal, an older put is left out still")
 	}
 }
+
+// TestIndexerSkipsBacklog: an indexer behind the log puts an instance's
+// current state once, and acknowledges the instance's older commits it
+// is delivered after that without writing again: each of them is in the
+// state it put.
+func TestIndexerSkipsBacklog(t *testing.T) {
+	s, store, x, _ := indexEnv(t, false)
+	ctx := t.Context()
+	if _, err := store.PrepareRun(ctx, lifecycle.PrepareRunRequest{InstanceID: "backlog", DefinitionHash: workflow.DefinitionHashOf("x"),
+		FirstTask: workflow.TaskHint{ID: workflow.NewTaskID("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	const commits = 20
+	for i := range commits {
+		if err := store.StoreSignal(ctx, "backlog", workflow.Pause, workflow.SignalRequest{Reason: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := x.b.get(ctx, true); err != nil { // the bucket, before the indexer writes
+		t.Fatal(err)
+	}
+	go func() { _ = x.Run(ctx, store, IndexerOptions{}) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := s.js.Consumer(ctx, s.Streams()[0], "runlog-indexer")
+		if err == nil {
+			if i := c.CachedInfo(); i.NumPending == 0 && i.NumAckPending == 0 && i.AckFloor.Stream > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the indexer did not catch up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	info, err := s.js.Stream(ctx, "KV_"+x.b.cfg.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writes := info.CachedInfo().State.LastSeq; writes > 2 {
+		t.Errorf("the indexer wrote the bucket %d times for %d commits of one instance it was behind on, want the current state once", writes, commits+1)
+	}
+	if got := indexEntries(t, x); len(got) != 0 {
+		t.Errorf("a paused instance is indexed: %v", names(got))
+	}
+}
