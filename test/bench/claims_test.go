@@ -168,6 +168,50 @@ func BenchmarkRawLeasedTask(b *testing.B) {
 	cpu.report(b)
 }
 
+// BenchmarkRawClaimedTask is the floor of the design BenchmarkClaimedTask
+// runs (claims and releases are commits in the instance's history, the
+// lease's liveness a KV key with a TTL), done by hand on raw JetStream:
+// BenchmarkRawLeasedTask plus the claim's own commit — a CAS publish of
+// the template's bytes before the renewal — with the lease's delete sent
+// and not waited for, as runlog sends it. Five publishes for the server,
+// four waited for; against BenchmarkRawLeasedTask it shows what the
+// claim's commit costs before any of runlog's own work.
+func BenchmarkRawClaimedTask(b *testing.B) {
+	e := newEnv(b, syncDefault)
+	t := e.template(b)
+	kv := rawLease(b, e)
+	ctx := context.Background()
+	g := ids{prefix: "rawclaim-"}
+	cpu := startCPU()
+	for b.Loop() {
+		id := g.next()
+		key := jetstream.EncodeID(id) + "." + taskID(0).String()
+		rev, err := kv.Create(ctx, key, []byte("worker-1"), natsjs.KeyTTL(claimTTL))
+		if err != nil {
+			b.Fatal(err)
+		}
+		subj := e.log.SubjectFor(id)
+		claimed, err := e.publishCAS(ctx, t, subj)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rev, err = rawRenew(ctx, e, key, rev); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.publishCASAfter(ctx, t, subj, claimed); err != nil {
+			b.Fatal(err)
+		}
+		del := nats.NewMsg("$KV.RAW_LEASES." + key)
+		del.Header.Set("KV-Operation", "DEL")
+		del.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+		if _, err := e.js.PublishMsgAsync(del); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-e.js.PublishAsyncComplete()
+	cpu.report(b)
+}
+
 // BenchmarkClaimExtend is one heartbeat (ExtendTaskClaim); its floor is
 // BenchmarkRawKVUpdate.
 func BenchmarkClaimExtend(b *testing.B) {

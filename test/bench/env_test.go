@@ -227,11 +227,17 @@ func (e *env) template(tb testing.TB) rawTemplate {
 // publishCAS publishes t on subj, expecting the subject to be empty, with
 // a fresh Msg-Id: the floor of runlog's fresh create.
 func (e *env) publishCAS(ctx context.Context, t rawTemplate, subj string) (uint64, error) {
+	return e.publishCASAfter(ctx, t, subj, 0)
+}
+
+// publishCASAfter is publishCAS expecting the subject's last sequence to
+// be last.
+func (e *env) publishCASAfter(ctx context.Context, t rawTemplate, subj string, last uint64) (uint64, error) {
 	m := &nats.Msg{Subject: subj, Header: make(nats.Header, len(t.header)+2), Data: t.data}
 	for k, v := range t.header {
 		m.Header[k] = v
 	}
-	ack, err := e.js.PublishMsg(ctx, m, natsjs.WithMsgID(ulid.Make().String()), natsjs.WithExpectLastSequencePerSubject(0))
+	ack, err := e.js.PublishMsg(ctx, m, natsjs.WithMsgID(ulid.Make().String()), natsjs.WithExpectLastSequencePerSubject(last))
 	if err != nil {
 		return 0, err
 	}
