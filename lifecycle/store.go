@@ -215,7 +215,7 @@ func (s *Store) LoadWith(ctx context.Context, id string, m events.Message) (proj
 	st := &e.st
 	current := st.Commits > 0 && st.LastSeq >= m.Seq
 	if !current && st.Commits > 0 && m.AfterKnown && m.AfterSeq == st.LastSeq {
-		if _, err := st.ApplyMessage(m); err != nil {
+		if step := st.Step(m, projection.StepOptions{Discard: true}); step.Err != nil {
 			*st = projection.New(id) // read afresh below
 		} else {
 			s.maybeCheckpoint(ctx, e)
@@ -618,7 +618,7 @@ func (s *Store) appendCommit(ctx context.Context, st *projection.State, c *event
 	// The commit was built here, from payloads that own their bytes (the
 	// deciders copy what they take from callers), so it folds as is.
 	rec := events.Record{Seq: seq, Stored: c.Time, Hash: workflow.Sha256(msg.Data), Size: len(msg.Data), Commit: *c}
-	if err := st.Apply(rec); err != nil {
+	if err := st.ApplyOrDiscard(rec); err != nil {
 		// The log holds the commit but the projection refuses it: only a
 		// bug can do that. Start the projection afresh next time.
 		*st = projection.New(st.Instance)

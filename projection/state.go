@@ -219,10 +219,12 @@ func (e *HistoryError) Is(target error) bool { return target == ErrInvalidHistor
 // itself (an audit that reports a broken link once and folds on from the
 // commit that broke it): rec is folded as if it linked to s's head. On
 // error s is unchanged, its head included.
-func (s *State) ApplyUnlinked(rec events.Record) error {
+func (s *State) ApplyUnlinked(rec events.Record) error { return s.applyUnlinked(rec, true) }
+
+func (s *State) applyUnlinked(rec events.Record, atomic bool) error {
 	head := s.Head
 	s.Head = rec.Commit.Prev
-	if err := s.Apply(rec); err != nil {
+	if err := s.apply(rec, atomic); err != nil {
 		s.Head = head
 		return err
 	}
@@ -233,7 +235,21 @@ func (s *State) ApplyUnlinked(rec events.Record) error {
 // the sequence increases, the commit names this instance, its Prev is the
 // hash of the previous commit, and each event is allowed where it finds the
 // state. On error s is left unchanged.
-func (s *State) Apply(rec events.Record) error {
+func (s *State) Apply(rec events.Record) error { return s.apply(rec, true) }
+
+// ApplyOrDiscard is [State.Apply] for a caller that throws s away when the
+// commit is refused: a store folding the commit it has just appended
+// (which only a bug can refuse; the store then reads the instance
+// afresh). A commit of several events is folded in place, without the
+// copy of every map of the state that keeps s unchanged on error (a few
+// microseconds for a checkpoint that also releases a claim), so on error
+// s is partly folded and must not be used again. A state it folds equals
+// the one Apply folds.
+func (s *State) ApplyOrDiscard(rec events.Record) error { return s.apply(rec, false) }
+
+// apply is Apply; atomic false folds a commit of several events in place
+// (ApplyOrDiscard).
+func (s *State) apply(rec events.Record, atomic bool) error {
 	c := &rec.Commit
 	instance := s.Instance
 	if instance == "" {
@@ -260,10 +276,11 @@ func (s *State) Apply(rec events.Record) error {
 		return fail(-1, "commit has no events")
 	}
 	// A multi-event commit works on a copy so that a failure half-way
-	// leaves s unchanged. A single event is applied in place: every rule
-	// checks before it mutates.
+	// leaves s unchanged, unless the caller discards s on failure. A
+	// single event is applied in place: every rule checks before it
+	// mutates.
 	next := *s
-	if len(c.Events) > 1 {
+	if atomic && len(c.Events) > 1 {
 		next = s.structural()
 	}
 	next.Instance = instance
@@ -595,6 +612,11 @@ type StepOptions struct {
 	// judges the hash chain (an audit reports a broken link once, as a
 	// chain problem, and folds on from the commit that broke it).
 	Unlinked bool
+	// Discard folds the commit as [State.ApplyOrDiscard] does, for a
+	// caller that throws the state away when the step fails: after a
+	// refused commit s is partly folded (a message that does not decode
+	// still leaves it unchanged).
+	Discard bool
 }
 
 // Step decodes m as a commit of s's instance and folds it into s: the one
@@ -628,9 +650,9 @@ func (s *State) applyMessage(m events.Message, u Until, o StepOptions) (rec even
 		return rec, true, nil
 	}
 	if o.Unlinked {
-		return rec, false, s.ApplyUnlinked(rec)
+		return rec, false, s.applyUnlinked(rec, !o.Discard)
 	}
-	return rec, false, s.Apply(rec)
+	return rec, false, s.apply(rec, !o.Discard)
 }
 
 // Step is one message of an instance's history as the fold met it.
