@@ -32,19 +32,42 @@ func (e *HashError) Is(target error) bool { return target == ErrInvalidHash }
 func Sha256(data []byte) Hash32 { return Hash32(sha256.Sum256(data)) }
 
 // ParseHash32 parses 64 hexadecimal characters in either case.
-func ParseHash32(s string) (Hash32, error) {
+func ParseHash32(s string) (Hash32, error) { return parseHash32(s) }
+
+// hexValue maps an ASCII hexadecimal digit, in either case, to its
+// value, and every other byte to 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+		t[c-'a'+'A'] = c - 'a' + 10
+	}
+	return t
+}()
+
+// parseHash32 is ParseHash32 of a string or of bytes, in one pass and
+// without allocating unless it fails (the decoders call it for every
+// hash they read).
+func parseHash32[T string | []byte](s T) (Hash32, error) {
 	var h Hash32
 	if len(s) != 64 {
-		return h, &HashError{Input: s, Reason: fmt.Sprintf("wrong length %d", len(s))}
+		return h, &HashError{Input: string(s), Reason: fmt.Sprintf("wrong length %d", len(s))}
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return h, &HashError{Input: s, Reason: fmt.Sprintf("invalid character %q at offset %d", rune(c), i)}
+	for i := range h {
+		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
+		if hi > 15 || lo > 15 {
+			at := 2 * i
+			if hi <= 15 {
+				at++
+			}
+			return Hash32{}, &HashError{Input: string(s), Reason: fmt.Sprintf("invalid character %q at offset %d", rune(s[at]), at)}
 		}
-	}
-	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
-		return h, &HashError{Input: s, Reason: err.Error()}
+		h[i] = hi<<4 | lo
 	}
 	return h, nil
 }
@@ -60,7 +83,7 @@ func (h Hash32) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 
 // UnmarshalText implements [encoding.TextUnmarshaler].
 func (h *Hash32) UnmarshalText(b []byte) error {
-	v, err := ParseHash32(string(b))
+	v, err := parseHash32(b)
 	if err != nil {
 		return err
 	}
