@@ -181,7 +181,7 @@ func checkHeaders(m events.Message, rec events.Record) string {
 			return
 		}
 		if len(vs) != 1 || vs[0] != string(want) {
-			bad = append(bad, fmt.Sprintf("%s is %q, the payload says %q", name, strings.Join(vs, ","), want))
+			bad = append(bad, fmt.Sprintf("%s is %q, the payload says %q", name, strings.Join(vs, ","), string(want)))
 		}
 	}
 	var buf [128]byte
