@@ -260,7 +260,7 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 		return fail(-1, "", "commit %s has no events", w.ID)
 	case w.Time.IsZero():
 		return fail(-1, "", "missing commit time")
-	case m.MsgID != "" && m.MsgID != w.ID.String():
+	case m.MsgID != "" && !idIs(m.MsgID, w.ID):
 		return fail(-1, "", "Nats-Msg-Id %q does not match commit id %s", m.MsgID, w.ID)
 	}
 	rec := Record{Seq: m.Seq, Stored: m.Time, Size: len(m.Data)}
@@ -271,9 +271,9 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 	}
 	c := &rec.Commit
 	c.ID, c.Instance, c.Time, c.Command, c.Actor = w.ID, w.Instance, w.Time, w.Command, w.Actor
-	if w.Prev != "" {
-		p, err := workflow.ParseHash32(w.Prev)
-		if err != nil {
+	if len(w.Prev) > 0 {
+		var p workflow.Hash32
+		if err := p.UnmarshalText(w.Prev); err != nil {
 			return fail(-1, "", "prev: %v", err)
 		}
 		if p.IsZero() {
@@ -295,6 +295,13 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 		c.Events[i] = Event{ID: we.ID, Type: we.Type, Run: we.Run, Data: we.Data, Instance: w.Instance, Time: w.Time, Schema: w.V}
 	}
 	return rec, nil
+}
+
+// idIs reports whether s is id's text form, without making it a string.
+func idIs(s string, id ulid.ULID) bool {
+	var t [ulid.EncodedSize]byte
+	_ = id.MarshalTextTo(t[:]) // fails only on a short buffer
+	return s == string(t[:])
 }
 
 // IDSource makes ULIDs from a clock and an entropy source. It is safe for

@@ -16,7 +16,7 @@ type parsed struct {
 	Time     time.Time
 	Command  string
 	Actor    string
-	Prev     string
+	Prev     []byte // the message's own bytes, parsed at once
 	Events   []parsedEvent
 }
 
@@ -55,7 +55,7 @@ func parseCommit(data []byte) (*parsed, error) {
 		case "actor":
 			w.Actor, err = l.str()
 		case "prev":
-			w.Prev, err = l.str()
+			w.Prev, err = l.strBytes()
 		case "events":
 			w.Events = w.Events[:0]
 			err = l.array(func() error {

@@ -158,6 +158,25 @@ func (l *lexer) str() (string, error) {
 	return s, nil
 }
 
+// strBytes is str for a value parsed right away (a hash): the bytes
+// between the quotes, not copied, when they need no unescaping.
+func (l *lexer) strBytes() ([]byte, error) {
+	if l.null() {
+		return nil, nil
+	}
+	l.ws()
+	start := l.pos
+	raw, plain, err := l.rawString()
+	if err != nil || plain || !hasBackslash(raw) && utf8.Valid(raw) {
+		return raw, err
+	}
+	var s string
+	if err := json.Unmarshal(l.data[start:l.pos], &s); err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
+
 func hasBackslash(b []byte) bool {
 	for _, c := range b {
 		if c == '\\' {
