@@ -232,6 +232,9 @@ func decode(m Message, instance string, hash *workflow.Hash32) (Record, error) {
 		return Record{}, &DecodeError{Seq: m.Seq, Event: idx, Type: t, Err: fmt.Errorf(format, args...)}
 	}
 	w, err := parseCommit(m.Data)
+	if err == nil {
+		defer putParsed(w)
+	}
 	if err != nil {
 		// A newer schema may add fields this reader refuses: say so
 		// rather than call the commit malformed.

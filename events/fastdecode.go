@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -31,9 +32,13 @@ type parsedEvent struct {
 // parseCommit reads a commit payload with the lexer. A malformed envelope
 // is an error; a malformed event payload is recorded on its event (so the
 // error can name the event).
+//
+// The commit comes from a pool: the caller gives it back with putParsed
+// once it has taken what it keeps (strings and payloads are its own;
+// nothing may point into the parsed struct itself).
 func parseCommit(data []byte) (*parsed, error) {
 	l := &lexer{data: data}
-	w := &parsed{}
+	w := parsedPool.Get().(*parsed)
 	err := l.object(func(k []byte) error {
 		var err error
 		switch string(k) {
@@ -69,12 +74,29 @@ func parseCommit(data []byte) (*parsed, error) {
 		return err
 	})
 	if err != nil {
+		putParsed(w)
 		return nil, err
 	}
 	if err := l.end(); err != nil {
+		putParsed(w)
 		return nil, err
 	}
 	return w, nil
+}
+
+// parsedPool holds parsed commits for reuse: every message read is
+// parsed into one, for a moment.
+var parsedPool = sync.Pool{New: func() any { return new(parsed) }}
+
+// putParsed clears w, so that the pool keeps nothing alive, and gives it
+// back.
+func putParsed(w *parsed) {
+	if cap(w.Events) > 16 {
+		w.Events = nil // a rare long commit: not kept
+	}
+	clear(w.Events[:cap(w.Events)])
+	*w = parsed{Events: w.Events[:0]}
+	parsedPool.Put(w)
 }
 
 func parseEvent(l *lexer) (parsedEvent, error) {
