@@ -240,8 +240,10 @@ type idSet struct {
 	events  map[uint64]uint64
 }
 
-func newIDSet() idSet {
-	return idSet{commits: make(map[uint64]uint64), events: make(map[uint64]uint64)}
+// newIDSet returns a set sized for the ids of n messages of one event
+// each.
+func newIDSet(n int) idSet {
+	return idSet{commits: make(map[uint64]uint64, n), events: make(map[uint64]uint64, n)}
 }
 
 // idKey is the key of an id in an idSet: the last 64 of the ULID's 80

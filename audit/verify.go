@@ -214,7 +214,7 @@ func verifyInstances(ctx context.Context, src Source, opts VerifyOptions, anchor
 		if _, ok := anchors[id]; ok {
 			anchorSeen[id] = true
 		}
-		v := newInstVerifier(id, anchors[id])
+		v := newInstVerifier(id, anchors[id], 0)
 		if err := v.loadCheckpoint(ctx, opts.Checkpoints); err != nil {
 			return err
 		}
@@ -324,7 +324,7 @@ func verifyScan(ctx context.Context, sc Scanner, opts VerifyOptions, anchors map
 				// counting): the finished report may be wrong.
 				return errRescan
 			}
-			v = newInstVerifier(m.Instance, anchors[m.Instance])
+			v = newInstVerifier(m.Instance, anchors[m.Instance], counts[m.Instance])
 			if err := v.loadCheckpoint(ctx, opts.Checkpoints); err != nil {
 				return err
 			}
@@ -423,10 +423,18 @@ type badLink struct {
 	before uint64          // sequence of the message read just before it; 0 for none
 }
 
-func newInstVerifier(id string, anchors []Head) *instVerifier {
-	return &instVerifier{id: id, fold: newFolder(id), ids: newIDSet(), runs: make(map[ulid.ULID]uint64),
-		hashes: make(map[uint64]uint64), window: []workflow.Hash32{{}}, anchors: anchors, anchored: make([]bool, len(anchors))}
+// newInstVerifier returns the verifier of instance id; messages, when
+// known, is how many the instance has (its sets are sized for them once,
+// instead of growing as they are read).
+func newInstVerifier(id string, anchors []Head, messages uint64) *instVerifier {
+	n := int(min(messages, maxPresized))
+	return &instVerifier{id: id, fold: newFolder(id), ids: newIDSet(n), runs: make(map[ulid.ULID]uint64),
+		hashes: make(map[uint64]uint64, n), window: []workflow.Hash32{{}}, anchors: anchors, anchored: make([]bool, len(anchors))}
 }
+
+// maxPresized bounds the messages an instance's sets are sized for up
+// front (a count is only a hint: messages deleted since are not read).
+const maxPresized = 1 << 20
 
 // hashKey is the key of a message hash in instVerifier.hashes: its first
 // 64 bits. Two different messages of one instance share a key with a
