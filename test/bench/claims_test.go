@@ -141,7 +141,21 @@ func rawRenew(ctx context.Context, e *env, key string, rev uint64) (uint64, erro
 // JetStream: a KV create of the lease key with a TTL, a renewal (a
 // publish with a new TTL, checked against the key's revision), a CAS
 // publish of the checkpoint's bytes, and a KV delete.
-func BenchmarkRawLeasedTask(b *testing.B) {
+func BenchmarkRawLeasedTask(b *testing.B) { benchRawTask(b, false) }
+
+// BenchmarkRawClaimedTask is the floor of the design BenchmarkClaimedTask
+// runs (claims and releases are commits in the instance's history, the
+// lease's liveness a KV key with a TTL), done by hand on raw JetStream:
+// BenchmarkRawLeasedTask plus the claim's own commit — a CAS publish of
+// the template's bytes before the renewal — with the lease's delete sent
+// and not waited for, as runlog sends it. Five publishes for the server,
+// four waited for; against BenchmarkRawLeasedTask it shows what the
+// claim's commit costs before any of runlog's own work.
+func BenchmarkRawClaimedTask(b *testing.B) { benchRawTask(b, true) }
+
+// benchRawTask is BenchmarkRawLeasedTask, or with claimed
+// BenchmarkRawClaimedTask.
+func benchRawTask(b *testing.B, claimed bool) {
 	e := newEnv(b, syncDefault)
 	t := e.template(b)
 	kv := rawLease(b, e)
@@ -155,51 +169,24 @@ func BenchmarkRawLeasedTask(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rev, err = rawRenew(ctx, e, key, rev); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := e.publishCAS(ctx, t, e.log.SubjectFor(id)); err != nil {
-			b.Fatal(err)
-		}
-		if err := kv.Delete(ctx, key, natsjs.LastRevision(rev)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.report(b)
-}
-
-// BenchmarkRawClaimedTask is the floor of the design BenchmarkClaimedTask
-// runs (claims and releases are commits in the instance's history, the
-// lease's liveness a KV key with a TTL), done by hand on raw JetStream:
-// BenchmarkRawLeasedTask plus the claim's own commit — a CAS publish of
-// the template's bytes before the renewal — with the lease's delete sent
-// and not waited for, as runlog sends it. Five publishes for the server,
-// four waited for; against BenchmarkRawLeasedTask it shows what the
-// claim's commit costs before any of runlog's own work.
-func BenchmarkRawClaimedTask(b *testing.B) {
-	e := newEnv(b, syncDefault)
-	t := e.template(b)
-	kv := rawLease(b, e)
-	ctx := context.Background()
-	g := ids{prefix: "rawclaim-"}
-	cpu := startCPU()
-	for b.Loop() {
-		id := g.next()
-		key := jetstream.EncodeID(id) + "." + taskID(0).String()
-		rev, err := kv.Create(ctx, key, []byte("worker-1"), natsjs.KeyTTL(claimTTL))
-		if err != nil {
-			b.Fatal(err)
-		}
 		subj := e.log.SubjectFor(id)
-		claimed, err := e.publishCAS(ctx, t, subj)
-		if err != nil {
-			b.Fatal(err)
+		var claim uint64 // the claim's commit
+		if claimed {
+			if claim, err = e.publishCAS(ctx, t, subj); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if rev, err = rawRenew(ctx, e, key, rev); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.publishCASAfter(ctx, t, subj, claimed); err != nil {
+		if _, err := e.publishCASAfter(ctx, t, subj, claim); err != nil {
 			b.Fatal(err)
+		}
+		if !claimed {
+			if err := kv.Delete(ctx, key, natsjs.LastRevision(rev)); err != nil {
+				b.Fatal(err)
+			}
+			continue
 		}
 		del := nats.NewMsg("$KV.RAW_LEASES." + key)
 		del.Header.Set("KV-Operation", "DEL")
