@@ -830,7 +830,10 @@ func (l *LiveIndex) InRankOrder(ctx context.Context, aging time.Duration) (iter.
 // Passed implements [dispatch.OrderedIndex.Passed]: the instance's entry,
 // if it was derived from a state older than seq, is dropped, and the
 // watch's older entries of the instance are ignored until it delivers the
-// state at seq or later (or the instance's removal).
+// state at seq or later (or the instance's removal; a KV watch delivers
+// each key's last value, so a removal replaced before it was read is not
+// seen, and the mark stays: harmless, since every later state of the
+// instance is at seq or after).
 func (l *LiveIndex) Passed(instance string, seq uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
