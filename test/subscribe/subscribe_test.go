@@ -370,7 +370,12 @@ func TestSharedSubscription(t *testing.T) {
 	url, js, st := writerStore(t)
 	ctx := t.Context()
 	a, b := startChild(t, url), startChild(t, url)
-	for round := range 12 {
+	// Twelve rounds of writes, and more (for a minute at most) until both
+	// processes have handled some: a partition changes hands at the
+	// subscription's next look at its consumers (every PinnedTTL), which
+	// on a loaded machine can come after the twelfth round.
+	start := time.Now()
+	for round := 0; round < 12 || (a.handled() == 0 || b.handled() == 0) && time.Since(start) < time.Minute; round++ {
 		if err := write(ctx, st, fmt.Sprint("r", round), 20, 200); err != nil {
 			t.Fatal(err)
 		}
