@@ -297,7 +297,10 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 	// projection read just now with none (dispatch.Of leaves such runs
 	// out), and the durable timers apply one (CheckControlSignals) once
 	// no live claim holds the task.
-	claim, err := p.Store.ClaimTask(lifecycle.WithActor(ctx, name), t.Instance, t.Task, name, p.TTL)
+	// Every commit the worker makes names it as the actor: the claim,
+	// the checkpoint and a release.
+	actx := lifecycle.WithActor(ctx, name)
+	claim, err := p.Store.ClaimTask(actx, t.Instance, t.Task, name, p.TTL)
 	if err != nil {
 		return false
 	}
@@ -323,12 +326,12 @@ func (p *Pool) runOne(ctx context.Context, name string, t dispatch.AvailableTask
 		snap.MarkTaskCompleted(t.Task, out, now)
 		p.advance(snap, c, i, out, now)
 	}
-	saved, err := p.Store.SaveSnapshot(lifecycle.WithActor(ctx, name), snap, rev, lifecycle.WithClaim(claim, true))
+	saved, err := p.Store.SaveSnapshot(actx, snap, rev, lifecycle.WithClaim(claim, true))
 	if err != nil {
 		if !errors.Is(err, lifecycle.ErrClaimLost) && !errors.Is(err, lifecycle.ErrStale) {
 			p.Logger.Warn("worker: save", "worker", name, "instance", t.Instance, "err", err)
 		}
-		_ = p.Store.ReleaseTaskClaim(ctx, t.Instance, t.Task, name)
+		_ = p.Store.ReleaseTaskClaim(actx, t.Instance, t.Task, name)
 		return true
 	}
 	// The index's entry of the instance is older than this checkpoint:

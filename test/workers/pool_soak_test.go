@@ -398,6 +398,12 @@ func poolSoak(t *testing.T, workflows int, killEvery time.Duration, maxKills int
 				switch d := ev.Data.(type) {
 				case *events.SnapshotCreatedData, *events.EventConsumedData:
 					moved = true
+				case *events.TaskClaimReleasedData:
+					// A pool's own releases and releasing checkpoints name
+					// the worker that made them.
+					if rec.Commit.Actor != d.Worker {
+						t.Errorf("%s: %s's claim of %q released by the commit %s with actor %q", id, d.TaskID, d.Worker, rec.Commit.Command, rec.Commit.Actor)
+					}
 				case *events.TaskClaimedData:
 					holder[d.TaskID] = d.Worker
 					if d.TakenOver == nil {
