@@ -135,31 +135,16 @@ func plainWord(w uint64) bool {
 
 // str returns the next string, unescaped; null gives "".
 func (l *lexer) str() (string, error) {
-	if l.null() {
-		return "", nil
-	}
-	l.ws()
-	start := l.pos
-	raw, plain, err := l.rawString()
+	b, err := l.strBytes()
 	if err != nil {
 		return "", err
 	}
-	if plain {
-		return string(raw), nil
-	}
-	if !hasBackslash(raw) && utf8.Valid(raw) {
-		return string(raw), nil
-	}
-	// Escapes or invalid UTF-8: encoding/json's rules, exactly.
-	var s string
-	if err := json.Unmarshal(l.data[start:l.pos], &s); err != nil {
-		return "", err
-	}
-	return s, nil
+	return string(b), nil
 }
 
-// strBytes is str for a value parsed right away (a hash): the bytes
-// between the quotes, not copied, when they need no unescaping.
+// strBytes is str without the copy into a string, for a value parsed
+// right away (a hash): the bytes between the quotes, not copied, when they
+// need no unescaping; null gives nil.
 func (l *lexer) strBytes() ([]byte, error) {
 	if l.null() {
 		return nil, nil
@@ -167,9 +152,13 @@ func (l *lexer) strBytes() ([]byte, error) {
 	l.ws()
 	start := l.pos
 	raw, plain, err := l.rawString()
-	if err != nil || plain || !hasBackslash(raw) && utf8.Valid(raw) {
-		return raw, err
+	if err != nil {
+		return nil, err
 	}
+	if plain || !hasBackslash(raw) && utf8.Valid(raw) {
+		return raw, nil
+	}
+	// Escapes or invalid UTF-8: encoding/json's rules, exactly.
 	var s string
 	if err := json.Unmarshal(l.data[start:l.pos], &s); err != nil {
 		return nil, err
